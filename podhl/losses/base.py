@@ -1,0 +1,75 @@
+"""The criterion protocol every loss implements (README: "Adding a loss").
+
+A criterion is an ``nn.Module`` built from ``configs/loss/<name>.yaml`` with ``num_classes`` and
+``feat_dim`` supplied by the trainer. It owns whatever classifies: a linear W, a normalized W, a
+frozen PEDCC buffer, centers... The trainer knows nothing else about it.
+
+* ``forward(features, labels, step=0) -> dict``: ``"loss"`` is back-propagated, every other entry
+  is a named term logged as ``train/<name>``. Must not change state (it also runs on test data).
+* ``logits(features) -> (B, num_classes)``: scores whose argmax is the prediction.
+* Hooks, all no-ops by default, so stateful losses need no trainer change:
+  ``on_epoch_start(epoch)`` (1-based), ``after_optimizer_step(features, labels, step)`` (under
+  ``torch.no_grad``, detached fp32 features of the batch just stepped),
+  ``on_epoch_end(epoch, stats)`` (``stats["mean_feature_norm"]`` etc., gathered over the epoch),
+  ``feature_pass(batches)`` when ``needs_feature_pass`` (an iterator of (features, labels) over the
+  whole training set, run by the trainer at each epoch end before ``on_epoch_end``).
+* Optimizer wiring: ``param_groups()`` lists the loss's own trainable parameters as optimizer
+  groups; a group may override ``lr``/``weight_decay``/``momentum`` (e.g. ``weight_decay=0``).
+  Buffers (frozen PEDCC, EWMA centers) never reach the optimizer.
+* ``steps_per_batch`` > 1: the trainer runs that many forward/backward/step rounds per batch,
+  passing ``step`` = 0, 1, ...; ``separate_step_optimizers`` gives each round its own optimizer
+  state (COT alternates cross-entropy and complement-entropy steps).
+* ``epoch_metrics()``: scalars logged once per epoch (e.g. δ and M of NaC).
+* State that must survive resume lives in buffers/parameters, so ``state_dict`` carries it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+
+class Criterion(nn.Module):
+    steps_per_batch: int = 1
+    separate_step_optimizers: bool = False
+    needs_feature_pass: bool = False
+
+    def __init__(self, num_classes: int, feat_dim: int) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be ≥ 2, got {num_classes}")
+        if feat_dim < 1:
+            raise ValueError(f"feat_dim must be ≥ 1, got {feat_dim}")
+        self.num_classes = int(num_classes)
+        self.feat_dim = int(feat_dim)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params}] if params else []
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before epoch ``epoch`` (1-based) trains."""
+
+    def after_optimizer_step(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> None:
+        """Called under ``torch.no_grad()`` after each optimizer step with that batch's features."""
+
+    def feature_pass(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Consume (features, labels) over the whole training set (only if ``needs_feature_pass``)."""
+
+    def on_epoch_end(self, epoch: int, stats: dict[str, float]) -> None:
+        """Called after epoch ``epoch`` trained, with statistics gathered over it."""
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return {}
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, feat_dim={self.feat_dim}"
+

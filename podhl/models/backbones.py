@@ -1,0 +1,95 @@
+"""Backbones by name: timm models returning pooled features, with the papers' small-image stems.
+
+``stem``:
+* ``imagenet``: unchanged (ImageNet, 224 px).
+* ``small``: first conv 3×3 stride 1 and no max-pool (CIFAR, 32 px; POD §4, HL §IV-A).
+* ``small_maxpool``: first conv 3×3 stride 1, max-pool kept (Tiny ImageNet, 64 px; POD §4).
+Transformers (ViT, Swin) take ``img_size`` instead; a stem choice does not apply to them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from podhl.errors import ConfigError
+from podhl.models.small_cnn import SmallCNN
+
+STEMS = ("imagenet", "small", "small_maxpool")
+
+
+def _small_conv(old: nn.Conv2d) -> nn.Conv2d:
+    return nn.Conv2d(old.in_channels, old.out_channels, 3, stride=1, padding=1, bias=old.bias is not None)
+
+
+def adapt_stem(model: nn.Module, stem: str) -> nn.Module:
+    """Replace a timm CNN's stem in place for small images (see module docstring)."""
+    if stem == "imagenet":
+        return model
+    keep_pool = stem == "small_maxpool"
+    if hasattr(model, "conv1") and hasattr(model, "maxpool"):  # ResNet family
+        model.conv1 = _small_conv(model.conv1)
+        model.maxpool = model.maxpool if keep_pool else nn.Identity()
+    elif hasattr(model, "features") and hasattr(model.features, "conv0"):  # DenseNet
+        model.features.conv0 = _small_conv(model.features.conv0)
+        model.features.pool0 = model.features.pool0 if keep_pool else nn.Identity()
+    elif hasattr(model, "conv_stem"):  # MobileNetV2 / EfficientNet (3×3 stem, no max-pool)
+        model.conv_stem = _small_conv(model.conv_stem)
+    else:
+        raise ConfigError(f"don't know how to adapt the stem of {type(model).__name__} to '{stem}'")
+    return model
+
+
+def load_weights(model: nn.Module, path: str) -> None:
+    """Load a local weights file (``.pt``/``.pth``/``.safetensors``; a raw or wrapped state dict)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"backbone.weights: no file at {file.resolve()}")
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(file))
+    else:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "backbone"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ConfigError(f"backbone.weights: no tensor in {file} matches the backbone's parameter names/shapes")
+    model.load_state_dict(usable, strict=False)
+    missing = sorted(set(own) - set(usable))
+    if missing:
+        print(f"[podhl] weights {file.name}: {len(usable)} tensors loaded, {len(missing)} kept at init (e.g. {missing[:3]})")
+
+
+def create_backbone(
+    name: str,
+    in_chans: int = 3,
+    stem: str = "imagenet",
+    pretrained: bool = False,
+    weights: str | None = None,
+    img_size: int | None = None,
+    **kwargs,
+) -> nn.Module:
+    """A module mapping images to pooled features, with ``.num_features`` set."""
+    if stem not in STEMS:
+        raise ConfigError(f"stem must be one of {STEMS}, got '{stem}'")
+    if name == "small_cnn":
+        return SmallCNN(in_chans=in_chans, **kwargs)
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    try:
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs)
+    except RuntimeError as err:
+        raise ConfigError(f"timm could not create '{name}': {err}") from err
+    if img_size is None:
+        adapt_stem(model, stem)
+    if weights:
+        load_weights(model, weights)
+    return model

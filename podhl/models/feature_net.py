@@ -1,0 +1,50 @@
+"""Images → backbone pooled features → optional FC1 → latent features ``x`` (what every loss sees)."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from podhl.errors import ConfigError
+from podhl.models.backbones import create_backbone
+
+
+class FeatureNet(nn.Module):
+    """The model never knows which loss trains it: it only returns latent features (B, feat_dim)."""
+
+    def __init__(self, backbone: nn.Module, feat_dim: int | None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        width = int(backbone.num_features)
+        self.fc1 = nn.Linear(width, feat_dim) if feat_dim else nn.Identity()
+        self.feat_dim = int(feat_dim) if feat_dim else width
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc1(self.backbone(images))
+
+
+def build_model(backbone_cfg: DictConfig, model_cfg: DictConfig, in_chans: int, image_size: int) -> FeatureNet:
+    """Build and dry-run the model on one tiny batch so shape problems surface before training."""
+    feat_dim = model_cfg.feat_dim if model_cfg.fc1 else None
+    if feat_dim is not None and int(feat_dim) <= 0:
+        raise ConfigError(f"model.feat_dim must be a positive integer, got {feat_dim}")
+    kwargs = {k: v for k, v in backbone_cfg.items() if k not in ("name", "timm_name", "fixed_img_size")}
+    if backbone_cfg.get("fixed_img_size"):
+        kwargs["img_size"] = image_size
+    backbone = create_backbone(backbone_cfg.timm_name, in_chans=in_chans, **kwargs)
+    model = FeatureNet(backbone, feat_dim)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, in_chans, image_size, image_size))
+    except Exception as err:  # noqa: BLE001 - re-raised with the config context
+        raise ConfigError(
+            f"backbone '{backbone_cfg.name}' cannot take {in_chans}×{image_size}×{image_size} images: {err}. "
+            f"Pick a backbone/stem that fits the dataset, or set dataset.resize (e.g. 224 for ViT/Swin)."
+        ) from err
+    model.train(was_training)
+    if out.shape != (2, model.feat_dim):
+        raise ConfigError(f"model produced features of shape {tuple(out.shape)}, expected (2, {model.feat_dim})")
+    return model

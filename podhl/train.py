@@ -1,0 +1,53 @@
+"""``podhl-train``: the Hydra entry point (configs in ``<repo>/configs``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from podhl.errors import ConfigError, DatasetNotFoundError, NonFiniteLossError
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+log = logging.getLogger("podhl")
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train one configuration; returns the final metrics (also in ``<run dir>/metrics.json``)."""
+    from podhl.engine import Trainer
+
+    hc = HydraConfig.get()
+    choices = hc.runtime.choices
+    names = {k: choices.get(k) for k in ("dataset", "backbone", "loss", "schedule", "experiment")}
+    trainer = Trainer(cfg, hc.runtime.output_dir, names=names)
+    log.info(
+        "run dir %s | %s on %s with %s | %d classes, feat_dim %d | device %s",
+        hc.runtime.output_dir, names["backbone"], names["dataset"], names["loss"],
+        trainer.data.num_classes, trainer.model.feat_dim, trainer.device,
+    )
+    metrics = trainer.fit()
+    log.info("test_acc %.2f | best_test_acc %.2f (epoch %s) | %s/metrics.json",
+             metrics["test_acc"] or float("nan"), metrics["best_test_acc"] or float("nan"),
+             metrics["best_epoch"], hc.runtime.output_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = run(cfg)
+    except (ConfigError, DatasetNotFoundError) as err:
+        log.error("configuration error: %s", err)
+        sys.exit(2)
+    except NonFiniteLossError as err:
+        log.error("training stopped: %s", err)
+        sys.exit(3)
+    return metrics["test_acc"]  # the objective for Hydra sweepers (e.g. Optuna)
+
+
+if __name__ == "__main__":
+    main()
