@@ -90,6 +90,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_acc, self.best_epoch = -1.0, 0
         self.train_time = 0.0
+        self.analysis: dict[str, Any] = {}
         self.num_params = sum(p.numel() for p in self.model.parameters())
         self.log = RunLog(self.run_dir, enabled=dist.is_main())
 
@@ -156,7 +157,36 @@ class Trainer:
                 self._run_epoch(epoch)
         finally:
             self.log.close()
-        return self._write_metrics(final=self.start_epoch >= self.epochs)
+        final = self.start_epoch >= self.epochs
+        if final:
+            self.run_analyses()
+        return self._write_metrics(final=final)
+
+    def run_analyses(self) -> dict[str, Any]:
+        """Run ``cfg.analysis`` (name → partial callable taking the trainer, returning a dict of numbers).
+
+        Results go to ``<run dir>/analysis.json`` and into ``metrics.json`` under ``analysis``.
+        """
+        specs = self.cfg.get("analysis") or {}
+        for name, spec in specs.items():
+            if spec is None:
+                continue
+            fn = instantiate(spec)
+            self.analysis[name] = fn(self)
+            log.info("analysis %s: %s", name, self.analysis[name])
+        if self.analysis and dist.is_main():
+            write_json(self.analysis, self.run_dir / "analysis.json")
+        return self.analysis
+
+    @torch.no_grad()
+    def collect_features(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+        """All latent features (fp32, CPU) and labels of ``split`` ("train" uses the train loader's transforms)."""
+        loader = self.test_loader if split == "test" else self.train_loader
+        feats, labels = [], []
+        for f, y in self._feature_batches(loader):
+            feats.append(f.cpu())
+            labels.append(y.cpu())
+        return torch.cat(feats), torch.cat(labels)
 
     def _seed_epoch(self, epoch: int) -> None:
         s = epoch_seed(self.seed, epoch)
@@ -336,6 +366,7 @@ class Trainer:
             "feat_dim": self.model.feat_dim,
             "seed": self.seed,
             "device": str(self.device),
+            "analysis": self.analysis or None,
             **{k: v for k, v in self.names.items()},
         }
         for key, value in metrics.items():

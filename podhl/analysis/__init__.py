@@ -1,0 +1,1 @@
+"""Post-training analyses (feature statistics, classifiers on features, tables)."""
