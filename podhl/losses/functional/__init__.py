@@ -1,5 +1,8 @@
 """Pure loss math (no modules, no state): testable on tiny tensors without a model.
 
-Each family keeps its functions in its own submodule and is re-exported here.
+Each family keeps its functions in its own submodule (with ``__all__``), re-exported here.
 """
-# Families register below, one import line each.
+
+from podhl.losses.functional.pod import *  # noqa: F401,F403  (POD family: cosine, NaC, SC, POD, PEDCC-Loss)
+from podhl.losses.functional.margin import *  # noqa: F401,F403  (normalized-classifier margin head)
+from podhl.losses.functional.baselines import *  # noqa: F401,F403  (center, COT, A-Softmax, RegularFace, HML, MagFace...)

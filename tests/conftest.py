@@ -1,0 +1,53 @@
+"""Shared fixtures: run the real CLI in a subprocess, or train in-process from composed overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# Fast settings for CLI runs in tests: no progress bar, CPU.
+FAST = ["trainer.progress=false", "trainer.device=cpu"]
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """run_cli(*overrides, check=True) -> (CompletedProcess, run_dir). Runs ``podhl-train`` for real."""
+
+    def _run(*overrides: str, check: bool = True, run_dir: Path | None = None, multirun: bool = False):
+        run_dir = run_dir or tmp_path / "run"
+        args = [sys.executable, "-m", "podhl.train", *FAST, *overrides]
+        if multirun:
+            args += ["-m", f"hydra.sweep.dir={run_dir}"]
+        else:
+            args += [f"hydra.run.dir={run_dir}"]
+        env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podhl-train failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        return proc, run_dir
+
+    return _run
+
+
+@pytest.fixture
+def train(tmp_path):
+    """train(*overrides) -> (trainer, metrics): compose the config and fit in-process (no subprocess start-up)."""
+    from podhl.config import compose_config
+    from podhl.engine import Trainer
+
+    def _train(*overrides: str, run_dir: Path | None = None):
+        cfg = compose_config([*FAST, *overrides])
+        trainer = Trainer(cfg, run_dir or tmp_path / "run")
+        return trainer, trainer.fit()
+
+    return _train
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
