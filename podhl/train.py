@@ -8,6 +8,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from podhl.errors import ConfigError, DatasetNotFoundError, NonFiniteLossError
@@ -36,16 +37,29 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
+def _user_error(err: BaseException) -> BaseException | None:
+    """The error to show a user for a bad config: ours anywhere in the cause chain, or a failed instantiation."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, (ConfigError, DatasetNotFoundError)):
+            return seen
+        seen = seen.__cause__
+    return err if isinstance(err, InstantiationException) else None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = run(cfg)
-    except (ConfigError, DatasetNotFoundError) as err:
-        log.error("configuration error: %s", err)
-        sys.exit(2)
     except NonFiniteLossError as err:
         log.error("training stopped: %s", err)
         sys.exit(3)
+    except Exception as err:  # noqa: BLE001 - config errors get a clean message, the rest a traceback
+        shown = _user_error(err)
+        if shown is None:
+            raise
+        log.error("configuration error: %s", shown)
+        sys.exit(2)
     return metrics["test_acc"]  # the objective for Hydra sweepers (e.g. Optuna)
 
 

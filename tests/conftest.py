@@ -21,9 +21,9 @@ def run_cli(tmp_path):
 
     def _run(*overrides: str, check: bool = True, run_dir: Path | None = None, multirun: bool = False):
         run_dir = run_dir or tmp_path / "run"
-        args = [sys.executable, "-m", "podhl.train", *FAST, *overrides]
+        args = [sys.executable, "-m", "podhl.train", *(["-m"] if multirun else []), *FAST, *overrides]
         if multirun:
-            args += ["-m", f"hydra.sweep.dir={run_dir}"]
+            args += [f"hydra.sweep.dir={run_dir}"]
         else:
             args += [f"hydra.run.dir={run_dir}"]
         env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from podhl.errors import ConfigError
+from podhl.errors import ConfigError, DatasetNotFoundError
 
 
 @dataclass
@@ -25,7 +26,12 @@ class DataBundle:
 
 def build_data(dataset_cfg: DictConfig) -> DataBundle:
     """Instantiate ``dataset.source`` and check it against the config's declared shape."""
-    bundle = instantiate(dataset_cfg.source)
+    try:
+        bundle = instantiate(dataset_cfg.source)
+    except InstantiationException as err:  # surface our own errors (missing files) unwrapped
+        if isinstance(err.__cause__, (ConfigError, DatasetNotFoundError)):
+            raise err.__cause__ from None
+        raise
     if not isinstance(bundle, DataBundle):
         raise ConfigError(f"dataset.source._target_ must return a DataBundle, got {type(bundle).__name__}")
     declared = int(dataset_cfg.num_classes)

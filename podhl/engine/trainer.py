@@ -275,8 +275,8 @@ class Trainer:
         loss = terms["loss"]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"loss is {float(loss)} at epoch {epoch}, batch {batch + 1} (optimizer step {self.global_step + 1}); "
-                f"terms: { {k: float(v) for k, v in terms.items()} }. The last good checkpoint is "
+                f"loss is {float(loss.detach())} at epoch {epoch}, batch {batch + 1} (optimizer step {self.global_step + 1}); "
+                f"terms: { {k: float(v.detach()) for k, v in terms.items()} }. The last good checkpoint is "
                 f"{self.run_dir / 'last.pt'}. Lower the learning rate or check the loss' hyperparameters."
             )
         self.scaler.scale(loss).backward()

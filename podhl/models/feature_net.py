@@ -29,7 +29,14 @@ def build_model(backbone_cfg: DictConfig, model_cfg: DictConfig, in_chans: int, 
     feat_dim = model_cfg.feat_dim if model_cfg.fc1 else None
     if feat_dim is not None and int(feat_dim) <= 0:
         raise ConfigError(f"model.feat_dim must be a positive integer, got {feat_dim}")
-    kwargs = {k: v for k, v in backbone_cfg.items() if k not in ("name", "timm_name", "fixed_img_size")}
+    multiple = backbone_cfg.get("img_size_multiple")
+    if multiple and image_size % int(multiple) != 0:
+        raise ConfigError(
+            f"backbone '{backbone_cfg.name}' needs an image size that is a multiple of {multiple}, but the dataset "
+            f"gives {image_size} px. Set dataset.resize (e.g. dataset.resize=224, as POD Table 8 does)."
+        )
+    meta = ("name", "timm_name", "fixed_img_size", "img_size_multiple")
+    kwargs = {k: v for k, v in backbone_cfg.items() if k not in meta}
     if backbone_cfg.get("fixed_img_size"):
         kwargs["img_size"] = image_size
     backbone = create_backbone(backbone_cfg.timm_name, in_chans=in_chans, **kwargs)

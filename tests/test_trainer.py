@@ -1,0 +1,106 @@
+"""Trainer behaviour in-process: resume equivalence, NaN stop, hooks, analyses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from podhl.config import compose_config
+from podhl.engine import Trainer
+from podhl.engine.checkpoint import load_checkpoint
+from podhl.errors import ConfigError, NonFiniteLossError
+
+DET = ["trainer.deterministic=true", "schedule.epochs=3", "seed=3"]
+
+
+def test_resume_equals_uninterrupted_run(train, tmp_path):
+    _, full = train(*DET, run_dir=tmp_path / "full")
+    _, part = train(*DET, "trainer.stop_after=1", run_dir=tmp_path / "resumed")
+    assert part["epochs"] == 1 and not part["completed"]
+    _, part = train(*DET, "trainer.stop_after=1", "resume=true", run_dir=tmp_path / "resumed")
+    assert part["epochs"] == 2
+    trainer, resumed = train(*DET, "resume=true", run_dir=tmp_path / "resumed")
+    assert resumed["completed"] and resumed["epochs"] == 3
+    for key in ("test_acc", "best_test_acc", "best_epoch", "train_loss", "train_acc", "mean_feature_norm"):
+        assert resumed[key] == full[key], key
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+
+
+def test_resume_refuses_a_different_experiment(train, tmp_path):
+    train("schedule.epochs=2", "trainer.stop_after=1", run_dir=tmp_path / "r")
+    with pytest.raises(ConfigError, match="seed"):
+        train("schedule.epochs=2", "resume=true", "seed=5", run_dir=tmp_path / "r")
+
+
+def test_nan_loss_stops_with_epoch_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = compose_config(["trainer.progress=false", "schedule.epochs=3", "trainer.stop_after=1"])
+    trainer = Trainer(cfg, tmp_path)
+    trainer.fit()
+    good = load_checkpoint(tmp_path / "last.pt")
+    original = trainer.criterion.forward
+
+    def poisoned(features, labels, step=0):
+        out = original(features, labels, step)
+        return {**out, "loss": out["loss"] * float("nan")}
+
+    trainer.criterion.forward = poisoned
+    with pytest.raises(NonFiniteLossError, match="epoch 2, batch 1"):
+        trainer.fit()
+    kept = load_checkpoint(tmp_path / "last.pt")
+    assert kept["epoch"] == good["epoch"] == 1
+    assert all(torch.equal(v, kept["model"][k]) for k, v in good["model"].items())
+
+
+class _Recorder:
+    """Wraps a criterion's hooks to record the order and arguments the trainer calls them with."""
+
+    def __init__(self, criterion):
+        self.calls = []
+        for name in ("on_epoch_start", "after_optimizer_step", "on_epoch_end"):
+            original = getattr(criterion, name)
+
+            def hook(*args, _name=name, _orig=original, **kw):
+                self.calls.append((_name, args, kw))
+                return _orig(*args, **kw)
+
+            setattr(criterion, name, hook)
+
+
+def test_hooks_and_epoch_statistics(tmp_path):
+    cfg = compose_config(["trainer.progress=false", "schedule.epochs=2", "trainer.limit_train_batches=3"])
+    trainer = Trainer(cfg, tmp_path)
+    rec = _Recorder(trainer.criterion)
+    trainer.fit()
+    names = [c[0] for c in rec.calls]
+    assert names == (["on_epoch_start"] + ["after_optimizer_step"] * 3 + ["on_epoch_end"]) * 2
+    assert [c[1][0] for c in rec.calls if c[0] == "on_epoch_start"] == [1, 2]
+    steps = [c for c in rec.calls if c[0] == "after_optimizer_step"]
+    features, labels = steps[0][1][0], steps[0][1][1]
+    assert features.shape == (64, 32) and not features.requires_grad and labels.shape == (64,)
+    # on_epoch_end receives the mean l2 norm of the epoch's training features
+    norms = [c[1][0].norm(dim=1).mean().item() for c in steps[3:]]
+    stats = [c for c in rec.calls if c[0] == "on_epoch_end"][1][1][1]
+    assert stats["num_samples"] == 3 * 64
+    assert stats["mean_feature_norm"] == pytest.approx(sum(norms) / 3, rel=1e-5)
+
+
+def test_analysis_hook_writes_results(train, tmp_path):
+    trainer, metrics = train(
+        "schedule.epochs=1",
+        "+analysis.count._target_=podhl.analysis.testing.count_test_samples",
+        "+analysis.count._partial_=true",
+    )
+    assert metrics["analysis"] == {"count": {"num_test": 360}}
+    assert (tmp_path / "run" / "analysis.json").is_file()
+
+
+def test_param_groups_from_the_criterion_reach_the_optimizer(tmp_path):
+    cfg = compose_config(["trainer.progress=false"])
+    trainer = Trainer(cfg, tmp_path)
+    groups = trainer.optimizers[0].param_groups
+    assert [g["name"] for g in groups] == ["model", "criterion0"]
+    assert trainer.criterion.classifier.weight in groups[1]["params"]
