@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 from omegaconf import OmegaConf
 
 
@@ -12,5 +16,31 @@ def lookup(table, key):
     return table[key]
 
 
+def _process_start_time(pid: int) -> float | None:
+    """Unix start time of a process (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        btime = next(float(l.split()[1]) for l in Path("/proc/stat").read_text().splitlines() if l.startswith("btime"))
+        return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, StopIteration, ValueError):
+        return None
+
+
+def run_stamp() -> str:
+    """Run-directory time stamp that every torchrun rank agrees on.
+
+    ``$PODHL_RUN_STAMP`` if set; under torchrun (WORLD_SIZE > 1) the start time of the rank's parent
+    (the torchrun agent shared by a node's ranks); otherwise now. Multi-node jobs should pass
+    ``hydra.run.dir`` explicitly.
+    """
+    if os.environ.get("PODHL_RUN_STAMP"):
+        return os.environ["PODHL_RUN_STAMP"]
+    t = time.time()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        t = _process_start_time(os.getppid()) or t
+    return time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(t))
+
+
 def register() -> None:
     OmegaConf.register_new_resolver("podhl.lookup", lookup, replace=True)
+    OmegaConf.register_new_resolver("podhl.run_stamp", run_stamp, replace=True, use_cache=True)

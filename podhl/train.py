@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,10 @@ log = logging.getLogger("podhl")
 def run(cfg: DictConfig) -> dict:
     """Train one configuration; returns the final metrics (also in ``<run dir>/metrics.json``)."""
     from podhl.engine import Trainer
+    from podhl.engine.distributed import env_world_size
 
+    if env_world_size() > 1 and int(os.environ.get("RANK", "0")) > 0:
+        _quiet_non_main_rank()
     hc = HydraConfig.get()
     choices = hc.runtime.choices
     names = {k: choices.get(k) for k in ("dataset", "backbone", "loss", "schedule", "experiment")}
@@ -35,6 +39,15 @@ def run(cfg: DictConfig) -> dict:
              metrics["test_acc"] or float("nan"), metrics["best_test_acc"] or float("nan"),
              metrics["best_epoch"], hc.runtime.output_dir)
     return metrics
+
+
+def _quiet_non_main_rank() -> None:
+    """Ranks > 0 share rank 0's run directory: they log warnings to the console only, no train.log."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+    logging.getLogger("podhl").setLevel(logging.WARNING)
 
 
 def _user_error(err: BaseException) -> BaseException | None:

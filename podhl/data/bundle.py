@@ -8,8 +8,10 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from podhl.data.gpu_loader import ResidentArrays
+from podhl.data.samplers import ShardSampler
 from podhl.errors import ConfigError, DatasetNotFoundError
 
 
@@ -22,6 +24,9 @@ class DataBundle:
     num_classes: int
     in_chans: int
     image_size: int  # side length the model sees (after any resize)
+    # Optional in-memory tensors of both splits, for ``trainer.gpu_resident=true`` (small sets only).
+    resident_train: ResidentArrays | None = None
+    resident_test: ResidentArrays | None = None
 
 
 def build_data(dataset_cfg: DictConfig) -> DataBundle:
@@ -48,22 +53,24 @@ def build_loaders(
     batch_size: int,
     num_workers: int,
     seed: int,
+    rank: int = 0,
+    world: int = 1,
     pin_memory: bool = False,
     eval_batch_size: int | None = None,
-    train_sampler=None,
 ) -> tuple[DataLoader, DataLoader, torch.Generator]:
-    """Seeded loaders. The returned generator is re-seeded per epoch by the trainer (resume-exact)."""
+    """Per-rank loaders. ``batch_size`` is the per-rank batch.
+
+    The train order is torch's DistributedSampler (also for one process), seeded by ``seed`` and
+    re-shuffled by ``set_epoch``: N ranks with batch B see, step for step, the samples one process
+    with batch N·B sees. The test set is split into disjoint shards (no padding), so reduced test
+    metrics are exact. The returned generator seeds worker processes; the trainer re-seeds it per epoch.
+    """
     generator = torch.Generator()
     generator.manual_seed(seed)
     common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
-    train = DataLoader(
-        bundle.train,
-        batch_size=batch_size,
-        shuffle=train_sampler is None,
-        sampler=train_sampler,
-        drop_last=False,
-        generator=generator,
-        **common,
+    sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    train = DataLoader(bundle.train, batch_size=batch_size, sampler=sampler, generator=generator, **common)
+    test = DataLoader(
+        bundle.test, batch_size=eval_batch_size or batch_size, sampler=ShardSampler(len(bundle.test), rank, world), **common
     )
-    test = DataLoader(bundle.test, batch_size=eval_batch_size or batch_size, shuffle=False, **common)
     return train, test, generator

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from podhl.data.bundle import DataBundle
+from podhl.data.gpu_loader import ResidentArrays
 from podhl.data.transforms import small_image_transforms
 from podhl.errors import DatasetNotFoundError
 
@@ -30,4 +32,11 @@ def build(root: str, num_classes: int = 10, download: bool = False, augment: boo
             f"{Path(root).resolve() / folder}. Pass dataset.download=true to fetch them, "
             f"or dataset.root=<dir holding {folder}/>."
         ) from err
-    return DataBundle(train, test, num_classes=num_classes, in_chans=3, image_size=resize or 32)
+    resident = {}
+    if not resize:  # the GPU-resident path holds the raw 32 px uint8 arrays
+        def arrays(ds, augment_split: bool) -> ResidentArrays:
+            images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+            return ResidentArrays(images, torch.tensor(ds.targets), mean, std, pad=4 if augment_split else 0, flip=augment_split)
+
+        resident = dict(resident_train=arrays(train, augment), resident_test=arrays(test, False))
+    return DataBundle(train, test, num_classes=num_classes, in_chans=3, image_size=resize or 32, **resident)

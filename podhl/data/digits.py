@@ -27,4 +27,7 @@ def build(test_fraction: float = 0.2, split_seed: int = 0, resize: int | None = 
     mean, std = [float(train_images.mean())], [float(train_images.std())]
     train = TensorImageDataset(train_images, labels[idx_train], mean, std)
     test = TensorImageDataset(images[idx_test], labels[idx_test], mean, std)
-    return DataBundle(train=train, test=test, num_classes=10, in_chans=1, image_size=images.shape[-1])
+    return DataBundle(
+        train=train, test=test, num_classes=10, in_chans=1, image_size=images.shape[-1],
+        resident_train=train.resident(), resident_test=test.resident(),
+    )

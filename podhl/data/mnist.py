@@ -39,4 +39,7 @@ def build(root: str, download: bool = False, num_classes: int = 10, resize: int 
             images = torch.nn.functional.interpolate(images.float(), size=(resize, resize), mode="bilinear")
             images = images.round().clamp(0, 255).to(torch.uint8)
         splits.append(TensorImageDataset(images, labels, MEAN, STD))
-    return DataBundle(splits[0], splits[1], num_classes=num_classes, in_chans=1, image_size=resize or 28)
+    return DataBundle(
+        splits[0], splits[1], num_classes=num_classes, in_chans=1, image_size=resize or 28,
+        resident_train=splits[0].resident(), resident_test=splits[1].resident(),
+    )

@@ -1,5 +1,7 @@
 """SYNTHETIC random images for speed benchmarks only: labels carry no signal about the pixels.
 
+The GPU-resident path applies CIFAR-style pad-``pad`` crops and flips (so it costs what CIFAR's does).
+
 Never report accuracy on it. Deterministic for a seed; uint8 images like a real decoded set.
 """
 
@@ -18,6 +20,8 @@ def build(
     train_size: int = 50_000,
     test_size: int = 10_000,
     seed: int = 0,
+    pad: int = 4,
+    flip: bool = True,
 ) -> DataBundle:
     g = torch.Generator().manual_seed(seed)
 
@@ -26,4 +30,8 @@ def build(
         labels = torch.randint(0, num_classes, (n,), generator=g)
         return TensorImageDataset(images, labels, [0.5] * in_chans, [0.25] * in_chans)
 
-    return DataBundle(split(train_size), split(test_size), num_classes=num_classes, in_chans=in_chans, image_size=image_size)
+    train, test = split(train_size), split(test_size)
+    return DataBundle(
+        train, test, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
+        resident_train=train.resident(pad=pad, flip=flip), resident_test=test.resident(),
+    )

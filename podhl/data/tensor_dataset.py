@@ -28,6 +28,12 @@ class TensorImageDataset(Dataset):
         self.transform = transform
         self.targets = self.labels.tolist()
 
+    def resident(self, pad: int = 0, flip: bool = False):
+        """These tensors as :class:`ResidentArrays` for the GPU-resident loader."""
+        from podhl.data.gpu_loader import ResidentArrays
+
+        return ResidentArrays(self.images, self.labels, self.mean.flatten().tolist(), self.std.flatten().tolist(), pad, flip)
+
     def __len__(self) -> int:
         return len(self.labels)
 

@@ -10,7 +10,6 @@ import logging
 import math
 import random
 import time
-from collections import defaultdict
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from podhl.data import build_data, build_loaders
+from podhl.data.gpu_loader import GpuResidentLoader
 from podhl.engine import distributed as dist
 from podhl.engine.checkpoint import load_checkpoint, save_checkpoint, write_json
 from podhl.engine.optim import (
@@ -52,29 +52,41 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.names = names or {}
         tcfg = cfg.trainer
-        self.device = resolve_device(tcfg.device)
+        dist.init_from_env(tcfg.ddp_backend)
+        self.rank, self.world = dist.rank(), dist.world_size()
+        self.device = resolve_device(tcfg.device, dist.local_rank() if self.world > 1 else None)
         self.seed = int(cfg.seed)
         set_deterministic(bool(tcfg.deterministic))
         seed_everything(self.seed)
 
+        self.accumulate = int(cfg.schedule.get("accumulate_grad_batches", 1))
+        self.global_batch = int(cfg.schedule.batch_size)
+        if self.global_batch % (self.world * self.accumulate):
+            raise ConfigError(
+                f"schedule.batch_size={self.global_batch} (the global batch) must be divisible by "
+                f"world size {self.world} × schedule.accumulate_grad_batches {self.accumulate}"
+            )
         self.data = build_data(cfg.dataset)
-        pin = tcfg.pin_memory if tcfg.pin_memory != "auto" else self.device.type == "cuda"
-        self.train_loader, self.test_loader, self._loader_gen = build_loaders(
-            self.data, int(cfg.schedule.batch_size), int(tcfg.num_workers), self.seed, pin_memory=bool(pin),
-            eval_batch_size=cfg.schedule.get("eval_batch_size"),
-        )
+        self._build_loaders()
         self.model = build_model(cfg.backbone, cfg.model, self.data.in_chans, self.data.image_size)
         self.criterion: Criterion = instantiate(
             cfg.loss, num_classes=self.data.num_classes, feat_dim=self.model.feat_dim
         )
         if not isinstance(self.criterion, Criterion):
             raise ConfigError(f"loss._target_ must build a podhl Criterion, got {type(self.criterion).__name__}")
+        if self.world > 1 and tcfg.sync_bn:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
         self.criterion.to(self.device)
+        dist.broadcast_(list(self.criterion.parameters()) + list(self.criterion.buffers()))
         self.channels_last = bool(tcfg.channels_last)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.forward_model = torch.compile(self.model) if tcfg.compile else self.model
+        self.ddp_model = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.forward_model = torch.compile(self.ddp_model) if tcfg.compile else self.ddp_model
 
         n_opt = self.criterion.steps_per_batch if self.criterion.separate_step_optimizers else 1
         groups = param_groups(self.model, self.criterion)
@@ -93,6 +105,28 @@ class Trainer:
         self.analysis: dict[str, Any] = {}
         self.num_params = sum(p.numel() for p in self.model.parameters())
         self.log = RunLog(self.run_dir, enabled=dist.is_main())
+
+    def _build_loaders(self) -> None:
+        tcfg = self.cfg.trainer
+        per_rank = self.global_batch // self.world
+        eval_bs = self.cfg.schedule.get("eval_batch_size") or per_rank
+        pin = tcfg.pin_memory if tcfg.pin_memory != "auto" else self.device.type == "cuda"
+        self.train_loader, self.test_loader, self._loader_gen = build_loaders(
+            self.data, per_rank, int(tcfg.num_workers), self.seed, self.rank, self.world,
+            pin_memory=bool(pin), eval_batch_size=eval_bs,
+        )
+        if tcfg.gpu_resident:
+            if self.data.resident_train is None:
+                raise ConfigError(
+                    f"trainer.gpu_resident=true needs an in-memory dataset (digits, mnist, cifar10/100 without "
+                    f"resize, synthetic); '{self.cfg.dataset.name}' is read from image files"
+                )
+            self.train_loader = GpuResidentLoader(
+                self.data.resident_train, per_rank, self.train_loader.sampler, self.device, augment=True, seed=self.seed
+            )
+            self.test_loader = GpuResidentLoader(
+                self.data.resident_test, eval_bs, self.test_loader.sampler, self.device, augment=False
+            )
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -194,9 +228,9 @@ class Trainer:
         random.seed(s)
         np.random.seed(s % (2**32))
         self._loader_gen.manual_seed(s)
-        sampler = getattr(self.train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        if hasattr(self.train_loader, "manual_seed"):  # GPU-resident augmentation
+            self.train_loader.manual_seed(s)
+        self.train_loader.sampler.set_epoch(epoch)
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -209,9 +243,9 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels.to(self.device, non_blocking=True)
 
-    def _features(self, images: torch.Tensor) -> torch.Tensor:
+    def _features(self, images: torch.Tensor, model=None) -> torch.Tensor:
         with self._autocast():
-            features = self.forward_model(images)
+            features = (model or self.model)(images)
         return features.float()  # losses always run in fp32
 
     def _run_epoch(self, epoch: int) -> None:
@@ -230,56 +264,89 @@ class Trainer:
         self.start_epoch = epoch
         self._record_epoch(epoch, train, test, time.perf_counter() - t0)
 
+    def _check_finite(self, first_bad: torch.Tensor, epoch: int) -> None:
+        """Raise if a step since the last check had a non-finite loss (one sync; collective under DDP)."""
+        local = int(first_bad.item())
+        anywhere = dist.all_reduce_sum(torch.tensor([float(local >= 0)], device=self.device))
+        if float(anywhere) > 0:
+            where = f"batch {local}" if local >= 0 else "a batch on another rank"
+            raise NonFiniteLossError(
+                f"loss became NaN/Inf at epoch {epoch}, {where}. The last good checkpoint is "
+                f"{self.run_dir / 'last.pt'}. Lower the learning rate or check the loss' hyperparameters."
+            )
+
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         self.criterion.train()
-        sums: dict[str, float] = defaultdict(float)
-        n = correct = 0
-        norm_sum = 0.0
+        sums: dict[str, torch.Tensor] = {}
+        stats = torch.zeros(3, device=self.device, dtype=torch.float64)  # n, correct, sum of feature norms
+        first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
         limit = self.cfg.trainer.limit_train_batches
         total = len(self.train_loader) if limit is None else min(int(limit), len(self.train_loader))
+        every = int(self.cfg.trainer.log_every_n_steps)
         bar = tqdm(
-            self.train_loader, total=total, desc=f"epoch {epoch}/{self.epochs}", leave=False,
-            disable=None if (self.cfg.trainer.progress and dist.is_main()) else True, dynamic_ncols=True,
+            total=total, desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True,
+            disable=None if (self.cfg.trainer.progress and dist.is_main()) else True,
         )
         t_start = time.perf_counter()
-        for i, (images, labels) in enumerate(bar):
+        for i, (images, labels) in enumerate(self.train_loader):
             if i >= total:
                 break
             images, labels = self._to_device(images, labels)
+            step_terms: dict[str, torch.Tensor] = {}
             for step in range(self.criterion.steps_per_batch):
-                features, terms = self._optimizer_step(images, labels, step, epoch, i)
+                features, terms, finite = self._optimizer_step(images, labels, step)
+                first_bad = torch.where((first_bad < 0) & ~finite, torch.full_like(first_bad, i + 1), first_bad)
                 if step == 0:
                     with torch.no_grad():
-                        correct += int((self.criterion.logits(features).argmax(1) == labels).sum())
-                        norm_sum += float(features.norm(dim=1).sum())
+                        correct = (self.criterion.logits(features).argmax(1) == labels).sum()
+                        stats += torch.stack([stats.new_tensor(len(labels)), correct.double(), features.norm(dim=1).sum().double()])
                 for name, value in terms.items():
                     key = name if (step == 0 or name != "loss") else f"loss_step{step}"
-                    sums[key] += float(value) * len(labels)
-            n += len(labels)
+                    step_terms[key] = value
+                    sums[key] = sums.get(key, 0.0) + value.double() * len(labels)
             self.global_step += 1
-            if self.global_step % int(self.cfg.trainer.log_every_n_steps) == 0:
-                self.log.scalars("train_step", {k: float(v) for k, v in terms.items()}, self.global_step)
-            bar.set_postfix(loss=f"{sums['loss'] / n:.4f}", img_s=f"{n / (time.perf_counter() - t_start):.0f}")
+            bar.update(1)
+            if (i + 1) % every == 0 or i + 1 == total:
+                self._check_finite(first_bad, epoch)
+                self.log.scalars("train_step", {k: float(v) for k, v in step_terms.items()}, self.global_step)
+                seen = float(stats[0]) * self.world
+                bar.set_postfix(loss=f"{float(sums['loss']) / float(stats[0]):.4f}",
+                                img_s=f"{seen / (time.perf_counter() - t_start):.0f}")
         bar.close()
-        out = {k: v / n for k, v in sums.items()}
-        out.update(acc=100.0 * correct / n, feature_norm=norm_sum / n, n=n)
+        names = sorted(sums)
+        packed = dist.all_reduce_sum(torch.cat([stats, torch.stack([sums[k] for k in names])]))
+        n = float(packed[0])
+        out = {k: float(v) / n for k, v in zip(names, packed[3:])}
+        out.update(acc=100.0 * float(packed[1]) / n, feature_norm=float(packed[2]) / n, n=int(n))
         return out
 
-    def _optimizer_step(self, images, labels, step: int, epoch: int, batch: int):
+    def _optimizer_step(self, images, labels, step: int):
+        """One optimizer step on a batch (split into ``accumulate_grad_batches`` micro-batches).
+
+        Returns the batch's detached fp32 features, its loss terms (micro-batch weighted means, on
+        device) and a device bool telling whether the loss was finite.
+        """
         optimizer = self.optimizers[step if len(self.optimizers) > 1 else 0]
         scheduler = self.schedulers[step if len(self.schedulers) > 1 else 0]
         optimizer.zero_grad(set_to_none=True)
-        features = self._features(images)
-        terms = self.criterion(features, labels, step=step)
-        loss = terms["loss"]
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss is {float(loss.detach())} at epoch {epoch}, batch {batch + 1} (optimizer step {self.global_step + 1}); "
-                f"terms: { {k: float(v.detach()) for k, v in terms.items()} }. The last good checkpoint is "
-                f"{self.run_dir / 'last.pt'}. Lower the learning rate or check the loss' hyperparameters."
-            )
-        self.scaler.scale(loss).backward()
+        chunks = list(zip(images.chunk(self.accumulate), labels.chunk(self.accumulate)))
+        all_features, terms_sum = [], {}
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        for j, (x, y) in enumerate(chunks):
+            last = j == len(chunks) - 1
+            sync = nullcontext() if (last or self.world == 1) else self.ddp_model.no_sync()
+            with sync:
+                features = self._features(x, self.forward_model)
+                terms = self.criterion(features, y, step=step)
+                loss = terms["loss"]
+                finite &= torch.isfinite(loss)
+                self.scaler.scale(loss * (len(y) / len(labels))).backward()
+            all_features.append(features.detach())
+            for k, v in terms.items():
+                terms_sum[k] = terms_sum.get(k, 0.0) + v.detach() * (len(y) / len(labels))
+        criterion_params = [p for p in self.criterion.parameters() if p.grad is not None]
+        dist.all_reduce_mean_([p.grad for p in criterion_params])  # DDP averages the model's; do the loss' too
         if self.grad_clip:
             self.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(
@@ -288,10 +355,10 @@ class Trainer:
         self.scaler.step(optimizer)
         self.scaler.update()
         step_scheduler_update(scheduler, self.global_step + 1)
-        detached = features.detach()
+        features = torch.cat(all_features)
         with torch.no_grad():
-            self.criterion.after_optimizer_step(detached, labels, step)
-        return detached, {k: v.detach() for k, v in terms.items()}
+            self.criterion.after_optimizer_step(features, labels, step)
+        return features, terms_sum, finite
 
     @torch.no_grad()
     def _feature_batches(self, loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -306,20 +373,21 @@ class Trainer:
         """Test accuracy (argmax of ``criterion.logits``), the loss terms and the mean feature norm."""
         self.model.eval()
         self.criterion.eval()
-        sums: dict[str, float] = defaultdict(float)
-        n = correct = 0
-        norm_sum = 0.0
+        sums: dict[str, torch.Tensor] = {}
+        stats = torch.zeros(3, device=self.device, dtype=torch.float64)  # n, correct, sum of norms
         limit = self.cfg.trainer.limit_test_batches
         for i, (features, labels) in enumerate(self._feature_batches(self.test_loader)):
             if limit is not None and i >= int(limit):
                 break
-            correct += int((self.criterion.logits(features).argmax(1) == labels).sum())
-            norm_sum += float(features.norm(dim=1).sum())
+            correct = (self.criterion.logits(features).argmax(1) == labels).sum()
+            stats += torch.stack([stats.new_tensor(len(labels)), correct.double(), features.norm(dim=1).sum().double()])
             for name, value in self.criterion(features, labels).items():
-                sums[name] += float(value) * len(labels)
-            n += len(labels)
-        out = {k: v / n for k, v in sums.items()}
-        out.update(acc=100.0 * correct / n, feature_norm=norm_sum / n)
+                sums[name] = sums.get(name, 0.0) + value.double() * len(labels)
+        names = sorted(sums)
+        packed = dist.all_reduce_sum(torch.cat([stats, torch.stack([sums[k] for k in names])]))
+        n = float(packed[0])
+        out = {k: float(v) / n for k, v in zip(names, packed[3:])}
+        out.update(acc=100.0 * float(packed[1]) / n, feature_norm=float(packed[2]) / n)
         return out
 
     # ------------------------------------------------------------------ records

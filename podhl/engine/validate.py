@@ -27,15 +27,19 @@ def validate_config(cfg: DictConfig) -> None:
         if cfg.trainer[key] is not None:
             _positive_int(cfg.trainer[key], f"trainer.{key}")
     _positive_int(cfg.trainer.eval_every, "trainer.eval_every")
+    _positive_int(cfg.schedule.get("accumulate_grad_batches", 1), "schedule.accumulate_grad_batches")
     _positive_int(cfg.trainer.log_every_n_steps, "trainer.log_every_n_steps")
     resolve_device(cfg.trainer.device)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda if present (then mps), else cpu; an explicit unavailable device is an error."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto`` → cuda (``cuda:<local_rank>`` under torchrun) if present, then mps, else cpu.
+
+    An explicit device that is unavailable is an error.
+    """
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", local_rank or 0) if local_rank is not None else torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
