@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from podhl.errors import ConfigError, DatasetNotFoundError, NonFiniteLossError
 
@@ -28,6 +28,8 @@ def run(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     choices = hc.runtime.choices
     names = {k: choices.get(k) for k in ("dataset", "backbone", "loss", "schedule", "experiment")}
+    if cfg.trainer.get("gpu_slot") is not None:
+        names["gpu_slot"] = cfg.trainer.gpu_slot
     trainer = Trainer(cfg, hc.runtime.output_dir, names=names)
     log.info(
         "run dir %s | %s on %s with %s | %d classes, feat_dim %d | device %s",
@@ -60,10 +62,23 @@ def _user_error(err: BaseException) -> BaseException | None:
     return err if isinstance(err, InstantiationException) else None
 
 
+def run_in_pool(cfg: DictConfig) -> dict:
+    """Run with ``trainer.gpu_pool``: hold a free device of the pool for the whole job."""
+    from podhl.engine.gpu_pool import gpu_slot
+
+    pool = cfg.trainer.gpu_pool
+    with gpu_slot(list(pool.devices), pool.lock_dir, timeout_s=pool.get("timeout_s")) as device:
+        with open_dict(cfg):
+            cfg.trainer.device = f"cuda:{device}" if pool.get("device_type", "cuda") == "cuda" else cfg.trainer.device
+            cfg.trainer.gpu_slot = device
+        log.info("gpu pool: this job holds device %s", device)
+        return run(cfg)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        metrics = run(cfg)
+        metrics = run_in_pool(cfg) if cfg.trainer.get("gpu_pool") else run(cfg)
     except NonFiniteLossError as err:
         log.error("training stopped: %s", err)
         sys.exit(3)

@@ -1,0 +1,278 @@
+"""``podhl-bench``: speed and cost of every loss, measured in one run on the current device.
+
+Sections (all in one process, so ratios compare like with like):
+
+* ``train_step``: a full training step (forward, loss, backward, optimizer step, loss hooks) of a
+  backbone on CIFAR-shaped inputs for every loss: images/s, ms/step, the loss' overhead over softmax,
+  its extra parameters/buffers, extra FLOPs per step and peak memory (HL paper Table IV columns).
+* ``loss_alone``: forward+backward of the loss alone at B=256, d=512 for C = 10, 200, 1000, 10,575,
+  against a linear layer + cross-entropy; memory as bytes saved for backward (and CUDA peak on GPU).
+* ``input_pipeline``: CPU DataLoader (PIL crop/flip, workers) vs the GPU-resident loader, on
+  SYNTHETIC uint8 CIFAR-shaped tensors (labelled as such: a speed test, not a dataset).
+
+``--tiny`` shrinks everything for the test suite. Results print as tables and save as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import transforms as T
+
+from podhl.config import compose_config
+from podhl.data.gpu_loader import GpuResidentLoader, ResidentArrays
+from podhl.engine.validate import resolve_device
+from podhl.models import build_model
+from podhl.train import CONFIG_DIR
+
+# name -> overrides; every loss YAML, plus the HL paper's HL(10) (centers updated every 10 iterations)
+VARIANTS = {"hl_every10": ["loss=hl", "loss.update_every=10"]}
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def loss_variants() -> dict[str, list[str]]:
+    names = sorted(p.stem for p in (Path(CONFIG_DIR) / "loss").glob("*.yaml"))
+    variants = {n: [f"loss={n}"] for n in names}
+    variants.update(VARIANTS)
+    return dict(sorted(variants.items(), key=lambda kv: (kv[0] != "softmax", kv[0])))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device, steps: int, warmup: int) -> float:
+    """Median seconds per call after warm-up."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+@contextmanager
+def _saved_bytes():
+    """Count bytes of tensors autograd saves for backward inside the block."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield total
+
+
+def _flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def _state_size(module: torch.nn.Module) -> int:
+    return sum(t.numel() for t in list(module.parameters()) + list(module.buffers()))
+
+
+def _activate(criterion) -> None:
+    """Put stateful losses in their steady state (past warm starts) before measuring."""
+    criterion.on_epoch_start(100)
+
+
+def bench_train_step(args, device) -> list[dict]:
+    rows = []
+    size = args.image_size
+    for name, overrides in loss_variants().items():
+        cfg = compose_config([f"backbone={args.backbone}", "dataset=synthetic", f"dataset.image_size={size}",
+                              f"dataset.num_classes={args.num_classes}", f"model.feat_dim={args.feat_dim}", *overrides])
+        torch.manual_seed(0)
+        model = build_model(cfg.backbone, cfg.model, 3, size).to(device)
+        criterion = instantiate(cfg.loss, num_classes=args.num_classes, feat_dim=model.feat_dim).to(device)
+        _activate(criterion)
+        if args.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        fwd = torch.compile(model) if args.compile else model
+        params = [p for p in model.parameters()] + [p for g in criterion.param_groups() for p in g["params"]]
+        opts = [torch.optim.SGD(params, lr=1e-3, momentum=0.9) for _ in range(criterion.steps_per_batch)]
+        x = torch.randn(args.batch, 3, size, size, device=device)
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, args.num_classes, (args.batch,), device=device)
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+
+        def step():
+            for k in range(criterion.steps_per_batch):
+                opts[k].zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    feats = fwd(x)
+                feats = feats.float()
+                criterion(feats, y, step=k)["loss"].backward()
+                opts[k].step()
+                with torch.no_grad():
+                    criterion.after_optimizer_step(feats.detach(), y, k)
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        seconds = _timed(step, device, args.steps, args.warmup)
+        feats = torch.randn(args.batch, model.feat_dim, device=device, requires_grad=True)
+        loss_flops = _flops(lambda: sum(criterion(feats, y, step=k)["loss"] for k in range(criterion.steps_per_batch)).backward())
+        rows.append({
+            "loss": name, "ms_per_step": 1e3 * seconds, "img_per_s": args.batch / seconds,
+            "loss_state": _state_size(criterion), "loss_flops": loss_flops,
+            "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        })
+    base = rows[0]
+    assert base["loss"] == "softmax"
+    for r in rows:
+        r["overhead"] = r["ms_per_step"] / base["ms_per_step"] - 1.0
+        r["extra_params"] = r["loss_state"] - base["loss_state"]
+        r["extra_flops"] = r["loss_flops"] - base["loss_flops"]
+    return rows
+
+
+def bench_loss_alone(args, device) -> list[dict]:
+    rows = []
+    for c in args.classes:
+        y = torch.randint(0, c, (args.loss_batch,), device=device)
+        baseline = torch.nn.Linear(args.loss_dim, c).to(device)
+        entries = [("linear+ce", None)] + [(n, o) for n, o in loss_variants().items()]
+        base_s = None
+        for name, overrides in entries:
+            if overrides is None:
+                fn_loss = lambda f: F.cross_entropy(baseline(f), y)  # noqa: E731
+            else:
+                cfg = compose_config(overrides)
+                criterion = instantiate(cfg.loss, num_classes=c, feat_dim=args.loss_dim).to(device)
+                _activate(criterion)
+                fn_loss = lambda f, crit=criterion: sum(crit(f, y, step=k)["loss"] for k in range(crit.steps_per_batch))  # noqa: E731
+            feats = torch.randn(args.loss_batch, args.loss_dim, device=device, requires_grad=True)
+
+            def run():
+                feats.grad = None
+                fn_loss(feats).backward()
+
+            seconds = _timed(run, device, args.steps, args.warmup)
+            with _saved_bytes() as saved:
+                fn_loss(feats)
+            base_s = base_s or seconds
+            rows.append({"classes": c, "loss": name, "ms": 1e3 * seconds, "vs_linear_ce": seconds / base_s,
+                         "saved_mb": saved[0] / 2**20})
+    return rows
+
+
+class _SyntheticCifar(Dataset):
+    """SYNTHETIC uint8 CIFAR-shaped images through the real CPU CIFAR transforms (PIL crop/flip)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images, self.labels = images, labels
+        self.tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.tf(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def bench_input_pipeline(args, device) -> list[dict]:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (args.pipeline_images, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, args.pipeline_images)
+    rows = []
+    loader = DataLoader(_SyntheticCifar(images, labels), batch_size=args.batch, shuffle=True,
+                        num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=True,
+                        persistent_workers=args.workers > 0)
+    for label, it in (("cpu_dataloader", loader),):
+        for _ in it:  # warm-up epoch (workers start)
+            break
+        t0 = time.perf_counter()
+        n = 0
+        for x, y in it:
+            x = x.to(device, non_blocking=True)
+            n += len(y)
+        _sync(device)
+        rows.append({"pipeline": f"{label} ({args.workers} workers)", "img_per_s": n / (time.perf_counter() - t0)})
+    arrays = ResidentArrays(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels),
+                            CIFAR_MEAN, CIFAR_STD, pad=4, flip=True)
+    sampler = torch.utils.data.RandomSampler(range(args.pipeline_images))
+    resident = GpuResidentLoader(arrays, args.batch, sampler, device, augment=True)
+    for _ in resident:
+        break
+    t0 = time.perf_counter()
+    n = sum(len(y) for _, y in resident)
+    _sync(device)
+    rows.append({"pipeline": f"gpu_resident (on {device.type})", "img_per_s": n / (time.perf_counter() - t0)})
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    keys = list(rows[0])
+    fmt = lambda v: "—" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--feat-dim", type=int, default=512)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--classes", type=int, nargs="+", default=[10, 200, 1000, 10575])
+    p.add_argument("--loss-batch", type=int, default=256)
+    p.add_argument("--loss-dim", type=int, default=512)
+    p.add_argument("--pipeline-images", type=int, default=20000)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--sections", nargs="+", default=["train_step", "loss_alone", "input_pipeline"])
+    p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (test suite)")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench.json"))
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.backbone, args.batch, args.image_size, args.feat_dim = "small_cnn", 8, 8, 16
+        args.steps, args.warmup, args.classes, args.loss_batch, args.loss_dim = 1, 0, [10, 50], 16, 16
+        args.pipeline_images, args.workers = 64, 0
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    torch.backends.cudnn.benchmark = True
+    sections = {"train_step": bench_train_step, "loss_alone": bench_loss_alone, "input_pipeline": bench_input_pipeline}
+    results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+               "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()}}
+    for name in args.sections:
+        results[name] = sections[name](args, device)
+        print(f"\n## {name} on {results['device']}\n{_table(results[name])}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\nsaved {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
