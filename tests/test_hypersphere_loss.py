@@ -1,0 +1,337 @@
+"""Hypersphere Loss (HL): functionals against the paper's formulas (plain loops), the radius against a
+numeric cap-area integral, warm start, center-update modes, resume, and digits runs of every switch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy.integrate import quad
+
+from podhl.engine.checkpoint import load_checkpoint
+from podhl.losses.hypersphere import (
+    HypersphereLoss,
+    class_center_separation,
+    closed_form_centers,
+    ewma_center_update,
+    feature_sphere_radius,
+    generalized_center_penalty,
+    pairwise_cosine_stats,
+)
+
+from conftest import read_metrics
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """One intra-op thread here and in subprocesses: on a shared 2-core machine, 2 OpenMP threads per
+    process made a 1 s digits run take 40 s."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+FAST = ["loss=hl", "model.fc1=false", "loss.warmup_epochs=1", "schedule.epochs=3", "trainer.eval_every=3"]
+
+
+# ---------------------------------------------------------------- radius a (§III-A)
+def _cap_fraction_numeric(theta: float, d: int) -> float:
+    f = lambda t: math.sin(t) ** (d - 2)  # noqa: E731  (area element of S^{d-1} at polar angle t)
+    whole = quad(f, 0, math.pi, points=[math.pi / 2], limit=200)[0]
+    return quad(f, 0, theta, limit=200)[0] / whole
+
+
+@pytest.mark.parametrize("num_classes,dim", [(10, 512), (100, 512), (10575, 512), (7, 16), (10, 3), (3, 64)])
+def test_radius_cap_covers_one_over_c_of_the_sphere(num_classes, dim):
+    a = feature_sphere_radius(num_classes, dim, 40.0)
+    theta = math.asin(a / 40.0)
+    assert _cap_fraction_numeric(theta, dim) == pytest.approx(1 / num_classes, rel=1e-6)
+
+
+def test_radius_known_values():
+    assert feature_sphere_radius(10, 512, 40.0) / 40.0 == pytest.approx(0.99839, abs=1e-5)
+    assert feature_sphere_radius(10, 3, 1.0) == pytest.approx(0.6)  # (1 − cos θ)/2 = 1/10
+    assert feature_sphere_radius(10, 2, 1.0) == pytest.approx(math.sin(math.pi / 10))  # arc of 2π/10
+    assert feature_sphere_radius(2, 64, 5.0) == pytest.approx(5.0)  # hemisphere
+    with pytest.raises(ValueError, match="dim"):
+        feature_sphere_radius(10, 1, 1.0)
+
+
+# ---------------------------------------------------------------- functionals (eq. 10, 11, 17)
+def _tiny(seed=0, b=7, c=4, d=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, d, generator=g, dtype=torch.float64), torch.tensor([0, 1, 1, 3, 0, 3, 1])[:b], \
+        torch.randn(c, d, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("power,norm", [(2, "batch"), (4, "batch"), (2, "elements")])
+def test_generalized_center_penalty_matches_formula(power, norm):
+    f, y, c = _tiny()
+    dists = [math.dist(f[i].tolist(), c[y[i]].tolist()) for i in range(len(y))]
+    threshold = sorted(dists)[3]  # 3 samples inside the dead zone, the rest outside (≥)
+    valid = torch.tensor([True, True, False, True, True, True, True])
+    expected = 0.0
+    for i, dist in enumerate(dists):
+        iota = 1.0 if (dist >= threshold and valid[i]) else 0.0
+        expected += (iota * dist) ** power
+    expected /= 2 * len(y) * (f.shape[1] if norm == "elements" else 1)
+    got = generalized_center_penalty(f, y, c, threshold, power=power, normalization=norm, valid=valid)
+    assert float(got) == pytest.approx(expected, rel=1e-12)
+    plain = sum(dd**2 for dd in dists) / (2 * len(y))
+    assert float(generalized_center_penalty(f, y, c, 0.0)) == pytest.approx(plain, rel=1e-12)
+
+
+def test_class_center_separation_matches_double_sum():
+    _, y, c = _tiny()
+    num_classes = c.shape[0]
+    expected = sum(float(c[y[i]] @ c[l]) for i in range(len(y)) for l in range(num_classes) if l != y[i])
+    expected /= len(y) * (num_classes - 1)
+    assert float(class_center_separation(y, c)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_penalty_gradcheck_float64():
+    f, y, c = _tiny(seed=1)
+    f.requires_grad_(True)
+    c.requires_grad_(True)
+    for power in (2, 4):
+        fn = lambda ff, cc: generalized_center_penalty(ff, y, cc, 1.0, power=power)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (f, c))
+
+
+# ---------------------------------------------------------------- center updates (eq. 13, 15, 16)
+def _loop_ewma(centers, f, y, phi, beta, r, step, bias_correction=True):
+    """Eq. 15–16 one sample and one class at a time."""
+    num_classes = centers.shape[0]
+    new = centers.clone()
+    for k in range(num_classes):
+        u, n = torch.zeros(centers.shape[1], dtype=centers.dtype), 0
+        for i in range(len(y)):
+            if int(y[i]) != k:
+                continue
+            v = phi * centers[k] + (1 - phi) * f[i]
+            if bias_correction:
+                v = v / (1 - phi**step)
+            others = sum(centers[l] for l in range(num_classes) if l != k)
+            u = u + v - beta / (num_classes - 1) * others
+            n += 1
+        if n:
+            new[k] = r * u / u.norm()
+    return new
+
+
+def test_ewma_update_matches_per_class_loop_first_and_later_updates():
+    f, y, _ = _tiny(seed=2)  # class 2 absent from the batch
+    zero = torch.zeros(4, 3, dtype=torch.float64)
+    first = ewma_center_update(zero, f, y, 0.99, 0.1, 40.0, step=1)
+    for k in (0, 1, 3):  # first update: r·normalize(class sum)
+        s = f[y == k].sum(0)
+        assert torch.allclose(first[k], 40 * s / s.norm())
+    assert torch.equal(first[2], zero[2])
+    assert torch.allclose(first, _loop_ewma(zero, f, y, 0.99, 0.1, 40.0, 1))
+    centers = first.clone()
+    centers[2] = torch.tensor([0.0, 40.0, 0.0], dtype=torch.float64)
+    for step, bc in ((2, True), (7, True), (3, False)):
+        got = ewma_center_update(centers, f, y, 0.9, 0.5, 40.0, step=step, bias_correction=bc)
+        assert torch.allclose(got, _loop_ewma(centers, f, y, 0.9, 0.5, 40.0, step, bc))
+        assert torch.equal(got[2], centers[2])  # absent class keeps its center
+        assert torch.allclose(got[[0, 1, 3]].norm(dim=1), torch.full((3,), 40.0, dtype=torch.float64))
+
+
+def test_closed_form_centers_eq13_and_eq9():
+    f, y, c = _tiny(seed=3)
+    sums = torch.zeros_like(c).index_add_(0, y, f)
+    counts = torch.bincount(y, minlength=4).double()
+    eq9 = closed_form_centers(c, sums, counts, beta=0.0, radius=2.0)
+    for k in (0, 1, 3):
+        mean = f[y == k].mean(0)
+        assert torch.allclose(eq9[k], 2.0 * mean / mean.norm())
+    assert torch.equal(eq9[2], c[2])
+    beta = 0.3
+    eq13 = closed_form_centers(c, sums, counts, beta=beta, radius=2.0)
+    for k in (0, 1, 3):
+        u = sum(f[i] - beta / 3 * sum(c[l] for l in range(4) if l != k) for i in range(len(y)) if y[i] == k)
+        assert torch.allclose(eq13[k], 2.0 * u / u.norm())
+
+
+def test_pairwise_cosine_stats_brute_force():
+    c = torch.randn(6, 5, generator=torch.Generator().manual_seed(4))
+    c[4] = 0  # not set yet: excluded
+    mean, mx = pairwise_cosine_stats(c, chunk=2)
+    u = torch.nn.functional.normalize(c[[0, 1, 2, 3, 5]], dim=1)
+    pairs = [float(u[i] @ u[j]) for i in range(5) for j in range(i + 1, 5)]
+    assert mean == pytest.approx(sum(pairs) / len(pairs), abs=1e-6)
+    assert mx == pytest.approx(max(pairs), abs=1e-6)
+
+
+# ---------------------------------------------------------------- the module
+def _batch(seed=5, b=12, c=4, d=6):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, d, generator=g) * 3, torch.randint(0, c, (b,), generator=g)
+
+
+def test_warm_start_then_penalty_against_centers_updated_from_this_batch():
+    loss = HypersphereLoss(4, 6, warmup_epochs=2, lam=0.5)
+    f, y = _batch()
+    for epoch in (1, 2):
+        loss.on_epoch_start(epoch)
+        out = loss(f, y)
+        assert float(out["center"]) == 0 and torch.equal(out["loss"], out["ce"])
+        loss.after_optimizer_step(f, y)
+        assert not loss.centers.any() and int(loss.num_updates) == 0
+    loss.on_epoch_start(3)
+    out = loss(f, y)
+    assert not loss.centers.any()  # forward never changes state
+    loss.after_optimizer_step(f, y)
+    assert int(loss.num_updates) == 1
+    sums = torch.zeros(4, 6).index_add_(0, y, f)
+    for k in y.unique():
+        assert torch.allclose(loss.centers[k], 40 * sums[k] / sums[k].norm(), atol=1e-5)
+    expected = generalized_center_penalty(f, y, loss.centers, loss.threshold)
+    assert float(out["center"]) > 0 and torch.allclose(out["center"], expected)
+    assert torch.allclose(out["loss"], out["ce"] + 0.5 * expected)
+    loss.eval()  # test batches: stored centers, no update
+    out_eval = loss(f, y)
+    assert torch.allclose(out_eval["center"], expected)
+    assert set(out) == {"loss", "ce", "center", "separation", "dead_zone_fraction", "center_distance"}
+
+
+def test_update_every_n_iterations():
+    loss = HypersphereLoss(4, 6, warmup_epochs=0, update_every=3)
+    loss.on_epoch_start(1)
+    seen = []
+    for i in range(7):
+        f, y = _batch(seed=i)
+        loss(f, y)
+        loss.after_optimizer_step(f, y)
+        seen.append(int(loss.num_updates))
+    assert seen == [1, 1, 1, 2, 2, 2, 3]  # iterations 0, 3, 6
+    assert int(loss.iterations) == 7
+
+
+def test_per_epoch_ewma_and_whole_set_updates():
+    f1, y1 = _batch(seed=1)
+    f2, y2 = _batch(seed=2)
+    ep = HypersphereLoss(4, 6, warmup_epochs=1, center_update="epoch", beta=0.2)
+    ep.on_epoch_start(1)
+    for f, y in ((f1, y1), (f2, y2)):
+        assert float(ep(f, y)["center"]) == 0
+        ep.after_optimizer_step(f, y)
+    assert not ep.centers.any()
+    ep.on_epoch_end(1, {})
+    zero = torch.zeros(4, 6)
+    f, y = torch.cat([f1, f2]), torch.cat([y1, y2])
+    assert torch.allclose(ep.centers, _loop_ewma(zero, f, y, 0.99, 0.2, 40.0, 1), atol=1e-5)
+    assert int(ep.num_updates) == 1
+
+    ds = HypersphereLoss(4, 6, warmup_epochs=1, center_update="dataset", beta=0.0, generalized=False)
+    assert ds.needs_feature_pass
+    ds.on_epoch_start(1)
+    ds.feature_pass(iter([(f1, y1), (f2, y2)]))
+    for k in y.unique():
+        mean = f[y == k].mean(0)
+        assert torch.allclose(ds.centers[k], 40 * mean / mean.norm(), atol=1e-5)
+    ds.on_epoch_start(2)
+    assert float(ds(f1, y1)["center"]) > 0
+
+
+def test_ramps_and_separation_switch():
+    loss = HypersphereLoss(4, 6, ramp_lambda=True, ramp_beta=True, total_epochs=5, lam=0.4, beta=0.8)
+    loss.on_epoch_start(1)
+    assert (loss.lam, loss.beta) == (0.0, 0.0)
+    loss.on_epoch_start(3)
+    assert loss.lam == pytest.approx(0.2) and loss.beta == pytest.approx(0.4)
+    loss.on_epoch_start(5)
+    assert loss.epoch_metrics()["lambda"] == pytest.approx(0.4)
+    assert HypersphereLoss(4, 6, separation=False).beta == 0.0
+
+
+@pytest.mark.parametrize("kw,name", [
+    ({"radius": 0}, "radius"), ({"epsilon": 1.5}, "epsilon"), ({"phi": 1.0}, "phi"), ({"lam": -1}, "lam"),
+    ({"beta": -0.1}, "beta"), ({"warmup_epochs": -1}, "warmup_epochs"), ({"center_update": "x"}, "center_update"),
+    ({"update_every": 0}, "update_every"), ({"penalty_power": 3}, "penalty_power"),
+    ({"penalty_normalization": "x"}, "penalty_normalization"), ({"ramp_beta": True}, "total_epochs"),
+    ({"center_update": "epoch", "warmup_epochs": 0}, "warmup_epochs"),
+    ({"center_update": "epoch", "update_every": 10}, "update_every"),
+])
+def test_bad_hyperparameters_name_the_parameter(kw, name):
+    with pytest.raises(ValueError, match=name):
+        HypersphereLoss(10, 8, **kw)
+
+
+# ---------------------------------------------------------------- training
+def test_resume_restores_centers_and_nc(train, tmp_path):
+    args = [*FAST, "trainer.deterministic=true", "trainer.limit_train_batches=6", "trainer.limit_test_batches=2"]
+    full, _ = train(*args, run_dir=tmp_path / "full")
+    train(*args, "trainer.stop_after=2", run_dir=tmp_path / "part")
+    saved = load_checkpoint(tmp_path / "part" / "last.pt")["criterion"]
+    assert int(saved["num_updates"]) == 6 and saved["centers"].any()
+    resumed, metrics = train(*args, "resume=true", run_dir=tmp_path / "part")
+    assert metrics["completed"]
+    assert int(resumed.criterion.num_updates) == int(full.criterion.num_updates) == 12
+    assert torch.equal(resumed.criterion.centers, full.criterion.centers)
+
+
+@pytest.mark.parametrize("switches", [
+    [],                                                                      # Table V row 8 (HL)
+    ["loss.center_update=epoch", "loss.generalized=false"],                  # row 3
+    ["loss.center_update=dataset", "loss.generalized=false", "loss.separation=false"],  # row 1
+    ["loss.update_every=10", "loss.bias_correction=false"],                  # Table IV HL(10)
+])
+def test_digits_every_switch_trains(train, switches):
+    trainer, metrics = train(*FAST, "trainer.limit_train_batches=12", *switches)
+    last = trainer.history[-1]
+    assert metrics["test_acc"] > 80 and math.isfinite(last["train_loss"])
+    assert last["train_center"] > 0 and last["loss_n_c"] >= 1
+    for key in ("train_dead_zone_fraction", "train_center_distance", "train_separation", "loss_center_cos_max"):
+        assert math.isfinite(last[key]), key
+
+
+def test_cli_official_switches(run_cli):
+    proc, run_dir = run_cli("loss=hl_official", "model.fc1=false", "loss.warmup_epochs=1", "schedule.epochs=3")
+    metrics = read_metrics(run_dir)
+    assert metrics["completed"] and metrics["test_acc"] > 80
+    assert (run_dir / "tb").is_dir()
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.save(_run_modes(rank, world), f"{out_file}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def _run_modes(rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Two center updates per mode on a fixed global batch of 16, this rank holding its slice."""
+    out = {}
+    for mode in ("batch", "epoch", "dataset"):
+        loss = HypersphereLoss(4, 6, warmup_epochs=1, center_update=mode, beta=0.3)
+        for epoch in (1, 2, 3):
+            loss.on_epoch_start(epoch)
+            f, y = _batch(seed=epoch, b=16)
+            f, y = f.chunk(world)[rank], y.chunk(world)[rank]
+            terms = loss(f, y)
+            loss.after_optimizer_step(f, y)
+            if loss.needs_feature_pass:
+                loss.feature_pass(iter([(f, y)]))
+            loss.on_epoch_end(epoch, {})
+        out[mode] = loss.centers.clone()
+        out[f"{mode}_center"] = terms["center"].detach()
+    return out
+
+
+def test_ddp_two_ranks_equal_one_process_with_the_global_batch(tmp_path):
+    """Center statistics are all-reduced: 2 ranks × batch 8 give the centers of 1 process × batch 16."""
+    import torch.multiprocessing as mp
+
+    args = (2, str(tmp_path / "init"), str(tmp_path / "out"))
+    mp.spawn(_ddp_worker, args=args, nprocs=2, join=True)  # fork would hang after OpenMP was used
+    single = _run_modes(0, 1)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"out.{rank}")
+        for mode in ("batch", "epoch", "dataset"):
+            assert single[mode].any() and torch.allclose(got[mode], single[mode], atol=1e-5), (mode, rank)
