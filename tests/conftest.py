@@ -9,8 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Tiny CPU workloads (8×8 digits) gain nothing from intra-op threads and lose a lot when several
+# processes share the machine's cores: one thread here and in every subprocess the tests start.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 # Fast settings for CLI runs in tests: no progress bar, CPU.
 FAST = ["trainer.progress=false", "trainer.device=cpu"]
 

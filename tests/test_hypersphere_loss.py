@@ -22,17 +22,6 @@ from podhl.losses.hypersphere import (
 
 from conftest import read_metrics
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One intra-op thread here and in subprocesses: on a shared 2-core machine, 2 OpenMP threads per
-    process made a 1 s digits run take 40 s."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 FAST = ["loss=hl", "model.fc1=false", "loss.warmup_epochs=1", "schedule.epochs=3", "trainer.eval_every=3"]
 
 

@@ -1,3 +1,124 @@
-"""Functional forms: pod (see the family's loss modules for equations)."""
+"""Functional forms of the POD family (Zhu & Zu, POD Loss; PEDCC-Loss, POD §2.2).
 
-__all__: list[str] = []
+All take ``features`` (B, n) — the latent x from FC1, *not* normalized by the model — ``labels``
+(B,) and ``centroids`` (k, n), the PEDCC (unit rows; they are normalized here anyway, p̃), and
+return a scalar: the mean over the batch (SC: the batch statistic of eq. 18–19).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "COSINE_EPS",
+    "cosine_logits",
+    "cosine_loss",
+    "nac_cosine",
+    "nac_loss",
+    "sc_loss",
+    "pod_loss",
+    "pedcc_am_loss",
+    "pedcc_mse_loss",
+    "pedcc_loss",
+]
+
+COSINE_EPS = 1e-12  # ε of eq. 10–11
+
+
+def cosine_logits(features: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """cos θ between every x and every p̃ (B, k); its argmax is the prediction (eq. 21–24)."""
+    return F.normalize(features, dim=1, eps=COSINE_EPS) @ F.normalize(centroids, dim=1).t()
+
+
+def nac_cosine(
+    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, delta, denominator: str = "sum"
+) -> torch.Tensor:
+    """cos_Na θ_y (B,) of eq. 12–16: x·p̃_y / (‖x‖ + δ).
+
+    ``denominator="sqrt"`` is the official code's variant x·p̃_y / sqrt(‖x‖² + δ²) (a switch).
+    """
+    target = F.normalize(centroids, dim=1)[labels]
+    dot = (features * target).sum(dim=1)
+    norm = features.norm(dim=1)
+    if denominator == "sum":
+        return dot / (norm + delta)
+    if denominator == "sqrt":
+        return dot / torch.sqrt(norm.square() + torch.as_tensor(delta, dtype=norm.dtype, device=norm.device) ** 2)
+    raise ValueError(f"denominator must be 'sum' or 'sqrt', got {denominator!r}")
+
+
+def cosine_loss(features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Cosine Loss (eq. 9): mean (1 − cos θ_y)², cos θ_y = x·p̃_y / (‖x‖ + ε), ε = 1e-12 (eq. 10–11)."""
+    return (1.0 - nac_cosine(features, labels, centroids, COSINE_EPS)).square().mean()
+
+
+def nac_loss(
+    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, delta, denominator: str = "sum"
+) -> torch.Tensor:
+    """NaC Loss (eq. 16–17): mean (1 − cos_Na θ_y)², cos_Na θ_y = x·p̃_y / (‖x‖ + δ)."""
+    return (1.0 - nac_cosine(features, labels, centroids, delta, denominator)).square().mean()
+
+
+def sc_loss(
+    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, divide_by_n_minus_1: bool = False
+) -> torch.Tensor:
+    """SC Loss (eq. 18–19): Σ_{i≠j} R_ij², R = ZᵀZ / (B−1) (n × n), Z_b = x_b/‖x_b‖ − p̃_{y_b}.
+
+    ``divide_by_n_minus_1`` divides by (n−1) as the official code does (a switch). A batch of one
+    sample has no correlation estimate: the loss is then 0 (still connected to the graph).
+    """
+    batch = features.shape[0]
+    if batch < 2:
+        return features.sum() * 0.0
+    z = F.normalize(features, dim=1, eps=COSINE_EPS) - F.normalize(centroids, dim=1)[labels]
+    r = z.t() @ z / (batch - 1)
+    loss = r.square().sum() - torch.diagonal(r).square().sum()
+    if divide_by_n_minus_1:
+        loss = loss / max(features.shape[1] - 1, 1)
+    return loss
+
+
+def pod_loss(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    centroids: torch.Tensor,
+    delta,
+    lam: float = 1.0,
+    denominator: str = "sum",
+    divide_by_n_minus_1: bool = False,
+) -> torch.Tensor:
+    """POD Loss (eq. 20): L_NaC + λ·L_SC."""
+    return nac_loss(features, labels, centroids, delta, denominator) + lam * sc_loss(
+        features, labels, centroids, divide_by_n_minus_1
+    )
+
+
+def pedcc_am_loss(
+    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, s: float, m: float
+) -> torch.Tensor:
+    """PEDCC-AM (eq. 2): cross-entropy of s·(cos θ_j − m·[j = y]) on the frozen PEDCC."""
+    cos = cosine_logits(features, centroids)
+    margin = F.one_hot(labels, cos.shape[1]).to(cos.dtype) * m
+    return F.cross_entropy(s * (cos - margin), labels)
+
+
+def pedcc_mse_loss(features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """PEDCC-MSE (eq. 3): (1/2N) Σ_i ‖x̃_i − p̃_{y_i}‖² with x̃ the normalized feature."""
+    diff = F.normalize(features, dim=1, eps=COSINE_EPS) - F.normalize(centroids, dim=1)[labels]
+    return 0.5 * diff.square().sum(dim=1).mean()
+
+
+def pedcc_loss(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    centroids: torch.Tensor,
+    s: float = 15.0,
+    m: float = 0.5,
+    lam: float = 1.0,
+    n_root: float = 1.0,
+) -> torch.Tensor:
+    """PEDCC-Loss (eq. 4): L_AM + λ·(L_MSE)^{1/n_root}, n_root ≥ 1."""
+    return pedcc_am_loss(features, labels, centroids, s, m) + lam * pedcc_mse_loss(features, labels, centroids) ** (
+        1.0 / n_root
+    )

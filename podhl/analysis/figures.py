@@ -1,0 +1,279 @@
+"""Figures of both papers, as PNG files (and TensorBoard figures/embeddings).
+
+* ``latent_features`` — an analysis (``+analysis=latent_features``): saves the latent features x of
+  a split to ``features.npz`` (features, labels, class means, PEDCC rows if the loss has them),
+  logs a TensorBoard projector embedding (``tb/``), and writes ``features.png``: a 2-D scatter
+  with the class means (black dots) and the PEDCC points (black circles) — POD Fig. 6 when
+  ``model.feat_dim=2``; for feat_dim > 2 the scatter is of the first two principal components.
+* ``plot_curves`` — test accuracy per epoch from ``history.csv`` files (POD Fig. 4, HL Fig. 2).
+* ``plot_loss_vs_lambda`` — final training loss against lg λ (POD Fig. 5).
+* ``plot_feature_grid`` — several runs' ``features.npz`` side by side (the whole of POD Fig. 6).
+
+``python -m podhl.analysis.figures curves|lambda|features <run or sweep dirs...> -o out.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from podhl.analysis.common import check_split  # noqa: E402
+
+# ------------------------------------------------------------------ the analysis hook
+
+
+def class_means(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, d) mean feature per class; NaN rows for classes without samples."""
+    means = np.full((num_classes, features.shape[1]), np.nan, dtype=np.float64)
+    for c in range(num_classes):
+        sel = labels == c
+        if sel.any():
+            means[c] = features[sel].mean(0)
+    return means
+
+
+def _project_2d(features: np.ndarray, *others: np.ndarray | None):
+    """Features (and other point sets) in 2-D: unchanged if d == 2, else the first two principal components."""
+    if features.shape[1] == 2:
+        return (features, *others)
+    center = features.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(features - center, full_matrices=False)
+    basis = vt[:2].T
+    proj = [(features - center) @ basis]
+    for o in others:
+        proj.append(None if o is None else (o - center) @ basis)
+    return tuple(proj)
+
+
+def scatter_features(ax, features, labels, means=None, pedcc=None, title: str | None = None, max_points: int = 5000):
+    """One POD-Fig.-6 panel: samples coloured by class, class means (black dots), PEDCC points (black circles)."""
+    features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
+    if len(labels) > max_points:
+        idx = np.random.default_rng(0).choice(len(labels), max_points, replace=False)
+        features, labels = features[idx], labels[idx]
+    pts, m2, p2 = _project_2d(features, means, pedcc)
+    cmap = plt.get_cmap("tab10")
+    for c in np.unique(labels):
+        sel = labels == c
+        ax.scatter(pts[sel, 0], pts[sel, 1], s=2, alpha=0.5, color=cmap(int(c) % 10), label=str(int(c)), rasterized=True)
+    if m2 is not None:
+        ax.scatter(m2[:, 0], m2[:, 1], s=30, color="black", marker="o", zorder=3)
+    if p2 is not None:
+        ax.scatter(p2[:, 0], p2[:, 1], s=40, facecolors="none", edgecolors="black", marker="o", linewidths=1.5, zorder=4)
+    ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+@torch.no_grad()
+def latent_features(
+    trainer,
+    split: str = "test",
+    max_points: int = 10000,
+    projector: bool = True,
+    projector_points: int = 2000,
+    png: bool = True,
+) -> dict:
+    """Save the latent features of ``split`` (``features.npz``), a scatter PNG and a TensorBoard embedding."""
+    check_split(split)
+    feats, labels = trainer.collect_features(split)
+    num_classes = int(trainer.data.num_classes)
+    if len(labels) > max_points:  # deterministic subsample
+        idx = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:max_points]
+        feats, labels = feats[idx], labels[idx]
+    f, y = feats.numpy().astype(np.float32), labels.numpy()
+    means = class_means(f, y, num_classes)
+    pedcc = getattr(trainer.criterion, "pedcc", None)
+    pedcc = pedcc.detach().float().cpu().numpy() if isinstance(pedcc, torch.Tensor) else None
+    run_dir = Path(trainer.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    arrays = {"features": f, "labels": y, "class_means": means}
+    if pedcc is not None:
+        arrays["pedcc"] = pedcc
+    np.savez_compressed(run_dir / "features.npz", **arrays)
+
+    fig = None
+    if png or projector:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        title = f"{trainer.names.get('loss', '') if hasattr(trainer, 'names') else ''} ({split}, d={f.shape[1]})"
+        scatter_features(ax, f, y, means, pedcc, title=title.strip())
+        fig.tight_layout()
+        if png:
+            fig.savefig(run_dir / "features.png", dpi=120)
+    if projector:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+        n = min(projector_points, len(y))
+        writer.add_embedding(feats[:n], metadata=[int(v) for v in y[:n]], tag=f"latent_{split}")
+        if fig is not None:
+            writer.add_figure(f"features/{split}", fig, global_step=int(getattr(trainer, "start_epoch", 0)))
+        writer.close()
+    if fig is not None:
+        plt.close(fig)
+
+    norms = np.linalg.norm(f, axis=1)
+    unit = means / np.linalg.norm(means, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    off = cos[~np.eye(num_classes, dtype=bool)]
+    off = off[np.isfinite(off)]
+    return {
+        "split": split,
+        "num_points": int(len(y)),
+        "file": "features.npz",
+        "mean_norm": float(norms.mean()),
+        "class_mean_cos_max": float(off.max()) if off.size else None,
+        "class_mean_min_angle_deg": float(np.degrees(np.arccos(np.clip(off.max(), -1, 1)))) if off.size else None,
+    }
+
+
+# ------------------------------------------------------------------ curves and λ
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return []
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _float(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def mean_curve(run_dirs: Iterable[Path], column: str = "test_acc") -> tuple[np.ndarray, np.ndarray]:
+    """Epochs and the mean of ``column`` over runs (NaN where a run has no value for an epoch)."""
+    per_epoch: dict[int, list[float]] = {}
+    for run in run_dirs:
+        for row in read_history(run):
+            per_epoch.setdefault(int(row["epoch"]), []).append(_float(row.get(column)))
+    epochs = np.array(sorted(per_epoch))
+    values = np.array([np.nanmean(per_epoch[e]) if np.isfinite(per_epoch[e]).any() else np.nan for e in epochs])
+    return epochs, values
+
+
+def plot_curves(groups: dict[str, Sequence[Path]], out: Path, column: str = "test_acc", title: str | None = None) -> Path:
+    """One line per group (mean over its runs): POD Fig. 4 / HL Fig. 2."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, runs in groups.items():
+        epochs, values = mean_curve(runs, column)
+        if len(epochs):
+            ax.plot(epochs, values, marker="o" if len(epochs) < 20 else None, ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column.replace("_", " ") + (" (%)" if column.endswith("acc") else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_loss_vs_lambda(points: dict[str, list[tuple[float, float]]], out: Path, title: str | None = None) -> Path:
+    """POD Fig. 5: ``points[series] = [(λ, loss), ...]`` drawn against lg λ."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, pts in points.items():
+        pts = sorted((lam, loss) for lam, loss in pts if lam > 0 and math.isfinite(loss))
+        if pts:
+            ax.plot([math.log10(p[0]) for p in pts], [p[1] for p in pts], marker="o", ms=3, label=label)
+    ax.set_xlabel("lg λ")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_feature_grid(panels: dict[str, Path], out: Path, ncols: int = 3) -> Path:
+    """POD Fig. 6: one panel per run from its ``features.npz`` (title → run dir)."""
+    n = len(panels)
+    ncols = min(ncols, max(n, 1))
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.6 * nrows), squeeze=False)
+    for ax, (title, run) in zip(axes.flat, panels.items()):
+        data = np.load(Path(run) / "features.npz")
+        scatter_features(ax, data["features"], data["labels"], data["class_means"],
+                         data["pedcc"] if "pedcc" in data.files else None, title=title)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def _runs(paths: Sequence[str]) -> list[Path]:
+    """Run dirs: each path that holds history.csv, or the job dirs below a sweep dir."""
+    out = []
+    for p in map(Path, paths):
+        if (p / "history.csv").is_file():
+            out.append(p)
+        else:
+            out.extend(sorted((q.parent for q in p.glob("*/history.csv")), key=lambda q: (len(q.name), q.name)))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from podhl.analysis.tables import load_runs, run_label
+
+    parser = argparse.ArgumentParser(prog="python -m podhl.analysis.figures", description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=("curves", "lambda", "features"))
+    parser.add_argument("dirs", nargs="+", help="run dirs or multirun dirs")
+    parser.add_argument("-o", "--out", required=True, help="PNG file to write")
+    parser.add_argument("--column", default="test_acc", help="curves: history.csv column (default test_acc)")
+    parser.add_argument("--by", default=None, help="group runs by these override keys (comma list; default: all that differ but seed)")
+    args = parser.parse_args(argv)
+    runs = load_runs(args.dirs)
+    keys = args.by.split(",") if args.by else None
+    if args.kind == "curves":
+        groups: dict[str, list[Path]] = {}
+        for r in runs:
+            groups.setdefault(run_label(r, keys), []).append(r["dir"])
+        print(plot_curves(groups, Path(args.out), args.column))
+    elif args.kind == "lambda":
+        series: dict[str, list[tuple[float, float]]] = {}
+        for r in runs:
+            lam = r["overrides"].get("loss.lam")
+            if lam is None:
+                continue
+            label = run_label(r, [k for k in (keys or ["dataset"]) if k != "loss.lam"]) or "loss"
+            series.setdefault(label, []).append((float(lam), _float(r["metrics"].get("train_loss"))))
+        print(plot_loss_vs_lambda(series, Path(args.out)))
+    else:
+        panels = {run_label(r, keys): r["dir"] for r in runs if (r["dir"] / "features.npz").is_file()}
+        print(plot_feature_grid(panels, Path(args.out)))
+
+
+if __name__ == "__main__":
+    main()

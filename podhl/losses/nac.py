@@ -1,0 +1,111 @@
+"""Norm-adaptive Cosine (NaC) Loss (POD §3.1.3, eq. 16–17) on the frozen PEDCC. Logs ``nac``.
+
+    cos_Na θ_y = x·p̃_y / (‖x‖ + δ(e, M)),   L_NaC = mean (1 − cos_Na θ_y)²,   δ(e, M) = α·e·M
+
+e is the 1-based epoch, M the mean l2 norm of the latent features over the training samples of the
+previous epoch (``stats["mean_feature_norm"]`` from the trainer), M = 0.05 before the first epoch.
+δ is a buffer (``criterion.delta``) set in ``on_epoch_start``; M (``criterion.mean_norm``) is set in
+``on_epoch_end``; both survive resume. ``epoch_metrics()`` → ``delta`` (used this epoch) and ``M``
+(measured this epoch), logged as ``loss/delta`` and ``loss/M``.
+
+Official-code switches (TianYuZu/POD-Loss ``train.py``; the defaults are the paper's):
+
+* ``norm_source="pedcc_output"``: M is the mean norm of the PEDCC-layer output xWᵀ (W = PEDCC)
+  instead of x; gathered here in ``after_optimizer_step`` and summed over ranks at epoch end.
+* ``denominator="sqrt"``: cos_Na = x·p̃_y / sqrt(‖x‖² + δ²).
+* ``delta_schedule="official"``: δ = 0.05 in epoch 1, then δ = α·(e−1)·M_{e−1} in epoch e ≥ 2
+  (the code's ``alpha * (epoch + 1) * mean`` with its 0-based ``epoch`` of the finished epoch).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from podhl.engine.distributed import all_reduce_sum
+from podhl.losses.functional.pod import nac_loss
+from podhl.losses.pedcc_classifier import PEDCCCriterion
+
+NORM_SOURCES = ("features", "pedcc_output")
+DENOMINATORS = ("sum", "sqrt")
+DELTA_SCHEDULES = ("paper", "official")
+OFFICIAL_FIRST_DELTA = 0.05  # δ of the official code's first epoch
+
+
+class NaCLoss(PEDCCCriterion):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        alpha: float = 0.01,
+        initial_m: float = 0.05,
+        norm_source: str = "features",
+        denominator: str = "sum",
+        delta_schedule: str = "paper",
+        pedcc_seed: int = 0,
+        pedcc_method: str = "auto",
+    ) -> None:
+        if alpha < 0:
+            raise ValueError(f"alpha must be ≥ 0 (paper: 0.01), got {alpha}")
+        if initial_m < 0:
+            raise ValueError(f"initial_m must be ≥ 0 (paper: 0.05), got {initial_m}")
+        for name, value, allowed in (
+            ("norm_source", norm_source, NORM_SOURCES),
+            ("denominator", denominator, DENOMINATORS),
+            ("delta_schedule", delta_schedule, DELTA_SCHEDULES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method)
+        self.alpha = float(alpha)
+        self.norm_source = norm_source
+        self.denominator = denominator
+        self.delta_schedule = delta_schedule
+        self.register_buffer("mean_norm", torch.tensor(float(initial_m)))  # M
+        self.register_buffer("delta", torch.tensor(self.alpha * float(initial_m)))  # δ(1, M0) until set
+        # Running sum/count of ‖xWᵀ‖ within an epoch (norm_source="pedcc_output"); reset every epoch
+        # (checkpoints are written between epochs, so this is not state to resume).
+        self._norm_sum, self._norm_count = 0.0, 0
+
+    # -------------------------------------------------------------- δ(e, M)
+    def delta_for_epoch(self, epoch: int) -> float:
+        """δ used during 1-based ``epoch``, from the M measured in the previous one."""
+        m = float(self.mean_norm)
+        if self.delta_schedule == "official":
+            return OFFICIAL_FIRST_DELTA if epoch <= 1 else self.alpha * (epoch - 1) * m
+        return self.alpha * epoch * m
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.delta.fill_(self.delta_for_epoch(epoch))
+        self._norm_sum, self._norm_count = 0.0, 0
+
+    def after_optimizer_step(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> None:
+        if self.norm_source == "pedcc_output":
+            out = features.float() @ self.pedcc.t()
+            self._norm_sum += float(out.norm(dim=1).sum())
+            self._norm_count += out.shape[0]
+
+    def on_epoch_end(self, epoch: int, stats: dict[str, float]) -> None:
+        if self.norm_source == "pedcc_output":
+            sums = [self._norm_sum, float(self._norm_count)]
+            total = all_reduce_sum(torch.tensor(sums, dtype=torch.float32, device=self.pedcc.device))
+            if float(total[1]) > 0:
+                self.mean_norm.fill_(float(total[0] / total[1]))
+        else:
+            self.mean_norm.fill_(float(stats["mean_feature_norm"]))
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return {"delta": float(self.delta), "M": float(self.mean_norm)}
+
+    # -------------------------------------------------------------- loss
+    def nac(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nac_loss(features.float(), labels, self.pedcc, self.delta, self.denominator)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+        loss = self.nac(features, labels)
+        return {"loss": loss, "nac": loss}
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, alpha={self.alpha}, norm_source={self.norm_source}, "
+            f"denominator={self.denominator}, delta_schedule={self.delta_schedule}"
+        )

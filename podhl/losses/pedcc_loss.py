@@ -1,0 +1,51 @@
+"""PEDCC-Loss (Zhu et al., IEEE Access 2020; POD §2.2, eq. 2–4) on the frozen PEDCC. Logs ``am``, ``mse``.
+
+    L_AM  = CE(s·(cos θ_j − m·[j = y]))                  (eq. 2, AM-Softmax on the PEDCC)
+    L_MSE = (1/2N) Σ ‖x̃_i − p̃_{y_i}‖²  (x̃ normalized)   (eq. 3)
+    L     = L_AM + λ·L_MSE^{1/n_root}                     (eq. 4)
+
+Defaults and their sources: m = 0.5 (POD Table 4 runs "PEDCC-Loss(m = 0.5)"); s = 15 (the
+official PEDCC-Loss code, ZLeopard/PEDCC-Loss ``config/defaults.py``: METRIC.S = 15.0 with
+METRIC.M = 0.5); λ = 1 (that code adds the MSE term unweighted); n_root = 1 (its METRIC.N = 1).
+The AM-Softmax logits are computed inline on the frozen PEDCC; prediction is cosine argmax.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from podhl.losses.functional.pod import pedcc_am_loss, pedcc_mse_loss
+from podhl.losses.pedcc_classifier import PEDCCCriterion
+
+
+class PEDCCLoss(PEDCCCriterion):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        s: float = 15.0,
+        m: float = 0.5,
+        lam: float = 1.0,
+        n_root: float = 1.0,
+        pedcc_seed: int = 0,
+        pedcc_method: str = "auto",
+    ) -> None:
+        if s <= 0:
+            raise ValueError(f"s (scale) must be > 0, got {s}")
+        if not 0 <= m < 2:
+            raise ValueError(f"m (cosine margin) must be in [0, 2), got {m}")
+        if lam < 0:
+            raise ValueError(f"lam (λ) must be ≥ 0, got {lam}")
+        if n_root < 1:
+            raise ValueError(f"n_root must be ≥ 1 (eq. 4), got {n_root}")
+        super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method)
+        self.s, self.m, self.lam, self.n_root = float(s), float(m), float(lam), float(n_root)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+        features = features.float()
+        am = pedcc_am_loss(features, labels, self.pedcc, self.s, self.m)
+        mse = pedcc_mse_loss(features, labels, self.pedcc)
+        return {"loss": am + self.lam * mse ** (1.0 / self.n_root), "am": am, "mse": mse}
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, s={self.s}, m={self.m}, lam={self.lam}, n_root={self.n_root}"

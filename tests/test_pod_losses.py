@@ -1,0 +1,326 @@
+"""POD family: functional values by hand, gradchecks, δ(e, M), frozen PEDCC, runs on digits, analyses."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from podhl.analysis.feature_variance import variance_stats
+from podhl.analysis.gda import gda
+from podhl.engine.checkpoint import load_checkpoint
+from podhl.losses.cosine import CosineLoss
+from podhl.losses.functional import (
+    cosine_loss,
+    nac_loss,
+    pedcc_am_loss,
+    pedcc_loss,
+    pedcc_mse_loss,
+    pod_loss,
+    sc_loss,
+)
+from podhl.losses.nac import NaCLoss
+from podhl.losses.pedcc_loss import PEDCCLoss
+from podhl.losses.pod import PODLoss
+from podhl.pedcc import generate_pedcc
+
+E2 = torch.eye(2)
+pytestmark = pytest.mark.filterwarnings("ignore:PEDCC. feature dimension")
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PODHL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+# ----------------------------------------------------------------- functional values by hand
+def test_cosine_loss_by_hand():
+    x = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    y = torch.tensor([0, 1])
+    # cos θ_y = 3/5 and 0  →  ((1 − 0.6)² + (1 − 0)²) / 2
+    assert float(cosine_loss(x, y, E2)) == pytest.approx((0.4**2 + 1.0) / 2, rel=1e-6)
+
+
+def test_nac_loss_by_hand_both_denominators():
+    x = torch.tensor([[3.0, 4.0], [2.0, 0.0]])
+    y = torch.tensor([0, 0])
+    # eq. 16: 3/(5+1) = 0.5 and 2/(2+1)
+    expected = ((1 - 0.5) ** 2 + (1 - 2 / 3) ** 2) / 2
+    assert float(nac_loss(x, y, E2, 1.0)) == pytest.approx(expected, rel=1e-6)
+    # official: 3/sqrt(25+1), 2/sqrt(4+1)
+    expected = ((1 - 3 / math.sqrt(26)) ** 2 + (1 - 2 / math.sqrt(5)) ** 2) / 2
+    assert float(nac_loss(x, y, E2, 1.0, denominator="sqrt")) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="denominator"):
+        nac_loss(x, y, E2, 1.0, denominator="max")
+
+
+def test_nac_with_zero_delta_is_cosine_loss():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 8, generator=g) * 3
+    y = torch.randint(0, 5, (16,), generator=g)
+    c = generate_pedcc(5, 8, cache=False)
+    assert torch.allclose(nac_loss(x, y, c, 0.0), cosine_loss(x, y, c), atol=1e-7)
+    assert not torch.allclose(nac_loss(x, y, c, 0.5), cosine_loss(x, y, c), atol=1e-3)
+
+
+def _sc_by_loop(x, y, c):
+    """Eq. 18–19 with plain loops: Z_b = x_b/‖x_b‖ − p_{y_b}; R_ij = Σ_b Z_bi Z_bj / (B − 1)."""
+    b, n = x.shape
+    z = [[x[s, d].item() / math.sqrt(sum(v * v for v in x[s].tolist())) - c[y[s], d].item() for d in range(n)]
+         for s in range(b)]
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                r = sum(z[s][i] * z[s][j] for s in range(b)) / (b - 1)
+                total += r * r
+    return total
+
+
+def test_sc_loss_by_hand():
+    x = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    y = torch.tensor([1, 0])
+    c = torch.eye(3)[:2]
+    # Z = [[1, −1, 0], [−1, 1, 0]], R = ZᵀZ = [[2, −2, 0], [−2, 2, 0], [0, 0, 0]]: off-diagonal Σ R² = 8
+    assert float(sc_loss(x, y, c)) == pytest.approx(8.0, rel=1e-6)
+    assert float(sc_loss(x, y, c, divide_by_n_minus_1=True)) == pytest.approx(4.0, rel=1e-6)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 4, generator=g)
+    y = torch.tensor([0, 1, 2, 1, 0])
+    c = generate_pedcc(3, 4, cache=False)
+    assert float(sc_loss(x, y, c)) == pytest.approx(_sc_by_loop(x, y, c), rel=1e-5)
+
+
+def test_sc_loss_single_sample_is_zero_with_grad():
+    x = torch.randn(1, 4, requires_grad=True)
+    loss = sc_loss(x, torch.tensor([0]), torch.eye(4)[:2])
+    assert float(loss.detach()) == 0.0
+    loss.backward()
+    assert x.grad is not None
+
+
+def test_pod_loss_is_nac_plus_lambda_sc():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 4, generator=g)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    c = generate_pedcc(3, 4, cache=False)
+    expected = float(nac_loss(x, y, c, 0.3)) + 2.5 * _sc_by_loop(x, y, c)
+    assert float(pod_loss(x, y, c, 0.3, lam=2.5)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_pedcc_loss_by_hand():
+    x = torch.tensor([[3.0, 4.0], [0.0, -2.0]])
+    y = torch.tensor([0, 1])
+    s, m = 2.0, 0.5
+    cos = [[0.6, 0.8], [0.0, -1.0]]  # cos(x_i, e_j)
+    am = 0.0
+    for i, label in enumerate(y.tolist()):
+        z = [s * (cos[i][j] - (m if j == label else 0.0)) for j in range(2)]
+        am += -(z[label] - math.log(sum(math.exp(v) for v in z)))
+    am /= 2
+    # x̃ = (0.6, 0.8) vs e0 and (0, −1) vs e1: squared distances 0.16 + 0.64 and 0 + 4, over 2N = 4
+    mse = ((0.6 - 1) ** 2 + 0.8**2 + 0.0 + (-1 - 1) ** 2) / 4
+    assert float(pedcc_am_loss(x, y, E2, s, m)) == pytest.approx(am, rel=1e-6)
+    assert float(pedcc_mse_loss(x, y, E2)) == pytest.approx(mse, rel=1e-6)
+    total = pedcc_loss(x, y, E2, s=s, m=m, lam=3.0, n_root=2.0)
+    assert float(total) == pytest.approx(am + 3.0 * math.sqrt(mse), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x, y, c: cosine_loss(x, y, c),
+        lambda x, y, c: nac_loss(x, y, c, 0.7),
+        lambda x, y, c: nac_loss(x, y, c, 0.7, denominator="sqrt"),
+        lambda x, y, c: sc_loss(x, y, c),
+        lambda x, y, c: pod_loss(x, y, c, 0.2, lam=0.5, divide_by_n_minus_1=True),
+        lambda x, y, c: pedcc_loss(x, y, c, s=4.0, m=0.3, lam=1.0, n_root=2.0),
+    ],
+    ids=["cosine", "nac", "nac_sqrt", "sc", "pod", "pedcc"],
+)
+def test_gradcheck_float64(fn):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    c = generate_pedcc(4, 5, cache=False).double()
+    assert torch.autograd.gradcheck(lambda f: fn(f, y, c), (x,), eps=1e-6, atol=1e-5)
+
+
+# ----------------------------------------------------------------- modules
+def test_bad_hyperparameters_raise():
+    with pytest.raises(ValueError, match="alpha"):
+        NaCLoss(10, 32, alpha=-0.1)
+    with pytest.raises(ValueError, match="norm_source"):
+        NaCLoss(10, 32, norm_source="logits")
+    with pytest.raises(ValueError, match="denominator"):
+        PODLoss(10, 32, denominator="max")
+    with pytest.raises(ValueError, match="delta_schedule"):
+        NaCLoss(10, 32, delta_schedule="linear")
+    with pytest.raises(ValueError, match="lam"):
+        PODLoss(10, 32, lam=-1)
+    with pytest.raises(ValueError, match="n_root"):
+        PEDCCLoss(10, 32, n_root=0.5)
+    with pytest.raises(ValueError, match="s \\(scale\\)"):
+        PEDCCLoss(10, 32, s=0)
+    with pytest.raises(ValueError, match="pedcc_method"):
+        CosineLoss(10, 32, pedcc_method="lattice")
+    with pytest.raises(ValueError, match="simplex"):
+        CosineLoss(10, 4, pedcc_method="simplex")
+
+
+def test_pedcc_is_a_frozen_buffer_and_logits_are_cosines():
+    crit = PODLoss(10, 32)
+    assert list(crit.parameters()) == [] and crit.param_groups() == []
+    assert torch.equal(crit.pedcc, generate_pedcc(10, 32, seed=0))
+    assert {"pedcc", "delta", "mean_norm"} <= set(crit.state_dict())
+    x = torch.randn(4, 32) * 5
+    expected = torch.nn.functional.cosine_similarity(x[:, None, :], crit.pedcc[None], dim=2)
+    assert torch.allclose(crit.logits(x), expected, atol=1e-6)
+
+
+def test_delta_schedule_paper_and_official():
+    crit = NaCLoss(10, 32, alpha=0.01)
+    crit.on_epoch_start(1)
+    assert float(crit.delta) == pytest.approx(0.01 * 1 * 0.05)
+    crit.on_epoch_end(1, {"mean_feature_norm": 3.0, "num_samples": 100})
+    assert crit.epoch_metrics() == pytest.approx({"delta": 0.0005, "M": 3.0})
+    crit.on_epoch_start(2)
+    assert float(crit.delta) == pytest.approx(0.01 * 2 * 3.0)
+    crit.on_epoch_end(2, {"mean_feature_norm": 5.0, "num_samples": 100})
+    fresh = NaCLoss(10, 32, alpha=0.01)  # resume: M comes back with the state dict
+    fresh.load_state_dict(crit.state_dict())
+    fresh.on_epoch_start(3)
+    assert float(fresh.delta) == pytest.approx(0.01 * 3 * 5.0)
+
+    off = NaCLoss(10, 32, alpha=0.01, delta_schedule="official")
+    deltas = []
+    for epoch, m in [(1, 3.0), (2, 5.0), (3, 7.0)]:
+        off.on_epoch_start(epoch)
+        deltas.append(float(off.delta))
+        off.on_epoch_end(epoch, {"mean_feature_norm": m, "num_samples": 1})
+    assert deltas == pytest.approx([0.05, 0.01 * 1 * 3.0, 0.01 * 2 * 5.0])
+
+
+def test_official_m_from_pedcc_layer_output():
+    crit = NaCLoss(10, 32, norm_source="pedcc_output")
+    crit.on_epoch_start(1)
+    g = torch.Generator().manual_seed(4)
+    batches = [torch.randn(8, 32, generator=g) * 4 for _ in range(3)]
+    for x in batches:
+        crit.after_optimizer_step(x, torch.zeros(8, dtype=torch.long))
+    crit.on_epoch_end(1, {"mean_feature_norm": 123.0, "num_samples": 24})  # ignored in this mode
+    w = generate_pedcc(10, 32)
+    expected = torch.cat([(x @ w.t()).norm(dim=1) for x in batches]).mean()
+    assert float(crit.mean_norm) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_module_terms():
+    x, y = torch.randn(8, 32), torch.randint(0, 10, (8,))
+    assert set(CosineLoss(10, 32)(x, y)) == {"loss", "cosine"}
+    assert set(NaCLoss(10, 32)(x, y)) == {"loss", "nac"}
+    terms = PODLoss(10, 32, lam=2.0)(x, y)
+    assert set(terms) == {"loss", "nac", "sc"}
+    assert torch.allclose(terms["loss"], terms["nac"] + 2.0 * terms["sc"])
+    terms = PEDCCLoss(10, 32, n_root=2.0)(x, y)
+    assert set(terms) == {"loss", "am", "mse"}
+    assert torch.allclose(terms["loss"], terms["am"] + terms["mse"].sqrt())
+
+
+# ----------------------------------------------------------------- real runs on digits
+def test_pod_three_epochs_delta_schedule_frozen_pedcc_and_analyses(train, tmp_path):
+    run_dir = tmp_path / "pod"
+    trainer, metrics = train(
+        "loss=pod", "schedule.epochs=3", "+analysis=[norm_split,feature_variance,gda]", run_dir=run_dir
+    )
+    crit = trainer.criterion
+    hist = trainer.history
+    assert [r["epoch"] for r in hist] == [1, 2, 3]
+    m_prev = 0.05
+    for row in hist:  # δ_e = α·e·M_{e−1}, M_0 = 0.05, M_e = the epoch's mean training feature norm
+        assert row["loss_delta"] == pytest.approx(0.01 * row["epoch"] * m_prev, rel=1e-5)
+        assert row["loss_M"] == pytest.approx(row["train_feature_norm"], rel=1e-5)
+        assert math.isfinite(row["train_nac"]) and math.isfinite(row["train_sc"])
+        m_prev = row["loss_M"]
+    assert float(crit.delta) == pytest.approx(hist[-1]["loss_delta"], rel=1e-6)
+
+    # the PEDCC: untouched, never in the optimizer, saved in the checkpoint
+    expected = generate_pedcc(10, trainer.model.feat_dim, seed=0)
+    assert torch.equal(crit.pedcc.cpu(), expected)
+    in_optimizer = {id(p) for o in trainer.optimizers for g in o.param_groups for p in g["params"]}
+    assert id(crit.pedcc) not in in_optimizer and not crit.pedcc.requires_grad
+    saved = load_checkpoint(run_dir / "last.pt", map_location="cpu")["criterion"]
+    assert torch.equal(saved["pedcc"], expected)
+    assert float(saved["mean_norm"]) == pytest.approx(hist[-1]["loss_M"], rel=1e-6)
+    assert metrics["test_acc"] > 50.0
+
+    # analyses (POD Tables 1, 5, 9), saved in the run dir
+    analysis = json.loads((run_dir / "analysis.json").read_text())
+    ns = analysis["norm_split"]
+    feats, labels = trainer.collect_features("test")
+    norms = feats.norm(dim=1)
+    assert ns["low_count"] == int((norms < norms.mean()).sum()) and ns["low_count"] + ns["high_count"] == len(labels)
+    combined = (ns["low_acc"] * ns["low_count"] + ns["high_acc"] * ns["high_count"]) / len(labels)
+    assert combined == pytest.approx(ns["acc"], rel=1e-6)
+    assert ns["acc"] == pytest.approx(metrics["test_acc"], rel=1e-6)
+    fv = analysis["feature_variance"]
+    assert fv["dim"] == trainer.model.backbone.num_features and fv["num_samples"] == len(labels)
+    assert fv["mean_energy"] == pytest.approx(1 / fv["dim"], rel=1e-6)
+    g = analysis["gda"]
+    assert g["cosine_acc"] == pytest.approx(metrics["test_acc"], rel=1e-6) and 0 <= g["gda_acc"] <= 100
+
+
+@pytest.mark.parametrize("loss", ["cosine", "nac", "pedcc"])
+def test_two_epoch_runs_on_digits(train, loss, tmp_path):
+    trainer, metrics = train(f"loss={loss}", "schedule.epochs=2", run_dir=tmp_path / loss)
+    assert metrics["completed"] and math.isfinite(metrics["train_loss"])
+    assert metrics["test_acc"] > 50.0  # chance is 10 %
+    assert not list(trainer.criterion.parameters())
+
+
+def test_quickstart_compares_softmax_and_pod_via_cli(run_cli):
+    proc, sweep = run_cli("experiment=quickstart", "schedule.epochs=2", multirun=True)
+    summary = (sweep / "summary.md").read_text()
+    assert "loss=softmax" in summary and "loss=pod" in summary
+    for job in ("0", "1"):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["completed"] and metrics["test_acc"] > 50.0
+    history = (sweep / "1" / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"train_nac", "train_sc", "loss_delta", "loss_M"} <= set(history)
+
+
+# ----------------------------------------------------------------- analyses on hand-made data
+def test_variance_stats_by_hand():
+    # x̃ = e0, e0, e1: energies (2/3, 1/3) → population variance (1/6)²
+    s = variance_stats(torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 3.0]]))
+    assert s["energy_variance"] == pytest.approx(1 / 36)
+    # per-dimension variances: both (2/3)(1/3) = 2/9 → their variance 0
+    assert s["dim_variance_variance"] == pytest.approx(0.0, abs=1e-12)
+    # covariance [[2/9, −2/9], [−2/9, 2/9]]: eigenvalues 0 and 4/9 → variance (2/9)²
+    assert s["eigenvalue_variance"] == pytest.approx((2 / 9) ** 2)
+    balanced = variance_stats(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    assert balanced["energy_variance"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_gda_on_gaussian_classes():
+    g = torch.Generator().manual_seed(5)
+    means = torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0]])
+
+    def sample(n):
+        y = torch.arange(3).repeat(n)
+        return means[y] + torch.randn(len(y), 3, generator=g) * torch.tensor([0.5, 1.0, 1.5]), y
+
+    train_set, test_set = sample(100), sample(50)
+    crit = CosineLoss(3, 3)
+    crit.pedcc = torch.nn.functional.normalize(means, dim=1)
+    stub = SimpleNamespace(device="cpu", criterion=crit,
+                           collect_features=lambda split: train_set if split == "train" else test_set)
+    out = gda(stub, reg_param=0.0)
+    assert out["gda_acc"] > 95.0
+    cos_pred = torch.nn.functional.normalize(test_set[0], dim=1).matmul(crit.pedcc.t()).argmax(1)
+    assert out["cosine_acc"] == pytest.approx(100.0 * float((cos_pred == test_set[1]).float().mean()))
+    assert out["num_train"] == 300 and out["num_test"] == 150
+    with pytest.raises(ValueError, match="reg_param"):
+        gda(stub, reg_param=1.5)
