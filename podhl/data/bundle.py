@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,16 @@ class DataBundle:
     # Optional in-memory tensors of both splits, for ``trainer.gpu_resident=true`` (small sets only).
     resident_train: ResidentArrays | None = None
     resident_test: ResidentArrays | None = None
+    # The train split with the test transforms (no augmentation), for feature passes and analyses;
+    # None when the train split has no augmentation anyway.
+    train_eval: Dataset | None = None
+
+
+def with_transform(dataset: Dataset, transform) -> Dataset:
+    """A shallow copy of a torchvision-style dataset (same samples/files) with another ``transform``."""
+    clone = copy.copy(dataset)
+    clone.transform = transform
+    return clone
 
 
 def build_data(dataset_cfg: DictConfig) -> DataBundle:
@@ -46,6 +57,12 @@ def build_data(dataset_cfg: DictConfig) -> DataBundle:
             f"{bundle.num_classes} classes"
         )
     return bundle
+
+
+def eval_loader(dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0, world: int = 1, pin_memory: bool = False) -> DataLoader:
+    """In-order loader over ``dataset`` (this rank's shard when ``world`` > 1), no shuffling."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world),
+                      num_workers=num_workers, pin_memory=pin_memory)
 
 
 def build_loaders(
@@ -70,7 +87,5 @@ def build_loaders(
     common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
     sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     train = DataLoader(bundle.train, batch_size=batch_size, sampler=sampler, generator=generator, **common)
-    test = DataLoader(
-        bundle.test, batch_size=eval_batch_size or batch_size, sampler=ShardSampler(len(bundle.test), rank, world), **common
-    )
+    test = eval_loader(bundle.test, eval_batch_size or batch_size, num_workers, rank, world, pin_memory)
     return train, test, generator

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from podhl.data.bundle import DataBundle
+from podhl.data.bundle import DataBundle, with_transform
 from podhl.data.gpu_loader import ResidentArrays
 from podhl.data.transforms import small_image_transforms
 from podhl.errors import DatasetNotFoundError
@@ -39,4 +39,5 @@ def build(root: str, num_classes: int = 10, download: bool = False, augment: boo
             return ResidentArrays(images, torch.tensor(ds.targets), mean, std, pad=4 if augment_split else 0, flip=augment_split)
 
         resident = dict(resident_train=arrays(train, augment), resident_test=arrays(test, False))
-    return DataBundle(train, test, num_classes=num_classes, in_chans=3, image_size=resize or 32, **resident)
+    return DataBundle(train, test, num_classes=num_classes, in_chans=3, image_size=resize or 32,
+                      train_eval=with_transform(train, test_tf), **resident)

@@ -19,7 +19,7 @@ from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import default_loader
 
-from podhl.data.bundle import DataBundle
+from podhl.data.bundle import DataBundle, with_transform
 from podhl.data.transforms import imagenet_transforms, small_image_transforms
 from podhl.errors import DatasetNotFoundError
 
@@ -77,7 +77,8 @@ def tiny_imagenet(root: str, augment: bool = True, resize: int | None = None) ->
     else:  # already re-organized into class folders
         _require_dir(val_dir, "Tiny ImageNet val", TINY_LAYOUT)
         test = ImageFolder(str(val_dir), transform=test_tf)
-    return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=resize or 64)
+    return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=resize or 64,
+                      train_eval=with_transform(train, test_tf))
 
 
 FACESCRUB_LAYOUT = "  facescrub/train/<person>/*.jpg\n  facescrub/test/<person>/*.jpg"
@@ -92,7 +93,8 @@ def facescrub(root: str, augment: bool = True, resize: int | None = None) -> Dat
     to64 = T.Resize((64, 64))
     train = ImageFolder(str(base / "train"), transform=T.Compose([to64, train_tf]))
     test = ImageFolder(str(base / "test"), transform=T.Compose([to64, test_tf]))
-    return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=resize or 64)
+    return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=resize or 64,
+                      train_eval=with_transform(train, test.transform))
 
 
 IMAGENET_LAYOUT = "  imagenet/train/<wnid>/*.JPEG\n  imagenet/val/<wnid>/*.JPEG"
@@ -107,4 +109,5 @@ def imagenet(root: str, num_classes: int = 1000, augment: bool = True, crop: int
     test = _FirstClassesFolder(str(base / "val"), max_classes=num_classes, transform=test_tf)
     if train.classes != test.classes:
         raise DatasetNotFoundError(f"ImageNet train and val class folders differ under {base.resolve()}")
-    return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=crop)
+    return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=crop,
+                      train_eval=with_transform(train, test_tf))

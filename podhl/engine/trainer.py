@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from podhl.data import build_data, build_loaders
+from podhl.data.bundle import eval_loader
+from podhl.data.samplers import ShardSampler
 from podhl.data.gpu_loader import GpuResidentLoader
 from podhl.engine import distributed as dist
 from podhl.engine.checkpoint import load_checkpoint, save_checkpoint, write_json
@@ -128,6 +130,16 @@ class Trainer:
                 self.data.resident_test, eval_bs, self.test_loader.sampler, self.device, augment=False
             )
 
+    def eval_loader(self, split: str, shard: bool = True):
+        """In-order, un-augmented loader over ``split`` ("train" or "test"); this rank's shard if ``shard``."""
+        rank, world = (self.rank, self.world) if shard else (0, 1)
+        bs = self.cfg.schedule.get("eval_batch_size") or self.global_batch // self.world
+        if self.cfg.trainer.gpu_resident:
+            arrays = self.data.resident_train if split == "train" else self.data.resident_test
+            return GpuResidentLoader(arrays, bs, ShardSampler(len(arrays.labels), rank, world), self.device, augment=False)
+        dataset = (self.data.train_eval or self.data.train) if split == "train" else self.data.test
+        return eval_loader(dataset, bs, int(self.cfg.trainer.num_workers), rank, world, self.device.type == "cuda")
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -214,8 +226,8 @@ class Trainer:
 
     @torch.no_grad()
     def collect_features(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-        """All latent features (fp32, CPU) and labels of ``split`` ("train" uses the train loader's transforms)."""
-        loader = self.test_loader if split == "test" else self.train_loader
+        """All latent features (fp32, CPU) and labels of a whole split, without augmentation (every rank gets all)."""
+        loader = self.eval_loader(split, shard=False)
         feats, labels = [], []
         for f, y in self._feature_batches(loader):
             feats.append(f.cpu())
@@ -254,7 +266,7 @@ class Trainer:
         t0 = time.perf_counter()
         train = self._train_epoch(epoch)
         if self.criterion.needs_feature_pass:
-            self.criterion.feature_pass(self._feature_batches(self.train_loader))
+            self.criterion.feature_pass(self._feature_batches(self.eval_loader("train")))  # sharded over ranks
         self.criterion.on_epoch_end(epoch, {"mean_feature_norm": train["feature_norm"], "num_samples": train["n"]})
         self.train_time += time.perf_counter() - t0
         every = int(self.cfg.trainer.eval_every)

@@ -12,7 +12,8 @@ frozen PEDCC buffer, centers... The trainer knows nothing else about it.
   ``torch.no_grad``, detached fp32 features of the batch just stepped),
   ``on_epoch_end(epoch, stats)`` (``stats["mean_feature_norm"]`` etc., gathered over the epoch),
   ``feature_pass(batches)`` when ``needs_feature_pass`` (an iterator of (features, labels) over the
-  whole training set, run by the trainer at each epoch end before ``on_epoch_end``).
+  whole training set without augmentation, in eval mode, run by the trainer at each epoch end
+  before ``on_epoch_end``; under DDP each rank gets its shard, so reduce with ``all_reduce_sum``).
 * Optimizer wiring: ``param_groups()`` lists the loss's own trainable parameters as optimizer
   groups; a group may override ``lr``/``weight_decay``/``momentum`` (e.g. ``weight_decay=0``).
   Buffers (frozen PEDCC, EWMA centers) never reach the optimizer.
