@@ -5,6 +5,8 @@ Sections (all in one process, so ratios compare like with like):
 * ``train_step``: a full training step (forward, loss, backward, optimizer step, loss hooks) of a
   backbone on CIFAR-shaped inputs for every loss: images/s, ms/step, the loss' overhead over softmax,
   its extra parameters/buffers, extra FLOPs per step and peak memory (HL paper Table IV columns).
+  FLOPs are torch's FlopCounterMode count of the loss' forward+backward: matrix products and
+  convolutions only (element-wise work is not counted).
 * ``loss_alone``: forward+backward of the loss alone at B=256, d=512 for C = 10, 200, 1000, 10,575,
   against a linear layer + cross-entropy; memory as bytes saved for backward (and CUDA peak on GPU).
 * ``input_pipeline``: CPU DataLoader (PIL crop/flip, workers) vs the GPU-resident loader, on

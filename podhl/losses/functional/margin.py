@@ -72,9 +72,9 @@ def margin_logits(
     ``m2`` may be a (B,) tensor (one margin per sample).
     """
     cosine = cosine.to(_work_dtype(cosine))
-    target = margin_target(cosine.gather(1, labels.view(-1, 1)).squeeze(1), m1, m2, m3)
-    onehot = torch.zeros_like(cosine, dtype=torch.bool).scatter(1, labels.view(-1, 1), True)
-    return scale * torch.where(onehot, target.unsqueeze(1), cosine)
+    index = labels.view(-1, 1)
+    target = margin_target(cosine.gather(1, index).squeeze(1), m1, m2, m3)
+    return scale * cosine.scatter(1, index, target.unsqueeze(1).to(cosine.dtype))
 
 
 # ---------------------------------------------------------------- SphereFace (A-Softmax)

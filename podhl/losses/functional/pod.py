@@ -72,8 +72,11 @@ def sc_loss(
     if batch < 2:
         return features.sum() * 0.0
     z = F.normalize(features, dim=1, eps=COSINE_EPS) - F.normalize(centroids, dim=1)[labels]
-    r = z.t() @ z / (batch - 1)
-    loss = r.square().sum() - torch.diagonal(r).square().sum()
+    # Σ_{i≠j} R_ij² = ‖ZᵀZ‖_F² − Σ_i (ZᵀZ)_ii², and ‖ZᵀZ‖_F² = ‖ZZᵀ‖_F²: use the smaller Gram
+    # matrix (B×B when B < n), so the cost is min(B, n)²·max(B, n) without forming R.
+    gram = z @ z.t() if batch < z.shape[1] else z.t() @ z
+    diagonal = z.square().sum(dim=0)  # (ZᵀZ)_ii
+    loss = (gram.square().sum() - diagonal.square().sum()) / (batch - 1) ** 2
     if divide_by_n_minus_1:
         loss = loss / max(features.shape[1] - 1, 1)
     return loss
