@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -176,6 +177,7 @@ def plot_curves(groups: dict[str, Sequence[Path]], out: Path, column: str = "tes
         if len(epochs):
             ax.plot(epochs, values, marker="o" if len(epochs) < 20 else None, ms=3, label=label)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(column.replace("_", " ") + (" (%)" if column.endswith("acc") else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -225,7 +227,7 @@ def plot_feature_grid(panels: dict[str, Path], out: Path, ncols: int = 3) -> Pat
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
 
@@ -245,7 +247,7 @@ def _runs(paths: Sequence[str]) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from podhl.analysis.tables import load_runs, run_label
+    from podhl.analysis.tables import load_runs, run_label, varying_keys
 
     parser = argparse.ArgumentParser(prog="python -m podhl.analysis.figures", description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=("curves", "lambda", "features"))
@@ -255,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--by", default=None, help="group runs by these override keys (comma list; default: all that differ but seed)")
     args = parser.parse_args(argv)
     runs = load_runs(args.dirs)
-    keys = args.by.split(",") if args.by else None
+    keys = args.by.split(",") if args.by else (varying_keys(runs) or None)
     if args.kind == "curves":
         groups: dict[str, list[Path]] = {}
         for r in runs:
@@ -271,7 +273,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             series.setdefault(label, []).append((float(lam), _float(r["metrics"].get("train_loss"))))
         print(plot_loss_vs_lambda(series, Path(args.out)))
     else:
-        panels = {run_label(r, keys): r["dir"] for r in runs if (r["dir"] / "features.npz").is_file()}
+        panels = {}
+        for r in runs:
+            if (r["dir"] / "features.npz").is_file():
+                label = " ".join(v.split("=", 1)[1] for v in run_label(r, keys).split(" ") if "=" in v) or r["dir"].name
+                acc = r["metrics"].get("test_acc")
+                panels[label + ("" if acc is None else f" ({acc:.1f}%)")] = r["dir"]
         print(plot_feature_grid(panels, Path(args.out)))
 
 

@@ -232,12 +232,15 @@ def _num(v: float | None, digits: int) -> str:
 
 def render_markdown(table: dict[str, Any], digits: int = 2) -> str:
     stats = table["stats"]
+    with_paper = any(cell["paper"] is not None for cell in table["cells"].values())
     header = ["row"]
     for c in table["cols"]:
         name = table["col_labels"].get(c, c)
         for s in stats:
-            header += [f"{name} ours {s}" if len(stats) > 1 else f"{name} ours", f"{name} paper {s}" if len(stats) > 1 else f"{name} paper"]
-        header += [f"{name} n", f"{name} Δ mean"]
+            header.append(f"{name} ours {s}" if len(stats) > 1 else f"{name} ours")
+            if with_paper:
+                header.append(f"{name} paper {s}" if len(stats) > 1 else f"{name} paper")
+        header += [f"{name} n"] + ([f"{name} Δ mean"] if with_paper else [])
     lines = [f"**{table['title']}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in table["rows"]:
         cells = [table["row_labels"].get(r, r)]
@@ -246,10 +249,13 @@ def render_markdown(table: dict[str, Any], digits: int = 2) -> str:
             ours = cell["ours"]
             for s in stats:
                 sd = 4 if s == "std" else digits
-                cells += [_num(ours[s], sd), _num(_paper_stat(cell["paper"], s), sd)]
+                cells.append(_num(ours[s], sd))
+                if with_paper:
+                    cells.append(_num(_paper_stat(cell["paper"], s), sd))
             cells.append(str(ours["n"]) if ours["n"] else MISSING)
-            pm = _paper_stat(cell["paper"], "mean")
-            cells.append(MISSING if ours["mean"] is None or pm is None else f"{ours['mean'] - pm:+.{digits}f}")
+            if with_paper:
+                pm = _paper_stat(cell["paper"], "mean")
+                cells.append(MISSING if ours["mean"] is None or pm is None else f"{ours['mean'] - pm:+.{digits}f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -373,7 +379,7 @@ def make_tables(dirs: Sequence[str | Path], table: str | None = None, out: str |
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="podhl-tables", description="Multirun dirs → the papers' table layouts (Markdown + CSV).")
-    parser.add_argument("dirs", nargs="+", help="multirun (sweep) dirs or run dirs; several are pooled")
+    parser.add_argument("dirs", nargs="*", help="multirun (sweep) dirs or run dirs; several are pooled")
     parser.add_argument("--table", default=None, help=f"paper table layout: {', '.join(paper_values())} (default: group by what differs)")
     parser.add_argument("--out", default=None, help="output dir (default: <first dir>/tables)")
     parser.add_argument("--metric", default="test_acc", help="metrics.json value for accuracy cells (test_acc = final; best_test_acc)")
@@ -385,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for k, v in paper_values().items():
             print(f"{k}: {v.get('title', '')}")
         return
+    if not args.dirs:
+        parser.error("give at least one multirun or run directory")
     written = make_tables(args.dirs, args.table, args.out, args.metric, not args.no_hparams, not args.no_curves)
     for kind, path in written.items():
         print(f"[podhl-tables] {kind}: {path}")

@@ -82,6 +82,17 @@ def create_backbone(
         raise ConfigError(f"stem must be one of {STEMS}, got '{stem}'")
     if name == "small_cnn":
         return SmallCNN(in_chans=in_chans, **kwargs)
+    if name.startswith("cifar_"):  # CIFAR-style models timm lacks (podhl/models/cifar/, HL Table III)
+        from podhl.models.cifar import CIFAR_MODELS
+
+        if name not in CIFAR_MODELS:
+            raise ConfigError(f"unknown CIFAR backbone '{name}'; known: {', '.join(sorted(CIFAR_MODELS))}")
+        if pretrained:
+            raise ConfigError(f"'{name}' has no pretrained weights; set backbone.weights=<file> instead")
+        model = CIFAR_MODELS[name](in_chans=in_chans, **kwargs)
+        if weights:
+            load_weights(model, weights)
+        return model
     if img_size is not None:
         kwargs["img_size"] = img_size
     try:

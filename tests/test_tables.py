@@ -1,0 +1,192 @@
+"""podhl-tables on a real multirun, the paper-values file against the papers, and the figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from podhl.analysis.tables import PAPER_VALUES, build_table, load_runs, make_tables, paper_values
+
+REPO = Path(__file__).resolve().parent.parent
+PAPERS = REPO.parent / "shared" / "papers"
+
+
+# ------------------------------------------------------------------ paper values
+
+# Cells read by hand from the papers' text (shared/papers/*.md), not from paper_values.json.
+HAND_READ = [
+    ("pod_table1", "tiny_imagenet", "analysis.norm_split.low_acc", 54.65),
+    ("pod_table2", "512", "test_acc", 94.25),
+    ("pod_table4", "pod", "cifar100", 79.17),
+    ("pod_table4", "cot", "facescrub", 94.30),
+    ("pod_table4", "center", "tiny_imagenet", 60.71),
+    ("pod_table5", "nac", "analysis.feature_variance.energy_variance", 1.82e-8),
+    ("pod_table6", "imagenet30", "softmax", 79.86),
+    ("pod_table6", "imagenet1000", "pod", 76.08),
+    ("pod_table7", "mobilenetv2/cifar100", "pod", 55.66),
+    ("pod_table8", "swin_b/imagenet500", "softmax", 88.74),
+    ("pod_table8", "vit_b16/imagenet1000", "pod", 81.20),
+    ("pod_table9", "tiny_imagenet", "analysis.gda.gda_acc", 51.09),
+    ("hl_table2", "cifar100/0.1", "1", 11.01),
+    ("hl_table2", "cifar10/0.002", "0.1", 95.76),
+    ("hl_table3", "cifar100/efficientnet", "softmax", 70.32),
+    ("hl_table3", "cifar10/vit_nopt", "hl", 73.04),
+    ("hl_table4", "ccl", "train_time_h", 14.17),
+    ("hl_table4", "hl10", "extra_flops_m", 50.46),
+    ("hl_table5", "row5", "test_acc", 95.09),
+]
+HAND_READ_BMS = [  # HL Table VI: best, mean, std
+    ("er", "cifar10", (95.53, 95.40, 0.1162)),
+    ("hml", "cifar100", (73.84, 72.44, 1.5092)),
+    ("hl", "tiny_imagenet", (66.02, 65.88, 0.2203)),
+    ("softmax", "cifar10", (94.31, 93.68, 0.5568)),
+]
+
+
+@pytest.mark.parametrize("table,row,col,value", HAND_READ)
+def test_paper_values_match_hand_read_cells(table, row, col, value):
+    assert paper_values()[table]["values"][row][col] == pytest.approx(value, rel=1e-9)
+
+
+@pytest.mark.parametrize("row,col,bms", HAND_READ_BMS)
+def test_hl_table6_best_mean_std(row, col, bms):
+    cell = paper_values()["hl_table6"]["values"][row][col]
+    assert (cell["best"], cell["mean"], cell["std"]) == pytest.approx(bms)
+
+
+def _numbers(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, (int, float)):
+        yield obj
+
+
+@pytest.mark.skipif(not PAPERS.is_dir(), reason="papers not available")
+def test_every_paper_value_occurs_in_the_paper_text():
+    """Each transcribed number appears in its paper (as written there: 95.10 for 95.1, 1.82e-8 for 1.82e-08)."""
+    texts = {"pod": (PAPERS / "pod_loss_zhu_zu.md").read_text(), "hl": (PAPERS / "hypersphere_loss_wang_et_al.md").read_text()}
+    for name, spec in paper_values().items():
+        text = texts[name.split("_")[0]]
+        tokens = set(re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", text))
+        numbers = {float(t) for t in tokens}
+        for value in _numbers(spec["values"]):
+            assert any(math.isclose(value, n, rel_tol=1e-9) for n in numbers), f"{name}: {value} not in the paper"
+        assert len(list(_numbers(spec["values"]))) >= len(spec["rows"]), name
+
+
+def test_paper_values_tables_are_complete():
+    specs = paper_values()
+    assert len(specs["pod_table4"]["values"]) == 10 and all(len(v) == 4 for v in specs["pod_table4"]["values"].values())
+    assert len(specs["hl_table2"]["values"]) == 14 and all(len(v) == 4 for v in specs["hl_table2"]["values"].values())
+    assert len(specs["hl_table6"]["values"]) == 10 and len(specs["hl_table3"]["values"]) == 20
+    assert json.loads(PAPER_VALUES.read_text())  # ships with the package
+
+
+# ------------------------------------------------------------------ tables from runs
+
+
+def _fake_run(root: Path, name: str, overrides: list[str], **metrics) -> Path:
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_best_mean_std_and_missing_cells(tmp_path):
+    accs = [95.0, 96.5, 94.25]
+    for seed, acc in enumerate(accs):
+        _fake_run(tmp_path, str(seed), ["loss=hl", "+row/hl_table6_data=cifar10", f"seed={seed}"], test_acc=acc, dataset="cifar10", loss="hl")
+    _fake_run(tmp_path, "3", ["loss=er", "+row/hl_table6_data=cifar10", "seed=0"], test_acc=90.0, dataset="cifar10", loss="er")
+    built = build_table(load_runs([tmp_path]), paper_values()["hl_table6"])
+    cell = built["cells"][("hl", "cifar10")]["ours"]
+    mean = sum(accs) / 3
+    std = math.sqrt(sum((a - mean) ** 2 for a in accs) / 2)
+    assert cell["n"] == 3 and cell["best"] == 96.5
+    assert cell["mean"] == pytest.approx(mean) and cell["std"] == pytest.approx(std)
+    er = built["cells"][("er", "cifar10")]["ours"]
+    assert er["n"] == 1 and er["std"] is None  # one run: no std, not 0
+    assert built["cells"][("asl", "cifar10")]["ours"]["mean"] is None
+    assert built["rows"][:3] == ["softmax", "asl", "er"]  # the paper's row order
+
+
+def test_podhl_tables_on_a_real_multirun(run_cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    run_cli("experiment=smoke/pod_table6", "seed=0,1", multirun=True, run_dir=sweep)
+    runs = sorted(sweep.glob("*/metrics.json"))
+    assert len(runs) == 4  # softmax, pod × 2 seeds
+    # Our mean per loss, computed here from the jobs' own files.
+    by_loss: dict[str, list[float]] = {}
+    for m in runs:
+        loss = next(line.split("=", 1)[1] for line in (m.parent / ".hydra" / "overrides.yaml").read_text().splitlines() if line.startswith("- loss="))
+        by_loss.setdefault(loss, []).append(json.loads(m.read_text())["test_acc"])
+
+    out = tmp_path / "tables"
+    proc = subprocess.run([sys.executable, "-m", "podhl.analysis.tables", str(sweep), "--table", "pod_table4", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (out / "pod_table4.md").read_text().splitlines()
+    header = md[2].split(" | ")
+    assert header[1] == "CIFAR10 ours" and header[2] == "CIFAR10 paper" and "digits ours" in md[2]
+    rows = [line for line in md[4:] if line.startswith("| ")]
+    assert [r.split(" | ")[0][2:] for r in rows][:10] == list(paper_values()["pod_table4"]["rows"].values())
+    col = header.index("digits ours")
+    cells = {r.split(" | ")[0][2:]: r.split(" | ") for r in rows}
+    softmax_mean = sum(by_loss["softmax"]) / 2
+    assert cells["Softmax Loss"][col] == f"{softmax_mean:.2f}"
+    assert cells["Softmax Loss"][1] == "—" and cells["Softmax Loss"][2] == "93.25"  # no CIFAR10 run; the paper's value
+    assert cells["Center Loss"][col] == "—"  # no center run: missing, not 0
+    assert cells["Softmax Loss"][col + 1] == "—"  # the paper has no digits column
+    with (out / "pod_table4.csv").open() as fh:
+        table = {r["row"]: r for r in csv.DictReader(fh)}
+    assert float(table["pod"]["digits:ours_mean"]) == pytest.approx(sum(by_loss["pod"]) / 2)
+    assert table["pod"]["digits:n"] == "2" and table["center"]["digits:ours_mean"] == "" and table["center"]["digits:n"] == "0"
+    assert float(table["softmax"]["cifar10:paper_mean"]) == 93.25 and table["softmax"]["cifar10:diff_mean"] == ""
+    assert (out / "pod_table4_curves_digits.png").stat().st_size > 0
+    assert list((sweep / "tb_hparams").rglob("events.out.tfevents*")), "no TensorBoard HParams"
+
+
+def test_auto_table_and_diff(tmp_path):
+    _fake_run(tmp_path, "0", ["loss=pod", "dataset=cifar10", "seed=0"], test_acc=94.0, dataset="cifar10", loss="pod")
+    _fake_run(tmp_path, "1", ["loss=pod", "dataset=cifar10", "seed=1"], test_acc=95.0, dataset="cifar10", loss="pod")
+    _fake_run(tmp_path, "2", ["loss=softmax", "dataset=cifar10", "seed=0"], test_acc=93.0, dataset="cifar10", loss="softmax")
+    written = make_tables([tmp_path], "pod_table6", tmp_path / "t", hparams=False, curves=False)
+    with written["csv"].open() as fh:
+        table = {r["row"]: r for r in csv.DictReader(fh)}
+    assert float(table["cifar10"]["pod:diff_mean"]) == pytest.approx(94.5 - 94.31)
+    assert float(table["cifar10"]["softmax:diff_mean"]) == pytest.approx(93.0 - 93.25)
+    assert table["imagenet30"]["pod:ours_mean"] == "" and float(table["imagenet30"]["pod:paper_mean"]) == 86.47
+    auto = make_tables([tmp_path], None, tmp_path / "a", hparams=False, curves=False)
+    text = auto["markdown"].read_text()
+    assert "pod" in text and "softmax" in text
+
+
+# ------------------------------------------------------------------ figures
+
+
+def test_figures_write_pngs(tmp_path):
+    import numpy as np
+
+    from podhl.analysis.figures import class_means, plot_curves, plot_feature_grid, plot_loss_vs_lambda
+
+    for i, loss in enumerate(("softmax", "pod")):
+        run = tmp_path / loss
+        run.mkdir()
+        (run / "history.csv").write_text("epoch,test_acc,train_loss\n1,50,2.0\n2,70,1.0\n")
+        f = np.random.default_rng(i).normal(size=(50, 2)).astype(np.float32)
+        y = np.arange(50) % 5
+        np.savez(run / "features.npz", features=f, labels=y, class_means=class_means(f, y, 5))
+    means = class_means(np.array([[0.0, 2.0], [2.0, 4.0], [5.0, 5.0]]), np.array([0, 0, 2]), 3)
+    assert means[0].tolist() == [1.0, 3.0] and np.isnan(means[1]).all() and means[2].tolist() == [5.0, 5.0]
+    png = plot_curves({"softmax": [tmp_path / "softmax"], "pod": [tmp_path / "pod"]}, tmp_path / "fig4.png")
+    assert png.stat().st_size > 0
+    assert plot_loss_vs_lambda({"cifar10": [(0.01, 1.0), (1.0, 1.1), (1e5, 3.0)]}, tmp_path / "fig5.png").stat().st_size > 0
+    assert plot_feature_grid({"softmax": tmp_path / "softmax", "pod": tmp_path / "pod"}, tmp_path / "fig6.png").stat().st_size > 0
