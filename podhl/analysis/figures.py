@@ -169,6 +169,16 @@ def mean_curve(run_dirs: Iterable[Path], column: str = "test_acc") -> tuple[np.n
     return epochs, values
 
 
+
+def _save(fig, out: Path, dpi: int = 120) -> Path:
+    """Lay out, write ``out`` as PNG (creating its folder) and free the figure."""
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
+
 def plot_curves(groups: dict[str, Sequence[Path]], out: Path, column: str = "test_acc", title: str | None = None) -> Path:
     """One line per group (mean over its runs): POD Fig. 4 / HL Fig. 2."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -183,12 +193,7 @@ def plot_curves(groups: dict[str, Sequence[Path]], out: Path, column: str = "tes
     ax.legend(fontsize=7, ncol=2)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_loss_vs_lambda(points: dict[str, list[tuple[float, float]]], out: Path, title: str | None = None) -> Path:
@@ -204,12 +209,7 @@ def plot_loss_vs_lambda(points: dict[str, list[tuple[float, float]]], out: Path,
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_feature_grid(panels: dict[str, Path], out: Path, ncols: int = 3) -> Path:
@@ -224,12 +224,7 @@ def plot_feature_grid(panels: dict[str, Path], out: Path, ncols: int = 3) -> Pat
                          data["pedcc"] if "pedcc" in data.files else None, title=title)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(fig, out, dpi=90)
 
 
 # ------------------------------------------------------------------ CLI
