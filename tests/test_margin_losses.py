@@ -344,19 +344,19 @@ def test_bad_hyperparameters_raise(build, name):
 
 
 # ------------------------------------------------------------------ training on digits
-# 2 epochs of schedule=quick on digits, seed 0 (measured on the 2-core CPU): am 53 %, arc 48 %, cm 47 %,
-# mml 51 %, asl 95 %, er 90 %, magface (s = 30) 41 %; chance is 10 %. The margin heads start slowly
-# (8 epochs reach 100 %); MagFace runs with s = 30: at its official s = 64 two epochs give ~15 %.
+# 4 epochs of schedule=quick on digits, seed 0, one thread (measured on the 2-core CPU): am 96.1 %,
+# arc 87.2 %, cm 86.9 %, mml 94.4 %, magface (s = 30) 91.4 %; 2 epochs give asl 95 %, er 90 %; chance is
+# 10 %. The margin heads start slowly (2 epochs: ~50 %); MagFace runs with s = 30 (at s = 64 it is slower).
 @pytest.mark.parametrize("loss,extra,terms,bound", [
-    ("am", [], {"ce"}, 30.0),
-    ("arc", [], {"ce"}, 30.0),
-    ("mml", [], {"ce"}, 30.0),
-    ("asl", [], {"ce", "lambda"}, 70.0),
-    ("er", [], {"ce", "exclusive"}, 70.0),
-    ("magface", ["loss.scale=30"], {"ce", "g", "margin"}, 25.0),
+    ("am", ["schedule.epochs=4"], {"ce"}, 70.0),
+    ("arc", ["schedule.epochs=4"], {"ce"}, 70.0),
+    ("mml", ["schedule.epochs=4"], {"ce"}, 70.0),
+    ("asl", ["schedule.epochs=2"], {"ce", "lambda"}, 70.0),
+    ("er", ["schedule.epochs=2"], {"ce", "exclusive"}, 70.0),
+    ("magface", ["schedule.epochs=4", "loss.scale=30"], {"ce", "g", "margin"}, 70.0),
 ])
-def test_two_epochs_on_digits(train, loss, extra, terms, bound):
-    trainer, metrics = train("dataset=digits", "schedule=quick", "schedule.epochs=2", f"loss={loss}",
+def test_training_on_digits(train, loss, extra, terms, bound):
+    trainer, metrics = train("dataset=digits", "schedule=quick", f"loss={loss}",
                              "trainer.save_checkpoints=false", *extra)
     hist = trainer.history
     assert metrics["completed"] and metrics["test_acc"] > bound
@@ -368,7 +368,7 @@ def test_two_epochs_on_digits(train, loss, extra, terms, bound):
 def test_cm_from_the_cli(run_cli):
     import json
 
-    _, run_dir = run_cli("dataset=digits", "schedule=quick", "schedule.epochs=2", "loss=cm")
+    _, run_dir = run_cli("dataset=digits", "schedule=quick", "schedule.epochs=4", "loss=cm")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["completed"] and metrics["test_acc"] > 30.0 and math.isfinite(metrics["train_loss"])
+    assert metrics["completed"] and metrics["test_acc"] > 70.0 and math.isfinite(metrics["train_loss"])
     assert "train_ce" in (run_dir / "history.csv").read_text().splitlines()[0]
