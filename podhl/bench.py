@@ -200,16 +200,15 @@ def bench_input_pipeline(args, device) -> list[dict]:
     loader = DataLoader(_SyntheticCifar(images, labels), batch_size=args.batch, shuffle=True,
                         num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=True,
                         persistent_workers=args.workers > 0)
-    for label, it in (("cpu_dataloader", loader),):
-        for _ in it:  # warm-up epoch (workers start)
-            break
-        t0 = time.perf_counter()
-        n = 0
-        for x, y in it:
-            x = x.to(device, non_blocking=True)
-            n += len(y)
-        _sync(device)
-        rows.append({"pipeline": f"{label} ({args.workers} workers)", "img_per_s": n / (time.perf_counter() - t0)})
+    for _ in loader:  # warm-up (workers start)
+        break
+    t0 = time.perf_counter()
+    n = 0
+    for x, y in loader:
+        x = x.to(device, non_blocking=True)
+        n += len(y)
+    _sync(device)
+    rows.append({"pipeline": f"cpu_dataloader ({args.workers} workers)", "img_per_s": n / (time.perf_counter() - t0)})
     arrays = ResidentArrays(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels),
                             CIFAR_MEAN, CIFAR_STD, pad=4, flip=True)
     sampler = torch.utils.data.RandomSampler(range(args.pipeline_images))

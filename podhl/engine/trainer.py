@@ -311,8 +311,7 @@ class Trainer:
                 first_bad = torch.where((first_bad < 0) & ~finite, torch.full_like(first_bad, i + 1), first_bad)
                 if step == 0:
                     with torch.no_grad():
-                        correct = (self.criterion.logits(features).argmax(1) == labels).sum()
-                        stats += torch.stack([stats.new_tensor(len(labels)), correct.double(), features.norm(dim=1).sum().double()])
+                        stats += self._batch_stats(features, labels)
                 for name, value in terms.items():
                     key = name if (step == 0 or name != "loss") else f"loss_step{step}"
                     step_terms[key] = value
@@ -326,6 +325,16 @@ class Trainer:
                 bar.set_postfix(loss=f"{float(sums['loss']) / float(stats[0]):.4f}",
                                 img_s=f"{seen / (time.perf_counter() - t_start):.0f}")
         bar.close()
+        return self._reduce_epoch(stats, sums)
+
+    def _batch_stats(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(samples, correct predictions, sum of feature norms) of one batch, on the device in fp64."""
+        correct = (self.criterion.logits(features).argmax(1) == labels).sum()
+        return torch.stack([correct.new_tensor(len(labels)), correct, features.norm(dim=1).sum()]).double()
+
+    @staticmethod
+    def _reduce_epoch(stats: torch.Tensor, sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Sum per-rank epoch totals over ranks (one all-reduce, one host sync) and turn them into means."""
         names = sorted(sums)
         packed = dist.all_reduce_sum(torch.cat([stats, torch.stack([sums[k] for k in names])]))
         n = float(packed[0])
@@ -382,7 +391,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Test accuracy (argmax of ``criterion.logits``), the loss terms and the mean feature norm."""
+        """Test accuracy (argmax of ``criterion.logits``), the loss terms, the mean feature norm and ``n``."""
         self.model.eval()
         self.criterion.eval()
         sums: dict[str, torch.Tensor] = {}
@@ -391,16 +400,10 @@ class Trainer:
         for i, (features, labels) in enumerate(self._feature_batches(self.test_loader)):
             if limit is not None and i >= int(limit):
                 break
-            correct = (self.criterion.logits(features).argmax(1) == labels).sum()
-            stats += torch.stack([stats.new_tensor(len(labels)), correct.double(), features.norm(dim=1).sum().double()])
+            stats += self._batch_stats(features, labels)
             for name, value in self.criterion(features, labels).items():
                 sums[name] = sums.get(name, 0.0) + value.double() * len(labels)
-        names = sorted(sums)
-        packed = dist.all_reduce_sum(torch.cat([stats, torch.stack([sums[k] for k in names])]))
-        n = float(packed[0])
-        out = {k: float(v) / n for k, v in zip(names, packed[3:])}
-        out.update(acc=100.0 * float(packed[1]) / n, feature_norm=float(packed[2]) / n)
-        return out
+        return self._reduce_epoch(stats, sums)
 
     # ------------------------------------------------------------------ records
     def _record_epoch(self, epoch: int, train: dict, test: dict | None, seconds: float) -> None:
@@ -408,7 +411,7 @@ class Trainer:
         row: dict[str, Any] = {"epoch": epoch, "lr": lr, "epoch_time_s": round(seconds, 3)}
         row.update({f"train_{k}": v for k, v in train.items() if k != "n"})
         if test is not None:
-            row.update({f"test_{k}": v for k, v in test.items()})
+            row.update({f"test_{k}": v for k, v in test.items() if k != "n"})
         row.update({f"loss_{k}": v for k, v in self.criterion.epoch_metrics().items()})
         self.history.append(row)
         improved = test is not None and test["acc"] > self.best_acc

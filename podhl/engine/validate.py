@@ -39,7 +39,7 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     """
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", local_rank or 0) if local_rank is not None else torch.device("cuda")
+            return torch.device("cuda", local_rank) if local_rank is not None else torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
