@@ -1,7 +1,7 @@
-"""podhl: train image classifiers with feature-space losses (POD Loss, Hypersphere Loss, baselines)."""
+"""podhl: train image classifiers with feature-space losses (POD Loss, Hypersphere Loss, baselines).
 
-from podhl import resolvers as _resolvers
+Layers (each imports only those below it): ``errors``, ``distributed``, ``checks``, ``pedcc`` →
+``data``, ``models``, ``losses`` → ``tasks`` → ``engine`` → ``analysis``, ``runs`` → ``train`` (CLI).
+"""
 
-__version__ = "0.1.0"
-
-_resolvers.register()
+__version__ = "0.2.0"

@@ -36,7 +36,7 @@ from podhl.config import compose_config
 from podhl.data.gpu_loader import GpuResidentLoader, ResidentArrays
 from podhl.engine.validate import resolve_device
 from podhl.models import build_model
-from podhl.train import CONFIG_DIR
+from podhl.config import CONFIG_DIR
 
 # name -> overrides; every loss YAML, plus the HL paper's HL(10) (centers updated every 10 iterations)
 VARIANTS = {"hl_every10": ["loss=hl", "loss.update_every=10"]}

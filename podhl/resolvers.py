@@ -1,4 +1,4 @@
-"""OmegaConf resolvers used by the configs (registered when ``podhl`` is imported)."""
+"""OmegaConf resolvers used by the configs (registered by ``podhl.config`` and the CLI before composing)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``podhl-train``: the Hydra entry point (configs in ``<repo>/configs``)."""
+"""``podhl-train``: the Hydra entry point (configs in ``podhl/conf``, shipped inside the package)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, open_dict
 
+from podhl import resolvers
 from podhl.errors import ConfigError, DatasetNotFoundError, NonFiniteLossError
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+resolvers.register()
 log = logging.getLogger("podhl")
 
 
 def run(cfg: DictConfig) -> dict:
     """Train one configuration; returns the final metrics (also in ``<run dir>/metrics.json``)."""
     from podhl.engine import Trainer
-    from podhl.engine.distributed import env_world_size
+    from podhl.distributed import env_world_size
 
     if env_world_size() > 1 and int(os.environ.get("RANK", "0")) > 0:
         _quiet_non_main_rank()
@@ -75,7 +76,7 @@ def run_in_pool(cfg: DictConfig) -> dict:
         return run(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = run_in_pool(cfg) if cfg.trainer.get("gpu_pool") else run(cfg)

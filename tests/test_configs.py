@@ -14,7 +14,7 @@ from podhl.engine.optim import build_optimizer, build_scheduler, step_scheduler_
 from podhl.errors import DatasetNotFoundError
 from podhl.losses.base import Criterion
 from podhl.models import build_model
-from podhl.train import CONFIG_DIR
+from podhl.config import CONFIG_DIR
 
 CONFIGS = Path(CONFIG_DIR)
 

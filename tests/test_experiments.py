@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from podhl.config import compose_config
-from podhl.train import CONFIG_DIR
+from podhl.config import CONFIG_DIR
 
 EXP_DIR = Path(CONFIG_DIR) / "experiment"
 ROW_DIR = Path(CONFIG_DIR) / "row"

@@ -24,7 +24,7 @@ from podhl.data import build_data, build_loaders
 from podhl.data.bundle import eval_loader
 from podhl.data.samplers import ShardSampler
 from podhl.data.gpu_loader import GpuResidentLoader
-from podhl.engine import distributed as dist
+from podhl import distributed as dist
 from podhl.engine.checkpoint import load_checkpoint, save_checkpoint, write_json
 from podhl.engine.optim import (
     build_optimizer,

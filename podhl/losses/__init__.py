@@ -1,6 +1,6 @@
 """The loss zoo: one module per loss, each a :class:`Criterion` (see ``base.py``).
 
-Configs select losses by ``_target_`` (``configs/loss/<name>.yaml``); the names below are re-exported
+Configs select losses by ``_target_`` (``podhl/conf/loss/<name>.yaml``); the names below are re-exported
 for use from Python.
 """
 

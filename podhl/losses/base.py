@@ -1,23 +1,33 @@
 """The criterion protocol every loss implements (README: "Adding a loss").
 
-A criterion is an ``nn.Module`` built from ``configs/loss/<name>.yaml`` with ``num_classes`` and
-``feat_dim`` supplied by the trainer. It owns whatever classifies: a linear W, a normalized W, a
-frozen PEDCC buffer, centers... The trainer knows nothing else about it.
+A criterion is an ``nn.Module`` built from ``podhl/conf/loss/<name>.yaml`` with ``num_classes``
+and ``feat_dim`` supplied by the task. It owns whatever classifies: a linear W, a normalized W, a
+frozen PEDCC buffer, centers... The training loop knows nothing else about it, and the same
+criterion serves every task: image features (classification, verification) or a detector's region
+features (detection, background = class 0) go in; loss terms and class scores come out.
 
-* ``forward(features, labels, step=0) -> dict``: ``"loss"`` is back-propagated, every other entry
-  is a named term logged as ``train/<name>``. Must not change state (it also runs on test data).
+* ``forward(features, labels, step=0, prepared=None) -> dict``: ``"loss"`` is back-propagated,
+  every other entry is a named term logged as ``train/<name>``. Must not change state (it also
+  runs on test data, where ``prepared`` is None).
 * ``logits(features) -> (B, num_classes)``: scores whose argmax is the prediction.
-* Hooks, all no-ops by default, so stateful losses need no trainer change:
-  ``on_epoch_start(epoch)`` (1-based), ``after_optimizer_step(features, labels, step)`` (under
-  ``torch.no_grad``, detached fp32 features of the batch just stepped),
-  ``on_epoch_end(epoch, stats)`` (``stats["mean_feature_norm"]`` etc., gathered over the epoch),
-  ``feature_pass(batches)`` when ``needs_feature_pass`` (an iterator of (features, labels) over the
-  whole training set without augmentation, in eval mode, run by the trainer at each epoch end
-  before ``on_epoch_end``; under DDP each rank gets its shard, so reduce with ``all_reduce_sum``).
+* Per-step state (HL's Algorithm 1: update the centers from the batch, then step against them):
+  when ``needs_prepared_batch()`` is true, the loop calls ``prepare_batch(features, labels, step)``
+  once per optimizer step with the detached fp32 features of the step's whole batch (all
+  micro-batches when accumulating gradients; this rank's part under DDP, so reduce what you
+  gather) and hands the result to ``forward`` (as ``prepared``, for every micro-batch) and to
+  ``after_optimizer_step`` (to commit it). Nothing is matched by identity.
+* Hooks, all no-ops by default, so stateful losses need no loop change:
+  ``on_epoch_start(epoch)`` (1-based); ``after_optimizer_step(features, labels, step, prepared)``
+  (under ``torch.no_grad``, detached fp32 features of the batch just stepped);
+  ``on_epoch_end(epoch, stats)`` (``stats["mean_feature_norm"]``, ``stats["num_samples"]``,
+  gathered over the epoch and over ranks); ``feature_pass(batches)`` when ``needs_feature_pass``
+  (an iterator of (features, labels) over the whole training set without augmentation, in eval
+  mode, at each epoch end before ``on_epoch_end``; under DDP each rank gets its shard, so reduce
+  with :func:`podhl.distributed.all_reduce_sum`).
 * Optimizer wiring: ``param_groups()`` lists the loss's own trainable parameters as optimizer
   groups; a group may override ``lr``/``weight_decay``/``momentum`` (e.g. ``weight_decay=0``).
   Buffers (frozen PEDCC, EWMA centers) never reach the optimizer.
-* ``steps_per_batch`` > 1: the trainer runs that many forward/backward/step rounds per batch,
+* ``steps_per_batch`` > 1: the loop runs that many forward/backward/step rounds per batch,
   passing ``step`` = 0, 1, ...; ``separate_step_optimizers`` gives each round its own optimizer
   state (COT alternates cross-entropy and complement-entropy steps).
 * ``epoch_metrics()``: scalars logged once per epoch (e.g. δ and M of NaC).
@@ -31,6 +41,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from podhl.checks import integer
+
 
 class Criterion(nn.Module):
     steps_per_batch: int = 1
@@ -39,14 +51,11 @@ class Criterion(nn.Module):
 
     def __init__(self, num_classes: int, feat_dim: int) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be ≥ 2, got {num_classes}")
-        if feat_dim < 1:
-            raise ValueError(f"feat_dim must be ≥ 1, got {feat_dim}")
-        self.num_classes = int(num_classes)
-        self.feat_dim = int(feat_dim)
+        self.num_classes = integer("num_classes", num_classes, low=2)
+        self.feat_dim = integer("feat_dim", feat_dim, low=1)
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0,
+                prepared: Any = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
@@ -56,10 +65,19 @@ class Criterion(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params}] if params else []
 
+    def needs_prepared_batch(self) -> bool:
+        """True when the coming optimizer step needs ``prepare_batch`` (checked before every step)."""
+        return False
+
+    def prepare_batch(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> Any:
+        """Per-step state computed from the whole batch's detached features (see the module docstring)."""
+        return None
+
     def on_epoch_start(self, epoch: int) -> None:
         """Called before epoch ``epoch`` (1-based) trains."""
 
-    def after_optimizer_step(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> None:
+    def after_optimizer_step(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0,
+                             prepared: Any = None) -> None:
         """Called under ``torch.no_grad()`` after each optimizer step with that batch's features."""
 
     def feature_pass(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -73,4 +91,3 @@ class Criterion(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, feat_dim={self.feat_dim}"
-

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from podhl.engine.distributed import all_reduce_sum
+from podhl.distributed import all_reduce_sum
 from podhl.losses.base import Criterion
 from podhl.losses.centers import class_sums
 from podhl.losses.functional.baselines import center_penalty, constrained_centers

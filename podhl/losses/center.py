@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from podhl.losses.base import Criterion
-from podhl.engine.distributed import all_reduce_sum
+from podhl.distributed import all_reduce_sum
 from podhl.losses.centers import class_sums
 from podhl.losses.functional.baselines import center_penalty, center_update_from_sums
 

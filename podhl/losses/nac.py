@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from podhl.engine.distributed import all_reduce_sum
+from podhl.distributed import all_reduce_sum
 from podhl.losses.functional.pod import nac_loss
 from podhl.losses.pedcc_classifier import PEDCCCriterion
 
