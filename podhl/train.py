@@ -19,28 +19,24 @@ resolvers.register()
 log = logging.getLogger("podhl")
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str]) -> dict:
     """Train one configuration; returns the final metrics (also in ``<run dir>/metrics.json``)."""
-    from podhl.engine import Trainer
+    from podhl.config import run_names
     from podhl.distributed import env_world_size
+    from podhl.engine.trainer import Trainer
 
     if env_world_size() > 1 and int(os.environ.get("RANK", "0")) > 0:
         _quiet_non_main_rank()
-    hc = HydraConfig.get()
-    choices = hc.runtime.choices
-    names = {k: choices.get(k) for k in ("dataset", "backbone", "loss", "schedule", "experiment")}
+    names = run_names(cfg, choices)
     if cfg.trainer.get("gpu_slot") is not None:
         names["gpu_slot"] = cfg.trainer.gpu_slot
-    trainer = Trainer(cfg, hc.runtime.output_dir, names=names)
-    log.info(
-        "run dir %s | %s on %s with %s | %d classes, feat_dim %d | device %s",
-        hc.runtime.output_dir, names["backbone"], names["dataset"], names["loss"],
-        trainer.data.num_classes, trainer.model.feat_dim, trainer.device,
-    )
+    trainer = Trainer.from_config(cfg, run_dir, names)
+    log.info("run dir %s | %s with %s, %s | feat_dim %d | device %s", run_dir, names["backbone"], names["loss"],
+             trainer.task.describe(), trainer.model.feat_dim, trainer.runtime.device)
     metrics = trainer.fit()
-    log.info("test_acc %.2f | best_test_acc %.2f (epoch %s) | %s/metrics.json",
-             metrics["test_acc"] or float("nan"), metrics["best_test_acc"] or float("nan"),
-             metrics["best_epoch"], hc.runtime.output_dir)
+    primary = metrics["primary_metric"]
+    log.info("%s %s | best %s (epoch %s) | %s/metrics.json", primary, metrics.get(primary),
+             metrics.get(f"best_{primary}"), metrics["best_epoch"], run_dir)
     return metrics
 
 
@@ -63,7 +59,7 @@ def _user_error(err: BaseException) -> BaseException | None:
     return err if isinstance(err, InstantiationException) else None
 
 
-def run_in_pool(cfg: DictConfig) -> dict:
+def run_in_pool(cfg: DictConfig, run_dir: str, choices: dict[str, str]) -> dict:
     """Run with ``trainer.gpu_pool``: hold a free device of the pool for the whole job."""
     from podhl.engine.gpu_pool import gpu_slot
 
@@ -73,13 +69,15 @@ def run_in_pool(cfg: DictConfig) -> dict:
             cfg.trainer.device = f"cuda:{device}" if pool.get("device_type", "cuda") == "cuda" else cfg.trainer.device
             cfg.trainer.gpu_slot = device
         log.info("gpu pool: this job holds device %s", device)
-        return run(cfg)
+        return run(cfg, run_dir, choices)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    hc = HydraConfig.get()
+    run_dir, choices = hc.runtime.output_dir, dict(hc.runtime.choices)
     try:
-        metrics = run_in_pool(cfg) if cfg.trainer.get("gpu_pool") else run(cfg)
+        metrics = run_in_pool(cfg, run_dir, choices) if cfg.trainer.get("gpu_pool") else run(cfg, run_dir, choices)
     except NonFiniteLossError as err:
         log.error("training stopped: %s", err)
         sys.exit(3)
@@ -89,7 +87,7 @@ def main(cfg: DictConfig) -> float | None:
             raise
         log.error("configuration error: %s", shown)
         sys.exit(2)
-    return metrics["test_acc"]  # the objective for Hydra sweepers (e.g. Optuna)
+    return metrics.get(metrics["primary_metric"])  # the objective for Hydra sweepers (e.g. Optuna)
 
 
 if __name__ == "__main__":

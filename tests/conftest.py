@@ -44,15 +44,20 @@ def run_cli(tmp_path):
 @pytest.fixture
 def train(tmp_path):
     """train(*overrides) -> (trainer, metrics): compose the config and fit in-process (no subprocess start-up)."""
-    from podhl.config import compose_config
-    from podhl.engine import Trainer
-
     def _train(*overrides: str, run_dir: Path | None = None):
-        cfg = compose_config([*FAST, *overrides])
-        trainer = Trainer(cfg, run_dir or tmp_path / "run")
+        trainer = build_trainer(*overrides, run_dir=run_dir or tmp_path / "run")
         return trainer, trainer.fit()
 
     return _train
+
+
+def build_trainer(*overrides: str, run_dir: Path):
+    """The trainer ``podhl-train <overrides>`` would run (with FAST settings), built in-process."""
+    from podhl.config import compose_run, run_names
+    from podhl.engine.trainer import Trainer
+
+    cfg, choices = compose_run([*FAST, *overrides])
+    return Trainer.from_config(cfg, run_dir, run_names(cfg, choices))
 
 
 def read_metrics(run_dir: Path) -> dict:

@@ -8,9 +8,8 @@ import torch
 from scipy.stats import chi2_contingency, chisquare
 from torchvision import transforms as T
 
-from podhl.config import compose_config
+from conftest import build_trainer
 from podhl.data.gpu_loader import random_crop_flip
-from podhl.engine import Trainer
 from podhl.errors import ConfigError
 from test_data_folders import _image
 
@@ -58,6 +57,6 @@ def test_resident_needs_an_in_memory_dataset(tmp_path):
     for split in ("train", "test"):
         for person in ("a", "b"):
             _image(tmp_path / "facescrub" / split / person / "1.jpg")
-    cfg = compose_config(["trainer.gpu_resident=true", "dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}"])
     with pytest.raises(ConfigError, match="in-memory dataset"):
-        Trainer(cfg, tmp_path / "run")
+        build_trainer("trainer.gpu_resident=true", "dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}",
+                      run_dir=tmp_path / "run")

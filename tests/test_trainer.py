@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from podhl.config import compose_config
-from podhl.engine import Trainer
-from podhl.engine.checkpoint import load_checkpoint
+from conftest import build_trainer
+from podhl.engine.records import load_checkpoint
 from podhl.errors import ConfigError, NonFiniteLossError
 
 DET = ["trainer.deterministic=true", "schedule.epochs=3", "seed=3"]
@@ -37,8 +36,7 @@ def test_resume_refuses_a_different_experiment(train, tmp_path):
 
 
 def test_nan_loss_stops_with_epoch_and_keeps_last_good_checkpoint(tmp_path):
-    cfg = compose_config(["trainer.progress=false", "schedule.epochs=3", "trainer.stop_after=1"])
-    trainer = Trainer(cfg, tmp_path)
+    trainer = build_trainer("schedule.epochs=3", "trainer.stop_after=1", run_dir=tmp_path)
     trainer.fit()
     good = load_checkpoint(tmp_path / "last.pt")
     original = trainer.criterion.forward
@@ -53,6 +51,12 @@ def test_nan_loss_stops_with_epoch_and_keeps_last_good_checkpoint(tmp_path):
     kept = load_checkpoint(tmp_path / "last.pt")
     assert kept["epoch"] == good["epoch"] == 1
     assert all(torch.equal(v, kept["model"][k]) for k, v in good["model"].items())
+
+
+def count_test_samples(source) -> dict:
+    """A minimal analysis: the number of test samples its feature source yields."""
+    _, labels = source.features("test")
+    return {"num_test": int(labels.numel())}
 
 
 class _Recorder:
@@ -71,8 +75,7 @@ class _Recorder:
 
 
 def test_hooks_and_epoch_statistics(tmp_path):
-    cfg = compose_config(["trainer.progress=false", "schedule.epochs=2", "trainer.limit_train_batches=3"])
-    trainer = Trainer(cfg, tmp_path)
+    trainer = build_trainer("schedule.epochs=2", "trainer.limit_train_batches=3", run_dir=tmp_path)
     rec = _Recorder(trainer.criterion)
     trainer.fit()
     names = [c[0] for c in rec.calls]
@@ -91,7 +94,7 @@ def test_hooks_and_epoch_statistics(tmp_path):
 def test_analysis_hook_writes_results(train, tmp_path):
     trainer, metrics = train(
         "schedule.epochs=1",
-        "+analysis.count._target_=podhl.analysis.testing.count_test_samples",
+        "+analysis.count._target_=test_trainer.count_test_samples",
         "+analysis.count._partial_=true",
     )
     assert metrics["analysis"] == {"count": {"num_test": 360}}
@@ -99,8 +102,7 @@ def test_analysis_hook_writes_results(train, tmp_path):
 
 
 def test_param_groups_from_the_criterion_reach_the_optimizer(tmp_path):
-    cfg = compose_config(["trainer.progress=false"])
-    trainer = Trainer(cfg, tmp_path)
+    trainer = build_trainer(run_dir=tmp_path)
     groups = trainer.optimizers[0].param_groups
     assert [g["name"] for g in groups] == ["model", "criterion0"]
     assert trainer.criterion.classifier.weight in groups[1]["params"]

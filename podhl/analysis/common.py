@@ -1,26 +1,10 @@
-"""Helpers shared by the post-training analyses (each analysis: ``f(trainer, **params) -> dict``)."""
+"""Shared by the analyses. Each analysis is ``f(source, **params) -> dict`` where ``source`` is a
+feature source (``podhl.engine.features.FeatureSource``): ``source.features(split, layer)``,
+``source.predict(features)``, ``source.num_classes``, ``source.centroids``, ``source.run_dir``."""
 
 from __future__ import annotations
 
 import torch
-
-SPLITS = ("train", "test")
-
-
-def check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-
-
-@torch.no_grad()
-def predict(trainer, features: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """The criterion's prediction (argmax of ``criterion.logits``) for CPU ``features``, on CPU."""
-    trainer.criterion.eval()
-    out = [
-        trainer.criterion.logits(features[i : i + batch_size].to(trainer.device)).argmax(1).cpu()
-        for i in range(0, features.shape[0], batch_size)
-    ]
-    return torch.cat(out)
 
 
 def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float | None:

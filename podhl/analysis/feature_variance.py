@@ -6,7 +6,7 @@ smaller value as SC "balancing the energy of the features". The wording is terse
 both "feature vector" and "eigenvector"); the figures' magnitude (≈ (1/D)² scale for D = 2048)
 matches the per-dimension energy statistic below, which we report as the primary value.
 
-``feature_variance(trainer, layer="backbone", split="test")`` computes, over the N samples of
+``feature_variance(source, layer="backbone", split="test")`` computes, over the N samples of
 ``split``, with f_b ∈ R^D the features of ``layer`` — ``backbone``: the pooled backbone output
 that FC1 takes (the paper's "before the fully connected layer"; 2048-d for ResNet50),
 ``latent``: x — and x̃_b = f_b / ‖f_b‖:
@@ -26,28 +26,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from podhl.analysis.common import check_split
-
-LAYERS = ("backbone", "latent")
-
 
 @torch.no_grad()
-def feature_variance(trainer, layer: str = "backbone", split: str = "test") -> dict:
-    if layer not in LAYERS:
-        raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
-    check_split(split)
-    if layer == "latent":
-        features, _ = trainer.collect_features(split)
-    else:
-        captured: list[torch.Tensor] = []
-        handle = trainer.model.fc1.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().cpu()))
-        try:
-            trainer.collect_features(split)
-        finally:
-            handle.remove()
-        if not captured:
-            raise RuntimeError("feature_variance: the FC1 hook saw no batch (compiled model?); use layer=latent")
-        features = torch.cat(captured)
+def feature_variance(source, layer: str = "backbone", split: str = "test") -> dict:
+    features, _ = source.features(split, layer=layer)
     return variance_stats(features)
 
 

@@ -1,6 +1,6 @@
 """POD Table 1: accuracy of samples with a low vs a high latent-feature norm.
 
-``norm_split(trainer, split="test")`` collects the latent features x of ``split``, computes
+``norm_split(source, split="test")`` collects the latent features x of ``split``, computes
 M = mean ‖x‖ over its samples and reports the accuracy of the criterion's prediction (argmax of
 ``criterion.logits``: cosine argmax for the POD family) separately for samples with ‖x‖ < M
 ("low value") and ‖x‖ ≥ M ("high value"). Enable: ``podhl-train loss=cosine +analysis=norm_split``.
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from podhl.analysis.common import accuracy, check_split, predict
+from podhl.analysis.common import accuracy
 
 
 @torch.no_grad()
-def norm_split(trainer, split: str = "test") -> dict:
-    check_split(split)
-    features, labels = trainer.collect_features(split)
-    pred = predict(trainer, features)
+def norm_split(source, split: str = "test") -> dict:
+    features, labels = source.features(split)
+    pred = source.predict(features)
     norms = features.norm(dim=1)
     mean = norms.mean()
     low = norms < mean

@@ -1,8 +1,9 @@
-"""Datasets: one module per family, each a builder ``build(...) -> DataBundle``.
+"""Datasets: one module per family, each a builder ``build(...) -> DataBundle``; ``Loaders`` makes the per-rank loaders.
 
 The dataset YAML's ``source`` node is instantiated by Hydra (``_target_`` is the registry).
 """
 
-from podhl.data.bundle import DataBundle, build_data, build_loaders
+from podhl.data.bundle import DataBundle, build_data
+from podhl.data.loaders import Loaders
 
-__all__ = ["DataBundle", "build_data", "build_loaders"]
+__all__ = ["DataBundle", "Loaders", "build_data"]

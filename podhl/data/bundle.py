@@ -5,14 +5,12 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from podhl.data.gpu_loader import ResidentArrays
-from podhl.data.samplers import ShardSampler
 from podhl.errors import ConfigError, DatasetNotFoundError
 
 
@@ -40,8 +38,22 @@ def with_transform(dataset: Dataset, transform) -> Dataset:
     return clone
 
 
+STANDIN_SIZES = (64, 32)  # train / test images of a smoke run's stand-in
+
+
+def build_standin(dataset_cfg: DictConfig) -> DataBundle:
+    """A SYNTHETIC stand-in with the dataset's classes and channels at ≤ 32 px, for smoke runs
+    (``dataset.standin=true``, set by ``smoke=cpu``): it tests the plumbing; its accuracy means nothing."""
+    from podhl.data.synthetic import build as synthetic
+
+    return synthetic(num_classes=int(dataset_cfg.num_classes), image_size=min(int(dataset_cfg.image_size), 32),
+                     in_chans=int(dataset_cfg.in_chans), train_size=STANDIN_SIZES[0], test_size=STANDIN_SIZES[1])
+
+
 def build_data(dataset_cfg: DictConfig) -> DataBundle:
-    """Instantiate ``dataset.source`` and check it against the config's declared shape."""
+    """Instantiate ``dataset.source`` (or a smoke run's stand-in) and check it against the config's declared shape."""
+    if dataset_cfg.get("standin") and not dataset_cfg.get("embedded"):
+        return build_standin(dataset_cfg)
     try:
         bundle = instantiate(dataset_cfg.source)
     except InstantiationException as err:  # surface our own errors (missing files) unwrapped
@@ -57,35 +69,3 @@ def build_data(dataset_cfg: DictConfig) -> DataBundle:
             f"{bundle.num_classes} classes"
         )
     return bundle
-
-
-def eval_loader(dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0, world: int = 1, pin_memory: bool = False) -> DataLoader:
-    """In-order loader over ``dataset`` (this rank's shard when ``world`` > 1), no shuffling."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world),
-                      num_workers=num_workers, pin_memory=pin_memory)
-
-
-def build_loaders(
-    bundle: DataBundle,
-    batch_size: int,
-    num_workers: int,
-    seed: int,
-    rank: int = 0,
-    world: int = 1,
-    pin_memory: bool = False,
-    eval_batch_size: int | None = None,
-) -> tuple[DataLoader, DataLoader, torch.Generator]:
-    """Per-rank loaders. ``batch_size`` is the per-rank batch.
-
-    The train order is torch's DistributedSampler (also for one process), seeded by ``seed`` and
-    re-shuffled by ``set_epoch``: N ranks with batch B see, step for step, the samples one process
-    with batch N·B sees. The test set is split into disjoint shards (no padding), so reduced test
-    metrics are exact. The returned generator seeds worker processes; the trainer re-seeds it per epoch.
-    """
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
-    sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    train = DataLoader(bundle.train, batch_size=batch_size, sampler=sampler, generator=generator, **common)
-    test = eval_loader(bundle.test, eval_batch_size or batch_size, num_workers, rank, world, pin_memory)
-    return train, test, generator

@@ -1,5 +1,1 @@
-"""Training engine: one trainer for every experiment, plus checkpoints, seeding and run logs."""
-
-from podhl.engine.trainer import Trainer
-
-__all__ = ["Trainer"]
+"""Training engine: the build step (``build``), the loop (``trainer``), run records (``records``)."""

@@ -1,0 +1,47 @@
+"""Hydra callback: after a multirun, one line per job from its ``metrics.json`` (``<sweep>/summary.md``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from podhl.runs.reader import Run, load_runs, varying_keys
+
+log = logging.getLogger("podhl")
+
+
+def _fmt(v: Any) -> str:
+    return "—" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def format_summary(runs: Sequence[Run]) -> str:
+    """Markdown: job, what differs between jobs, status, the primary metric (last and best), epochs, time."""
+    keys = varying_keys(runs, exclude=()) if len(runs) > 1 else []
+    primary = str(runs[0].metrics.get("primary_metric") or "test_acc") if runs else "test_acc"
+    lines = [f"| job | overrides | status | {primary} | best_{primary} | epochs | train_time_s |", "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        status = r.status if r.status != "failed" else f"failed: {r.metrics.get('error') or '?'}"
+        lines.append(f"| {r.dir.name} | {r.label(keys)} | {status} | {_fmt(r.metric(primary))} | {_fmt(r.metric('best_' + primary))} "
+                     f"| {_fmt(r.metrics.get('epochs'))} | {_fmt(r.metrics.get('train_time_s'))} |")
+    return "\n".join(lines)
+
+
+def write_summary(sweep_dir: Path) -> str | None:
+    runs = load_runs([sweep_dir])
+    if not runs:
+        return None
+    table = format_summary(runs)
+    (Path(sweep_dir) / "summary.md").write_text(table + "\n")
+    return table
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        table = write_summary(sweep_dir)
+        if table is not None:
+            log.info("sweep summary (%s/summary.md):\n%s", sweep_dir, table)

@@ -1,0 +1,100 @@
+"""The task seam: what a run trains and how it is judged.
+
+A task builds the data and the model, turns a training batch into the features and labels the
+criterion sees (plus any loss terms of its own, e.g. a detector's box regression), and evaluates
+the model. The training loop (``podhl.engine.trainer``) only talks to this interface, so it never
+branches on a task's or a loss's name. Three tasks plug in here: image classification, face
+verification (classification training, pair-verification evaluation) and detection (a detector
+whose region classifier is the criterion).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+
+@dataclass
+class Runtime:
+    """Where and how tensors run: device, rank/world size, autocast dtype, memory format."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+    progress: bool = True  # tqdm bars (rank 0 only)
+
+    def autocast(self):
+        return nullcontext() if self.amp_dtype is None else torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def images_to_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+
+@dataclass
+class StepOutput:
+    """One (micro-)batch through the model: what the criterion sees, and the task's own loss terms."""
+
+    features: torch.Tensor  # (N, feat_dim) fp32, with grad in training
+    labels: torch.Tensor  # (N,) int64 class indices
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # added to the criterion's "loss"
+
+
+class Task:
+    """Base class; see :class:`podhl.tasks.classification.ClassificationTask` for the reference task."""
+
+    #: the metric whose best value selects ``best.pt`` (higher is better); reported as ``best_<name>``
+    primary_metric: str = "test_acc"
+
+    def setup(self, cfg: DictConfig, runtime: Runtime) -> None:
+        """Build datasets and loaders from the composed config (files are checked here, before training)."""
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the criterion scores (detection: object classes + background)."""
+        raise NotImplementedError
+
+    def build_model(self, cfg: DictConfig) -> nn.Module:
+        """The model; it has ``feat_dim``, the width of the features the criterion receives."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for the log: what data the run uses."""
+        return type(self).__name__
+
+    # ------------------------------------------------------------------ training
+    def start_epoch(self, epoch: int, epoch_seed: int) -> None:
+        """Seed the epoch's sample order and augmentation."""
+
+    def train_batches(self) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def to_device(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+    def split(self, batch: Any, parts: int) -> list[Any]:
+        """Micro-batches for gradient accumulation."""
+        raise NotImplementedError
+
+    def batch_size(self, batch: Any) -> int:
+        raise NotImplementedError
+
+    def forward(self, model: nn.Module, batch: Any) -> StepOutput:
+        raise NotImplementedError
+
+    def feature_batches(self, model: nn.Module, split: str, shard: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(features, labels) over ``split`` without augmentation, model in eval mode (feature passes, analyses)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> dict[str, float]:
+        """Metrics of the current model (exact over ranks); must contain ``primary_metric``."""
+        raise NotImplementedError

@@ -1,0 +1,94 @@
+"""Image classification: a dataset of (image, label), a feature network, accuracy of the criterion's argmax."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from podhl.data import Loaders, build_data
+from podhl.models import build_model
+from podhl.tasks.base import Runtime, StepOutput, Task
+from podhl.tasks.stats import EpochStats
+
+
+class ClassificationTask(Task):
+    """Train and test on one labelled image dataset (``dataset`` config group); ``test_acc`` is the top-1 accuracy."""
+
+    primary_metric = "test_acc"
+
+    def setup(self, cfg: DictConfig, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.dataset_name = str(cfg.dataset.name)
+        self.data = build_data(cfg.dataset)
+        per_rank = int(cfg.schedule.batch_size) // runtime.world
+        tcfg = cfg.trainer
+        pin = tcfg.pin_memory if tcfg.pin_memory != "auto" else runtime.device.type == "cuda"
+        self.loaders = Loaders(
+            self.data, per_rank, int(cfg.schedule.get("eval_batch_size") or per_rank), int(tcfg.num_workers),
+            int(cfg.seed), runtime.rank, runtime.world, runtime.device, gpu_resident=bool(tcfg.gpu_resident),
+            pin_memory=bool(pin), name=self.dataset_name,
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    def build_model(self, cfg: DictConfig) -> nn.Module:
+        return build_model(cfg.backbone, cfg.model, self.data.in_chans, self.data.image_size)
+
+    def describe(self) -> str:
+        return f"{self.dataset_name}: {len(self.data.train)} train / {len(self.data.test)} test images, {self.num_classes} classes"
+
+    # ------------------------------------------------------------------ training
+    def start_epoch(self, epoch: int, epoch_seed: int) -> None:
+        self.loaders.start_epoch(epoch, epoch_seed)
+
+    def train_batches(self):
+        return self.loaders.train
+
+    def to_device(self, batch):
+        images, labels = batch
+        return self.runtime.images_to_device(images), labels.to(self.runtime.device, non_blocking=True)
+
+    def split(self, batch, parts: int):
+        images, labels = batch
+        return list(zip(images.chunk(parts), labels.chunk(parts)))
+
+    def batch_size(self, batch) -> int:
+        return len(batch[1])
+
+    def forward(self, model: nn.Module, batch) -> StepOutput:
+        images, labels = batch
+        with self.runtime.autocast():
+            features = model(images)
+        return StepOutput(features.float(), labels)  # losses always run in fp32
+
+    @torch.no_grad()
+    def feature_batches(self, model: nn.Module, split: str, shard: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        was_training = model.training
+        model.eval()
+        try:
+            for batch in self.loaders.eval(split, shard):
+                out = self.forward(model, self.to_device(batch))
+                yield out.features, out.labels
+        finally:
+            model.train(was_training)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> dict[str, float]:
+        """Top-1 accuracy of ``criterion.logits``, the criterion's terms and the mean feature norm on the test set."""
+        criterion.eval()
+        stats = EpochStats(self.runtime.device)
+        for i, (features, labels) in enumerate(self.feature_batches(model, "test")):
+            if limit_batches is not None and i >= limit_batches:
+                break
+            stats.add_predictions(criterion, features, labels)
+            stats.add_terms(criterion(features, labels), len(labels))
+        criterion.train()
+        out = stats.reduce()
+        out.pop("n")
+        return {f"test_{k}": v for k, v in out.items()}

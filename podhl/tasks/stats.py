@@ -1,0 +1,38 @@
+"""Running epoch statistics kept on the device (no host sync per batch), reduced over ranks at the end."""
+
+from __future__ import annotations
+
+import torch
+
+from podhl.distributed import all_reduce_sum
+
+
+class EpochStats:
+    """Sums of: samples, correct predictions (argmax of the criterion's logits), feature norms, and
+    every loss term weighted by its batch size. :meth:`reduce` turns them into means over all ranks."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.counts = torch.zeros(3, device=device, dtype=torch.float64)  # n, correct, sum of ‖x‖
+        self.sums: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def add_predictions(self, criterion, features: torch.Tensor, labels: torch.Tensor) -> None:
+        correct = (criterion.logits(features).argmax(1) == labels).sum()
+        self.counts += torch.stack([correct.new_tensor(len(labels)), correct, features.norm(dim=1).sum()]).double()
+
+    def add_terms(self, terms: dict[str, torch.Tensor], weight: float) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.detach().double() * weight
+
+    def running_mean(self, name: str) -> float:
+        """This rank's mean of one term so far (a host sync: for progress bars only)."""
+        return float(self.sums[name]) / max(float(self.counts[0]), 1.0)
+
+    def reduce(self) -> dict[str, float]:
+        """Means over every rank's samples (one all-reduce, one host sync): terms, ``acc`` (%), ``feature_norm``, ``n``."""
+        names = sorted(self.sums)
+        packed = all_reduce_sum(torch.cat([self.counts, *(self.sums[k].view(1) for k in names)]))
+        n = float(packed[0])
+        out = {k: float(v) / n for k, v in zip(names, packed[3:])}
+        out.update(acc=100.0 * float(packed[1]) / n, feature_norm=float(packed[2]) / n, n=int(n))
+        return out
