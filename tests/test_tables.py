@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from podhl.analysis.tables import PAPER_VALUES, build_table, load_runs, make_tables, paper_values
+from podhl.runs.reader import load_runs
+from podhl.runs.tables import PAPER_VALUES, build_table, make_tables, paper_values
 
 REPO = Path(__file__).resolve().parent.parent
 PAPERS = REPO.parent / "shared" / "papers"
@@ -32,15 +33,15 @@ HAND_READ = [
     ("pod_table6", "imagenet1000", "pod", 76.08),
     ("pod_table7", "mobilenetv2/cifar100", "pod", 55.66),
     ("pod_table8", "swin_b/imagenet500", "softmax", 88.74),
-    ("pod_table8", "vit_b16/imagenet1000", "pod", 81.20),
+    ("pod_table8", "vit_b16_pretrained/imagenet1000", "pod", 81.20),
     ("pod_table9", "tiny_imagenet", "analysis.gda.gda_acc", 51.09),
     ("hl_table2", "cifar100/0.1", "1", 11.01),
     ("hl_table2", "cifar10/0.002", "0.1", 95.76),
-    ("hl_table3", "cifar100/efficientnet", "softmax", 70.32),
-    ("hl_table3", "cifar10/vit_nopt", "hl", 73.04),
+    ("hl_table3", "cifar100/efficientnet_cifar", "softmax", 70.32),
+    ("hl_table3", "cifar10/vit_b16", "hl", 73.04),
     ("hl_table4", "ccl", "train_time_h", 14.17),
     ("hl_table4", "hl10", "extra_flops_m", 50.46),
-    ("hl_table5", "row5", "test_acc", 95.09),
+    ("hl_table5", "hl_ablation/nosep_epoch", "test_acc", 95.09),
 ]
 HAND_READ_BMS = [  # HL Table VI: best, mean, std
     ("er", "cifar10", (95.53, 95.40, 0.1162)),
@@ -94,19 +95,21 @@ def test_paper_values_tables_are_complete():
 
 
 def _fake_run(root: Path, name: str, overrides: list[str], **metrics) -> Path:
+    """A finished run folder as podhl-train leaves it (only the files the table tools read)."""
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "metrics.json").write_text(json.dumps({"status": "completed", "completed": True, **metrics}))
     return run
 
 
 def test_best_mean_std_and_missing_cells(tmp_path):
     accs = [95.0, 96.5, 94.25]
+    cell6 = dict(table="hl_table6", col="cifar10")
     for seed, acc in enumerate(accs):
-        _fake_run(tmp_path, str(seed), ["loss=hl", "+row/hl_table6_data=cifar10", f"seed={seed}"], test_acc=acc, dataset="cifar10", loss="hl")
-    _fake_run(tmp_path, "3", ["loss=er", "+row/hl_table6_data=cifar10", "seed=0"], test_acc=90.0, dataset="cifar10", loss="er")
-    built = build_table(load_runs([tmp_path]), paper_values()["hl_table6"])
+        _fake_run(tmp_path, str(seed), ["loss=hl", f"seed={seed}"], test_acc=acc, row="hl", **cell6)
+    _fake_run(tmp_path, "3", ["loss=er", "seed=0"], test_acc=90.0, row="er", **cell6)
+    built = build_table(load_runs([tmp_path]), paper_values()["hl_table6"], "hl_table6")
     cell = built["cells"][("hl", "cifar10")]["ours"]
     mean = sum(accs) / 3
     std = math.sqrt(sum((a - mean) ** 2 for a in accs) / 2)
@@ -120,7 +123,8 @@ def test_best_mean_std_and_missing_cells(tmp_path):
 
 def test_podhl_tables_on_a_real_multirun(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("experiment=smoke/pod_table6", "seed=0,1", multirun=True, run_dir=sweep)
+    run_cli("experiment=repro_table4_digits", "loss=softmax,pod", "seed=0,1", "schedule.epochs=1",
+            "trainer.limit_train_batches=2", multirun=True, run_dir=sweep)
     runs = sorted(sweep.glob("*/metrics.json"))
     assert len(runs) == 4  # softmax, pod × 2 seeds
     # Our mean per loss, computed here from the jobs' own files.
@@ -130,7 +134,7 @@ def test_podhl_tables_on_a_real_multirun(run_cli, tmp_path):
         by_loss.setdefault(loss, []).append(json.loads(m.read_text())["test_acc"])
 
     out = tmp_path / "tables"
-    proc = subprocess.run([sys.executable, "-m", "podhl.analysis.tables", str(sweep), "--table", "pod_table4", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "podhl.runs.tables", str(sweep), "--table", "pod_table4", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (out / "pod_table4.md").read_text().splitlines()
@@ -155,9 +159,10 @@ def test_podhl_tables_on_a_real_multirun(run_cli, tmp_path):
 
 
 def test_auto_table_and_diff(tmp_path):
-    _fake_run(tmp_path, "0", ["loss=pod", "dataset=cifar10", "seed=0"], test_acc=94.0, dataset="cifar10", loss="pod")
-    _fake_run(tmp_path, "1", ["loss=pod", "dataset=cifar10", "seed=1"], test_acc=95.0, dataset="cifar10", loss="pod")
-    _fake_run(tmp_path, "2", ["loss=softmax", "dataset=cifar10", "seed=0"], test_acc=93.0, dataset="cifar10", loss="softmax")
+    cell = dict(table="pod_table6", row="cifar10")
+    _fake_run(tmp_path, "0", ["loss=pod", "dataset=cifar10", "seed=0"], test_acc=94.0, col="pod", **cell)
+    _fake_run(tmp_path, "1", ["loss=pod", "dataset=cifar10", "seed=1"], test_acc=95.0, col="pod", **cell)
+    _fake_run(tmp_path, "2", ["loss=softmax", "dataset=cifar10", "seed=0"], test_acc=93.0, col="softmax", **cell)
     written = make_tables([tmp_path], "pod_table6", tmp_path / "t", hparams=False, curves=False)
     with written["csv"].open() as fh:
         table = {r["row"]: r for r in csv.DictReader(fh)}
@@ -175,7 +180,7 @@ def test_auto_table_and_diff(tmp_path):
 def test_figures_write_pngs(tmp_path):
     import numpy as np
 
-    from podhl.analysis.figures import class_means, plot_curves, plot_feature_grid, plot_loss_vs_lambda
+    from podhl.runs.figures import class_means, plot_curves, plot_feature_grid, plot_loss_vs_lambda
 
     for i, loss in enumerate(("softmax", "pod")):
         run = tmp_path / loss
@@ -190,3 +195,20 @@ def test_figures_write_pngs(tmp_path):
     assert png.stat().st_size > 0
     assert plot_loss_vs_lambda({"cifar10": [(0.01, 1.0), (1.0, 1.1), (1e5, 3.0)]}, tmp_path / "fig5.png").stat().st_size > 0
     assert plot_feature_grid({"softmax": tmp_path / "softmax", "pod": tmp_path / "pod"}, tmp_path / "fig6.png").stat().st_size > 0
+
+
+def test_every_run_lands_in_a_row_or_is_listed_with_the_reason(tmp_path):
+    """Default grouping: runs lacking an override another run has still get a row (key shown as —);
+    failed, unfinished and other tables' runs are listed as left out, never silently dropped."""
+    for seed in range(3):
+        _fake_run(tmp_path, f"s{seed}", ["loss=softmax", f"seed={seed}"], test_acc=90.0 + seed)
+        _fake_run(tmp_path, f"h{seed}", ["loss=hl", "loss.warmup_epochs=1", f"seed={seed}"], test_acc=91.0 + seed)
+    _fake_run(tmp_path, "f", ["loss=pod", "seed=0"], test_acc=None, status="failed", completed=False, error="NaN at epoch 2")
+    _fake_run(tmp_path, "r", ["loss=pod", "seed=1"], test_acc=50.0, status="stopped", completed=False, epochs=3)
+    auto = make_tables([tmp_path], None, tmp_path / "a", hparams=False, curves=False)["markdown"].read_text()
+    assert "loss=softmax loss.warmup_epochs=—" in auto and "loss=hl loss.warmup_epochs=1" in auto
+    assert "90.00" not in auto and "91.00" in auto  # softmax mean over seeds 0..2 is 91.00, hl's 92.00
+    assert "92.00" in auto
+    assert "NaN at epoch 2" in auto and "stopped after 3 epochs" in auto
+    other = make_tables([tmp_path], "pod_table4", tmp_path / "b", hparams=False, curves=False)["markdown"].read_text()
+    assert other.count("belongs to table None") == 7
