@@ -7,11 +7,16 @@ import math
 import pytest
 import torch
 
-from podhl.losses.ccl import ConstrainedCenterLoss
-from podhl.losses.center import CenterLoss
-from podhl.losses.functional import center_penalty, center_update, constrained_centers
+from podhl.losses import CenterLoss, ConstrainedCenterLoss
+from podhl.losses.functional import center_penalty, center_update_from_sums, class_sums, constrained_centers
 
 C, D = 4, 3
+
+
+def center_update(centers, features, labels, alpha):
+    """Wen et al. eq. 4 on one batch's features (the loss works from per-class sums, reduced over ranks)."""
+    sums, counts = class_sums(features.to(centers.dtype), labels, centers.shape[0])
+    return center_update_from_sums(centers, sums, counts, alpha)
 
 
 def _batch(seed=0, n=9, absent=3):

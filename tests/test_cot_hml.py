@@ -11,9 +11,8 @@ import torch.nn.functional as F
 from conftest import read_metrics
 from podhl.config import compose_config
 from podhl.engine import Trainer
-from podhl.losses.cot import COTLoss
+from podhl.losses import COTLoss, HardMiningLoss
 from podhl.losses.functional import complement_entropy, hard_mining_loss
-from podhl.losses.hml import HardMiningLoss
 
 
 def _logits(seed=0, n=5, k=4):

@@ -10,11 +10,12 @@ import torch
 from scipy.integrate import quad
 
 from podhl.engine.checkpoint import load_checkpoint
-from podhl.losses.hypersphere import (
-    HypersphereLoss,
+from podhl.losses import HypersphereLoss
+from podhl.losses.functional import (
     class_center_separation,
+    class_sums,
     closed_form_centers,
-    ewma_center_update,
+    ewma_center_update_from_sums,
     feature_sphere_radius,
     generalized_center_penalty,
     pairwise_cosine_stats,
@@ -90,6 +91,12 @@ def test_penalty_gradcheck_float64():
 
 
 # ---------------------------------------------------------------- center updates (eq. 13, 15, 16)
+def ewma_center_update(centers, f, y, phi, beta, r, step, bias_correction=True):
+    """Eq. 15–16 on one batch's features (the loss works from per-class sums, reduced over ranks)."""
+    sums, counts = class_sums(f.to(centers.dtype), y, centers.shape[0])
+    return ewma_center_update_from_sums(centers, sums, counts, phi, beta, r, step, bias_correction)
+
+
 def _loop_ewma(centers, f, y, phi, beta, r, step, bias_correction=True):
     """Eq. 15–16 one sample and one class at a time."""
     num_classes = centers.shape[0]

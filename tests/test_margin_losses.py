@@ -1,4 +1,5 @@
-"""Normalized-classifier margin family: margin_logits, am/arc/cm/mml, asl (SphereFace), er (RegularFace), magface.
+"""Normalized-classifier margin family: each head's target logit, am/arc/cm/mml, asl (SphereFace), er
+(RegularFace), magface.
 
 References are computed here from the papers' formulas with plain Python loops and ``math``.
 """
@@ -11,19 +12,35 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from podhl.losses.am import AMSoftmaxLoss
-from podhl.losses.arc import ArcFaceLoss
-from podhl.losses.asl import ASoftmaxLoss
-from podhl.losses.cm import CombinedMarginLoss
-from podhl.losses.er import ExclusiveRegularizationLoss
-from podhl.losses.functional import margin as fm
-from podhl.losses.functional import margin_logits
-from podhl.losses.magface import MagFaceLoss
-from podhl.losses.margin_head import MarginHead
-from podhl.losses.mml import MultiMarginLoss
+from podhl.losses import (
+    AMSoftmaxLoss,
+    ArcFaceLoss,
+    ASoftmaxLoss,
+    CombinedMarginLoss,
+    ExclusiveRegularizationLoss,
+    MagFaceLoss,
+    MultiMarginLoss,
+)
+from podhl.losses.margin import MarginHead
+from podhl.losses.margin import math as fm
 
 # (m1, m2, m3): am, arc, cm (POD), mml (ArcFace CM1), m1 > 1, m1 < 1 with no fallback region
 PRESETS = [(1.0, 0.0, 0.35), (1.0, 0.5, 0.0), (0.9, 0.4, 0.15), (1.0, 0.3, 0.2), (1.3, 0.2, 0.1), (0.7, 0.0, 0.1)]
+
+
+def head(m1: float, m2: float, m3: float, scale: float = 1.0) -> MarginHead:
+    """The head whose own target formula has these margins: am, arc, mml where they fit, cm otherwise."""
+    if m1 == 1.0 and m2 == 0.0:
+        return AMSoftmaxLoss(2, 1, scale=scale, margin=m3)
+    if m1 == 1.0 and m3 == 0.0:
+        return ArcFaceLoss(2, 1, scale=scale, margin=m2)
+    if m1 == 1.0:
+        return MultiMarginLoss(2, 1, scale=scale, angular_margin=m2, cosine_margin=m3)
+    return CombinedMarginLoss(2, 1, scale=scale, m1=m1, m2=m2, m3=m3)
+
+
+def margin_logits(cosine, labels, scale, m1=1.0, m2=0.0, m3=0.0):
+    return head(m1, m2, m3, scale).margin_logits(cosine, labels)
 
 
 def ref_target(c: float, m1: float, m2: float, m3: float) -> float:
@@ -54,7 +71,7 @@ def cos_matrix(x: torch.Tensor, w: torch.Tensor) -> list[list[float]]:
     return out
 
 
-# ------------------------------------------------------------------ margin_logits
+# ------------------------------------------------------------------ each head's target logit
 @pytest.mark.parametrize("m1,m2,m3", PRESETS)
 def test_margin_logits_match_formula(m1, m2, m3):
     g = torch.Generator().manual_seed(0)
@@ -81,17 +98,24 @@ def test_m3_does_not_drop_m1_m2():
 
 def test_per_sample_m2_and_fp32_output():
     cos = torch.tensor([[0.5, 0.1], [0.2, 0.7]], dtype=torch.float16)
-    out = margin_logits(cos, torch.tensor([0, 1]), 2.0, m2=torch.tensor([0.3, 0.6]))
+    out = MagFaceLoss(2, 1, scale=2.0).margin_logits(cos, torch.tensor([0, 1]), margin=torch.tensor([0.3, 0.6]))
     assert out.dtype == torch.float32
     assert float(out[0, 0]) == pytest.approx(2 * math.cos(math.acos(0.5) + 0.3), abs=1e-5)
     assert float(out[1, 1]) == pytest.approx(2 * math.cos(math.acos(float(cos[1, 1])) + 0.6), abs=1e-5)
 
 
-@pytest.mark.parametrize("m1,m2,m3", PRESETS + [(1.0, 0.45, 0.0), (1.0, 0.8, 0.0)])  # + MagFace's m range
-def test_target_is_continuous_and_decreasing_in_theta(m1, m2, m3):
+def target_fn(m1, m2, m3, magface=False):
+    if magface:  # MagFace's own target with a constant margin m(a) = m2
+        return lambda c: MagFaceLoss(2, 1).target(c, margin=torch.full_like(c, m2))
+    return head(m1, m2, m3).target
+
+
+@pytest.mark.parametrize("m1,m2,m3,magface", [(*p, False) for p in PRESETS] + [(1.0, 0.45, 0.0, True),
+                                                                                (1.0, 0.8, 0.0, True)])  # + MagFace's m range
+def test_target_is_continuous_and_decreasing_in_theta(m1, m2, m3, magface):
     n = 20001
     theta = torch.linspace(0, math.pi, n, dtype=torch.float64)
-    t = fm.margin_target(torch.cos(theta), m1, m2, m3)
+    t = target_fn(m1, m2, m3, magface)(torch.cos(theta))
     d = t[1:] - t[:-1]
     assert bool((d <= 1e-12).all()), "target logit must not increase with θ"
     assert float(t[-1]) < float(t[0])
@@ -99,7 +123,7 @@ def test_target_is_continuous_and_decreasing_in_theta(m1, m2, m3):
     assert float(d.abs().max()) <= max(m1, 1.0) * math.pi / (n - 1) * (1 + 1e-6)
     star = (math.pi - m2) / m1
     if star < math.pi:  # the two branches meet at θ*
-        left, right = fm.margin_target(torch.cos(torch.tensor([star - 1e-9, star + 1e-9], dtype=torch.float64)), m1, m2, m3)
+        left, right = target_fn(m1, m2, m3, magface)(torch.cos(torch.tensor([star - 1e-9, star + 1e-9], dtype=torch.float64)))
         assert float(left) == pytest.approx(-1 - m3, abs=1e-7) and float(right) == pytest.approx(-1 - m3, abs=1e-7)
 
 
@@ -161,11 +185,11 @@ def test_margin_losses_value(cls, kwargs, margins):
 
 
 def test_defaults_of_the_presets():
-    assert (AMSoftmaxLoss(3, 2).m3, ArcFaceLoss(3, 2).m2) == (0.35, 0.5)
+    assert (AMSoftmaxLoss(3, 2).margin, ArcFaceLoss(3, 2).margin) == (0.35, 0.5)
     cm = CombinedMarginLoss(3, 2)
     assert (cm.m1, cm.m2, cm.m3) == (0.9, 0.4, 0.15)
     mml = MultiMarginLoss(3, 2)
-    assert (mml.m1, mml.m2, mml.m3) == (1.0, 0.3, 0.2)
+    assert (mml.angular_margin, mml.cosine_margin) == (0.3, 0.2)
 
 
 def test_cosface_arcface_match_pytorch_metric_learning():
@@ -325,9 +349,9 @@ def test_magface_easy_margin_switch():
 # ------------------------------------------------------------------ bad hyperparameters
 @pytest.mark.parametrize("build,name", [
     (lambda: MarginHead(3, 2, scale=0.0), "scale"),
-    (lambda: MarginHead(3, 2, m1=0.0), "m1"),
-    (lambda: MarginHead(3, 2, m2=math.pi), "m2"),
-    (lambda: MarginHead(3, 2, m3=-0.1), "m3"),
+    (lambda: CombinedMarginLoss(3, 2, m1=0.0), "m1"),
+    (lambda: CombinedMarginLoss(3, 2, m2=math.pi), "m2"),
+    (lambda: CombinedMarginLoss(3, 2, m3=-0.1), "m3"),
     (lambda: ArcFaceLoss(3, 2, margin=-0.5), "margin"),
     (lambda: AMSoftmaxLoss(3, 2, margin=2.5), "margin"),
     (lambda: MultiMarginLoss(3, 2, angular_margin=4.0), "angular_margin"),

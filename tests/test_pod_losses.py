@@ -12,19 +12,8 @@ import torch
 from podhl.analysis.feature_variance import variance_stats
 from podhl.analysis.gda import gda
 from podhl.engine.checkpoint import load_checkpoint
-from podhl.losses.cosine import CosineLoss
-from podhl.losses.functional import (
-    cosine_loss,
-    nac_loss,
-    pedcc_am_loss,
-    pedcc_loss,
-    pedcc_mse_loss,
-    pod_loss,
-    sc_loss,
-)
-from podhl.losses.nac import NaCLoss
-from podhl.losses.pedcc_loss import PEDCCLoss
-from podhl.losses.pod import PODLoss
+from podhl.losses import CosineLoss, NaCLoss, PEDCCLoss, PODLoss
+from podhl.losses.functional import cosine_loss, nac_loss, pedcc_am_loss, pedcc_mse_loss, sc_loss
 from podhl.pedcc import generate_pedcc
 
 E2 = torch.eye(2)
@@ -34,6 +23,21 @@ pytestmark = pytest.mark.filterwarnings("ignore:PEDCC. feature dimension")
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PODHL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+# ----------------------------------------------------------------- the whole losses as functions (test helpers)
+def pod_loss(features, labels, centroids, delta, lam=1.0, denominator="sum", divide_by_n_minus_1=False):
+    """POD Loss (eq. 20): L_NaC + λ·L_SC."""
+    return nac_loss(features, labels, centroids, delta, denominator) + lam * sc_loss(
+        features, labels, centroids, divide_by_n_minus_1
+    )
+
+
+def pedcc_loss(features, labels, centroids, s=15.0, m=0.5, lam=1.0, n_root=1.0):
+    """PEDCC-Loss (eq. 4): L_AM + λ·(L_MSE)^{1/n_root}."""
+    return pedcc_am_loss(features, labels, centroids, s, m) + lam * pedcc_mse_loss(features, labels, centroids) ** (
+        1.0 / n_root
+    )
 
 
 # ----------------------------------------------------------------- functional values by hand
@@ -163,7 +167,7 @@ def test_bad_hyperparameters_raise():
         PODLoss(10, 32, lam=-1)
     with pytest.raises(ValueError, match="n_root"):
         PEDCCLoss(10, 32, n_root=0.5)
-    with pytest.raises(ValueError, match="s \\(scale\\)"):
+    with pytest.raises(ValueError, match=r"^s must be in \(0, inf\), got 0$"):
         PEDCCLoss(10, 32, s=0)
     with pytest.raises(ValueError, match="pedcc_method"):
         CosineLoss(10, 32, pedcc_method="lattice")

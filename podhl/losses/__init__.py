@@ -1,10 +1,38 @@
-"""The loss zoo: one module per loss, each a :class:`Criterion` (see ``base.py``).
+"""The loss zoo, one package per family, each with ``math.py`` (the equations, pure functions) and one
+file per loss (a :class:`Criterion`, see ``base.py``):
 
-Configs select losses by ``_target_`` (``podhl/conf/loss/<name>.yaml``); the names below are re-exported
-for use from Python.
+* ``pod/``: Cosine, NaC, POD Loss, PEDCC-Loss (frozen PEDCC classifier);
+* ``margin/``: AM-Softmax, ArcFace, combined margin, MML, A-Softmax, RegularFace, MagFace;
+* ``center/``: center loss, constrained center loss;
+* ``hypersphere/``: Hypersphere Loss;
+* ``linear/``: softmax, COT, HML.
+
+Configs select a loss by ``_target_`` (``podhl/conf/loss/<name>.yaml``); in a plain PyTorch loop,
+``from podhl.losses import PODLoss, HypersphereLoss``. Importing this package loads only the ground
+floor (``podhl.errors``, ``checks``, ``distributed``, ``pedcc``) besides torch, numpy and scipy.
 """
 
 from podhl.losses.base import Criterion
-from podhl.losses.softmax import SoftmaxLoss
+from podhl.losses.center import CenterLoss, ConstrainedCenterLoss
+from podhl.losses.hypersphere import HypersphereLoss
+from podhl.losses.linear import COTLoss, HardMiningLoss, SoftmaxLoss
+from podhl.losses.margin import (
+    AMSoftmaxLoss,
+    ArcFaceLoss,
+    ASoftmaxLoss,
+    CombinedMarginLoss,
+    ExclusiveRegularizationLoss,
+    MagFaceLoss,
+    MultiMarginLoss,
+)
+from podhl.losses.pod import CosineLoss, NaCLoss, PEDCCLoss, PODLoss
 
-__all__ = ["Criterion", "SoftmaxLoss"]
+__all__ = [
+    "Criterion",
+    "CosineLoss", "NaCLoss", "PODLoss", "PEDCCLoss",
+    "AMSoftmaxLoss", "ArcFaceLoss", "CombinedMarginLoss", "MultiMarginLoss", "ASoftmaxLoss",
+    "ExclusiveRegularizationLoss", "MagFaceLoss",
+    "CenterLoss", "ConstrainedCenterLoss",
+    "HypersphereLoss",
+    "SoftmaxLoss", "COTLoss", "HardMiningLoss",
+]

@@ -1,5 +1,5 @@
 """Center loss (Wen, Zhang, Li & Qiao, "A Discriminative Feature Learning Approach for Deep Face
-Recognition", ECCV 2016): softmax + λ·L_C with L_C = ½·mean_i ‖x_i − c_{y_i}‖² (their eq. 2/5; HL eq. 3).
+Recognition", ECCV 2016, eqs. 2, 4, 5 and Algorithm 1): softmax + λ·L_C with L_C = ½·mean_i ‖x_i − c_{y_i}‖² (their eq. 2/5; HL eq. 3).
 
 Centers are a buffer updated after every optimizer step by the paper's rule (eq. 4, Algorithm 1),
 never by the (weight-decayed, momentum) optimizer:
@@ -20,30 +20,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from podhl.losses.base import Criterion
+from podhl.checks import in_range
 from podhl.distributed import all_reduce_sum
-from podhl.losses.centers import class_sums
-from podhl.losses.functional.baselines import center_penalty, center_update_from_sums
+from podhl.losses.center.math import center_penalty, center_update_from_sums, class_sums
+from podhl.losses.linear.head import LinearClassifier
 
 
-class CenterLoss(Criterion):
+class CenterLoss(LinearClassifier):
     def __init__(
         self, num_classes: int, feat_dim: int, lam: float = 0.003, alpha: float = 0.5, bias: bool = True
     ) -> None:
-        super().__init__(num_classes, feat_dim)
-        if not lam >= 0.0:
-            raise ValueError(f"lam (λ, weight of the center term) must be ≥ 0, got {lam}")
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"alpha (center learning rate α) must be in (0, 1], got {alpha}")
-        self.lam = float(lam)
-        self.alpha = float(alpha)
-        self.classifier = nn.Linear(feat_dim, num_classes, bias=bias)
+        super().__init__(num_classes, feat_dim, bias)
+        self.lam = in_range("lam", lam, 0.0)  # λ, weight of the center term
+        self.alpha = in_range("alpha", alpha, 0.0, 1.0, low_open=True)  # α, center learning rate
         centers = torch.empty(num_classes, feat_dim)
         nn.init.xavier_uniform_(centers)
         self.register_buffer("centers", centers)
-
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(features.float())
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         features = features.float()

@@ -19,22 +19,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from podhl.losses.base import Criterion
-from podhl.losses.functional.baselines import hard_mining_loss
+from podhl.checks import in_range
+from podhl.losses.linear.head import LinearClassifier
+from podhl.losses.linear.math import hard_mining_loss
 
 
-class HardMiningLoss(Criterion):
+class HardMiningLoss(LinearClassifier):
     def __init__(self, num_classes: int, feat_dim: int, power: float = 2.0, bias: bool = True) -> None:
-        super().__init__(num_classes, feat_dim)
-        if not power >= 1.0:
-            raise ValueError(f"power (R, exponent of the per-sample loss) must be ≥ 1, got {power}")
-        self.power = float(power)
-        self.classifier = nn.Linear(feat_dim, num_classes, bias=bias)
-
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(features.float())
+        super().__init__(num_classes, feat_dim, bias)
+        self.power = in_range("power", power, 1.0)  # R ≥ 1
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         logits = self.logits(features)

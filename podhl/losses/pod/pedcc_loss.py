@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from podhl.losses.functional.pod import pedcc_am_loss, pedcc_mse_loss
-from podhl.losses.pedcc_classifier import PEDCCCriterion
+from podhl.checks import in_range
+from podhl.losses.pod.head import PEDCCCriterion
+from podhl.losses.pod.math import pedcc_am_loss, pedcc_mse_loss
 
 
 class PEDCCLoss(PEDCCCriterion):
@@ -30,16 +31,10 @@ class PEDCCLoss(PEDCCCriterion):
         pedcc_seed: int = 0,
         pedcc_method: str = "auto",
     ) -> None:
-        if s <= 0:
-            raise ValueError(f"s (scale) must be > 0, got {s}")
-        if not 0 <= m < 2:
-            raise ValueError(f"m (cosine margin) must be in [0, 2), got {m}")
-        if lam < 0:
-            raise ValueError(f"lam (λ) must be ≥ 0, got {lam}")
-        if n_root < 1:
-            raise ValueError(f"n_root must be ≥ 1 (eq. 4), got {n_root}")
+        checked = (in_range("s", s, 0.0, low_open=True), in_range("m", m, 0.0, 2.0, high_open=True),
+                   in_range("lam", lam, 0.0), in_range("n_root", n_root, 1.0))  # before the PEDCC is generated
         super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method)
-        self.s, self.m, self.lam, self.n_root = float(s), float(m), float(lam), float(n_root)
+        self.s, self.m, self.lam, self.n_root = checked
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         features = features.float()

@@ -1,4 +1,4 @@
-"""Functional forms of the POD family (Zhu & Zu, POD Loss; PEDCC-Loss, POD §2.2).
+"""POD family math (Zhu & Zu, POD Loss; PEDCC-Loss, POD §2.2): pure functions, no state.
 
 All take ``features`` (B, n) — the latent x from FC1, *not* normalized by the model — ``labels``
 (B,) and ``centroids`` (k, n), the PEDCC (unit rows; they are normalized here anyway, p̃), and
@@ -10,20 +10,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from podhl.checks import one_of
+
 __all__ = [
     "COSINE_EPS",
+    "DENOMINATORS",
     "cosine_logits",
     "cosine_loss",
     "nac_cosine",
     "nac_loss",
     "sc_loss",
-    "pod_loss",
     "pedcc_am_loss",
     "pedcc_mse_loss",
-    "pedcc_loss",
 ]
 
 COSINE_EPS = 1e-12  # ε of eq. 10–11
+DENOMINATORS = ("sum", "sqrt")  # ‖x‖ + δ (eq. 16) | sqrt(‖x‖² + δ²) (the official code)
 
 
 def cosine_logits(features: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -38,14 +40,13 @@ def nac_cosine(
 
     ``denominator="sqrt"`` is the official code's variant x·p̃_y / sqrt(‖x‖² + δ²) (a switch).
     """
+    one_of("denominator", denominator, DENOMINATORS)
     target = F.normalize(centroids, dim=1)[labels]
     dot = (features * target).sum(dim=1)
     norm = features.norm(dim=1)
     if denominator == "sum":
         return dot / (norm + delta)
-    if denominator == "sqrt":
-        return dot / torch.sqrt(norm.square() + torch.as_tensor(delta, dtype=norm.dtype, device=norm.device) ** 2)
-    raise ValueError(f"denominator must be 'sum' or 'sqrt', got {denominator!r}")
+    return dot / torch.sqrt(norm.square() + torch.as_tensor(delta, dtype=norm.dtype, device=norm.device) ** 2)
 
 
 def cosine_loss(features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -82,21 +83,6 @@ def sc_loss(
     return loss
 
 
-def pod_loss(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    centroids: torch.Tensor,
-    delta,
-    lam: float = 1.0,
-    denominator: str = "sum",
-    divide_by_n_minus_1: bool = False,
-) -> torch.Tensor:
-    """POD Loss (eq. 20): L_NaC + λ·L_SC."""
-    return nac_loss(features, labels, centroids, delta, denominator) + lam * sc_loss(
-        features, labels, centroids, divide_by_n_minus_1
-    )
-
-
 def pedcc_am_loss(
     features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, s: float, m: float
 ) -> torch.Tensor:
@@ -110,18 +96,3 @@ def pedcc_mse_loss(features: torch.Tensor, labels: torch.Tensor, centroids: torc
     """PEDCC-MSE (eq. 3): (1/2N) Σ_i ‖x̃_i − p̃_{y_i}‖² with x̃ the normalized feature."""
     diff = F.normalize(features, dim=1, eps=COSINE_EPS) - F.normalize(centroids, dim=1)[labels]
     return 0.5 * diff.square().sum(dim=1).mean()
-
-
-def pedcc_loss(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    centroids: torch.Tensor,
-    s: float = 15.0,
-    m: float = 0.5,
-    lam: float = 1.0,
-    n_root: float = 1.0,
-) -> torch.Tensor:
-    """PEDCC-Loss (eq. 4): L_AM + λ·(L_MSE)^{1/n_root}, n_root ≥ 1."""
-    return pedcc_am_loss(features, labels, centroids, s, m) + lam * pedcc_mse_loss(features, labels, centroids) ** (
-        1.0 / n_root
-    )

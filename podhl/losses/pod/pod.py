@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from podhl.losses.functional.pod import sc_loss
-from podhl.losses.nac import NaCLoss
+from podhl.checks import in_range, one_of
+from podhl.losses.pod.math import sc_loss
+from podhl.losses.pod.nac import NaCLoss
 
 
 class PODLoss(NaCLoss):
@@ -23,11 +24,11 @@ class PODLoss(NaCLoss):
         sc_divide_by_n_minus_1: bool = False,
         **nac_kwargs,
     ) -> None:
-        if lam < 0:
-            raise ValueError(f"lam (λ) must be ≥ 0 (paper: 1), got {lam}")
+        lam = in_range("lam", lam, 0.0)  # paper: 1
+        divide = one_of("sc_divide_by_n_minus_1", sc_divide_by_n_minus_1, (False, True))
         super().__init__(num_classes, feat_dim, alpha=alpha, **nac_kwargs)
-        self.lam = float(lam)
-        self.sc_divide_by_n_minus_1 = bool(sc_divide_by_n_minus_1)
+        self.lam = lam
+        self.sc_divide_by_n_minus_1 = bool(divide)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         features = features.float()

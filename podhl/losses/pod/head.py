@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from podhl.checks import integer, one_of
 from podhl.losses.base import Criterion
-from podhl.losses.functional.pod import cosine_logits
+from podhl.losses.pod.math import cosine_logits
 from podhl.pedcc import METHODS, generate_pedcc
 
 
@@ -19,9 +20,9 @@ class PEDCCCriterion(Criterion):
 
     def __init__(self, num_classes: int, feat_dim: int, pedcc_seed: int = 0, pedcc_method: str = "auto") -> None:
         super().__init__(num_classes, feat_dim)
-        if pedcc_method not in METHODS:
-            raise ValueError(f"pedcc_method must be one of {METHODS}, got {pedcc_method!r}")
-        self.register_buffer("pedcc", generate_pedcc(num_classes, feat_dim, seed=int(pedcc_seed), method=pedcc_method))
+        seed = integer("pedcc_seed", pedcc_seed)
+        method = one_of("pedcc_method", pedcc_method, METHODS)
+        self.register_buffer("pedcc", generate_pedcc(num_classes, feat_dim, seed=seed, method=method))
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return cosine_logits(features.float(), self.pedcc)

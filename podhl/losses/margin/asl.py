@@ -15,22 +15,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from podhl.checks import in_range, integer
 from podhl.losses.base import Criterion
-from podhl.losses.functional.margin import asoftmax_logits, sphereface_lambda
-from podhl.losses.margin_head import check_range, fp32, init_unit_rows
+from podhl.losses.margin.head import init_unit_rows
+from podhl.losses.margin.math import fp32, scatter_target, sphereface_lambda, sphereface_psi
 
 
 class ASoftmaxLoss(Criterion):
     def __init__(self, num_classes: int, feat_dim: int, m: int = 4, base: float = 1000.0, gamma: float = 0.12,
                  power: float = 1.0, lambda_min: float = 5.0) -> None:
         super().__init__(num_classes, feat_dim)
-        if int(m) != m or not 1 <= int(m) <= 8:
-            raise ValueError(f"m must be an integer in [1, 8], got {m}")
-        self.m = int(m)
-        self.base = check_range("base", base, 0.0)
-        self.gamma = check_range("gamma", gamma, 0.0)
-        self.power = check_range("power", power, 0.0)
-        self.lambda_min = check_range("lambda_min", lambda_min, 0.0)
+        self.m = integer("m", m, 1, 8)
+        self.base = in_range("base", base, 0.0)
+        self.gamma = in_range("gamma", gamma, 0.0)
+        self.power = in_range("power", power, 0.0)
+        self.lambda_min = in_range("lambda_min", lambda_min, 0.0)
         self.weight = nn.Parameter(torch.empty(num_classes, feat_dim))
         init_unit_rows(self.weight)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
@@ -47,7 +46,10 @@ class ASoftmaxLoss(Criterion):
         norms = x.norm(dim=1)
         cosine = self.logits(x) / norms.clamp_min(1e-12).unsqueeze(1)
         lam = self.current_lambda()
-        ce = F.cross_entropy(asoftmax_logits(cosine, norms, labels, self.m, lam), labels)
+        cos_y = cosine.gather(1, labels.view(-1, 1)).squeeze(1)
+        target = (lam * cos_y + sphereface_psi(cos_y, self.m)) / (1.0 + lam)  # annealed ψ(θ_y)
+        logits = norms.unsqueeze(1) * scatter_target(cosine, labels, target, 1.0)  # ‖x‖·(target | cos θ_j)
+        ce = F.cross_entropy(logits, labels)
         return {"loss": ce, "ce": ce, "lambda": torch.tensor(lam)}
 
     def after_optimizer_step(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> None:

@@ -1,8 +1,8 @@
-"""Hypersphere Loss (HL, Wang et al., IEEE TII 2024) — pure math, no state (re-exported by ``hypersphere``).
+"""Hypersphere Loss (HL, Wang et al., IEEE TII 2024): pure math, no state.
 
-Equation numbers are the HL paper's. Everything is vectorized over classes with ``index_add_`` via
-:func:`podhl.losses.centers.class_sums` or per-class (C, d) algebra: no loop over classes and no
-B×C×d tensor, so C = 10,575 (CASIA-WebFace) is cheap.
+Equation numbers are the HL paper's. Everything is vectorized over classes, from per-class sums and
+counts (:func:`podhl.losses.center.math.class_sums`, shared with center loss and CCL) or per-class
+(C, d) algebra: no loop over classes and no B×C×d tensor, so C = 10,575 (CASIA-WebFace) is cheap.
 """
 
 from __future__ import annotations
@@ -11,34 +11,24 @@ import math
 
 import torch
 import torch.nn.functional as F
-from scipy.special import betainc, betaincinv
+from scipy.special import betaincinv
 
-from podhl.losses.centers import class_sums
+from podhl.checks import in_range, integer, one_of
+from podhl.losses.center.math import sphere_centers
 
 __all__ = [
-    "cap_area_fraction",
+    "PENALTY_POWERS",
+    "PENALTY_NORMALIZATIONS",
     "feature_sphere_radius",
     "generalized_center_penalty",
     "class_center_separation",
-    "ewma_center_update",
     "ewma_center_update_from_sums",
     "closed_form_centers",
     "pairwise_cosine_stats",
 ]
 
-
-def cap_area_fraction(theta: float, dim: int) -> float:
-    """Fraction of the area of the sphere S^{dim-1} covered by a cap of half-angle ``theta``.
-
-    ½·I_{sin²θ}((d−1)/2, ½) for θ ≤ π/2 (regularized incomplete beta), 1 − that of π − θ above.
-    """
-    if dim < 2:
-        raise ValueError(f"dim must be ≥ 2, got {dim}")
-    if not 0.0 <= theta <= math.pi:
-        raise ValueError(f"theta must be in [0, π], got {theta}")
-    if theta > math.pi / 2:
-        return 1.0 - cap_area_fraction(math.pi - theta, dim)
-    return 0.5 * float(betainc((dim - 1) / 2.0, 0.5, math.sin(theta) ** 2))
+PENALTY_POWERS = (2, 4)  # [ι·d]² (eq. 17) | d⁴ (the authors' code)
+PENALTY_NORMALIZATIONS = ("batch", "elements")  # 1/(2B) (eq. 17) | 1/(2·B·d) (the authors' code)
 
 
 def feature_sphere_radius(num_classes: int, dim: int, r: float) -> float:
@@ -47,12 +37,9 @@ def feature_sphere_radius(num_classes: int, dim: int, r: float) -> float:
 
     C = 10, d = 512 gives a ≈ 0.99839·r.
     """
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be ≥ 2, got {num_classes}")
-    if dim < 2:
-        raise ValueError(f"dim must be ≥ 2 for the feature-sphere radius, got {dim}")
-    if r <= 0:
-        raise ValueError(f"r must be > 0, got {r}")
+    integer("num_classes", num_classes, low=2)
+    integer("dim", dim, low=2)  # a cap needs a sphere of dimension ≥ 1
+    in_range("r", r, 0.0, low_open=True)
     sin2 = float(betaincinv((dim - 1) / 2.0, 0.5, 2.0 / num_classes))
     return float(r) * math.sqrt(min(max(sin2, 0.0), 1.0))
 
@@ -73,10 +60,8 @@ def generalized_center_penalty(
     ``valid`` (B,) bool zeroes samples whose center is not initialized yet.
     Computed from d² (no square root), so the gradient is defined at d = 0.
     """
-    if power not in (2, 4):
-        raise ValueError(f"power must be 2 or 4, got {power}")
-    if normalization not in ("batch", "elements"):
-        raise ValueError(f"normalization must be 'batch' or 'elements', got {normalization!r}")
+    one_of("power", power, PENALTY_POWERS)
+    one_of("normalization", normalization, PENALTY_NORMALIZATIONS)
     d2 = (features - centers[labels]).pow(2).sum(dim=1)
     iota = d2 >= float(threshold) ** 2
     if valid is not None:
@@ -112,30 +97,13 @@ def ewma_center_update_from_sums(
     Σ_{i:y_i=k} (v_i − β/(C−1)·Σ_{l≠k} c_l) = (φ·n_k·c_k + (1−φ)·S_k)/(1 − φ^{N_c}) − n_k·β/(C−1)·(T − c_k),
     c_k = r·normalize(·). A class with n_k = 0 (or a zero sum) keeps its center. ``step`` = N_c ≥ 1.
     """
-    if step < 1:
-        raise ValueError(f"step (N_c) must be ≥ 1, got {step}")
+    integer("step", step, low=1)  # N_c
     num_classes = centers.shape[0]
     scale = 1.0 / (1.0 - phi**step) if bias_correction else 1.0
     n = counts.to(centers.dtype).unsqueeze(1)
     others = centers.sum(dim=0, keepdim=True) - centers  # Σ_{l≠k} c_l, (C, d)
     u = (phi * n * centers + (1.0 - phi) * sums) * scale - n * (beta / (num_classes - 1)) * others
-    return _renormalize(centers, u, counts, radius)
-
-
-def ewma_center_update(
-    centers: torch.Tensor,
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    phi: float,
-    beta: float,
-    radius: float,
-    step: int,
-    bias_correction: bool = True,
-) -> torch.Tensor:
-    """Per-mini-batch center update (eq. 15–16) returning the new centers; ``step`` = N_c (1 at the
-    first update, when centers are zero: the update is r·normalize(class sum))."""
-    sums, counts = class_sums(features.to(centers.dtype), labels, centers.shape[0])
-    return ewma_center_update_from_sums(centers, sums, counts, phi, beta, radius, step, bias_correction)
+    return sphere_centers(u, counts, radius, centers)
 
 
 def closed_form_centers(
@@ -146,14 +114,7 @@ def closed_form_centers(
     num_classes = centers.shape[0]
     others = centers.sum(dim=0, keepdim=True) - centers
     u = sums - counts.to(centers.dtype).unsqueeze(1) * (beta / (num_classes - 1)) * others
-    return _renormalize(centers, u, counts, radius)
-
-
-def _renormalize(centers: torch.Tensor, u: torch.Tensor, counts: torch.Tensor, radius: float) -> torch.Tensor:
-    norm = u.norm(dim=1, keepdim=True)
-    keep = (counts == 0).unsqueeze(1) | (norm == 0)
-    new = radius * u / norm.clamp_min(torch.finfo(u.dtype).tiny)
-    return torch.where(keep, centers, new)
+    return sphere_centers(u, counts, radius, centers)
 
 
 def pairwise_cosine_stats(centers: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from podhl.losses.functional.pod import cosine_loss
-from podhl.losses.pedcc_classifier import PEDCCCriterion
+from podhl.losses.pod.head import PEDCCCriterion
+from podhl.losses.pod.math import cosine_loss
 
 
 class CosineLoss(PEDCCCriterion):

@@ -24,33 +24,24 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from podhl.checks import in_range
 from podhl.distributed import all_reduce_sum
-from podhl.losses.base import Criterion
-from podhl.losses.centers import class_sums
-from podhl.losses.functional.baselines import center_penalty, constrained_centers
+from podhl.losses.center.math import center_penalty, class_sums, constrained_centers
+from podhl.losses.linear.head import LinearClassifier
 
 
-class ConstrainedCenterLoss(Criterion):
+class ConstrainedCenterLoss(LinearClassifier):
     needs_feature_pass = True
 
     def __init__(
         self, num_classes: int, feat_dim: int, lam: float = 0.002, radius: float = 40.0, bias: bool = False
     ) -> None:
-        super().__init__(num_classes, feat_dim)
-        if not lam >= 0.0:
-            raise ValueError(f"lam (λ, weight of the center term) must be ≥ 0, got {lam}")
-        if not radius > 0.0:
-            raise ValueError(f"radius (r, norm of every class center) must be > 0, got {radius}")
-        self.lam = float(lam)
-        self.radius = float(radius)
-        self.classifier = nn.Linear(feat_dim, num_classes, bias=bias)
+        super().__init__(num_classes, feat_dim, bias)
+        self.lam = in_range("lam", lam, 0.0)  # λ, weight of the center term
+        self.radius = in_range("radius", radius, 0.0, low_open=True)  # r, norm of every class center
         self.register_buffer("centers", torch.zeros(num_classes, feat_dim))
         self.register_buffer("initialized", torch.tensor(False))
-
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(features.float())
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         features = features.float()

@@ -1,6 +1,6 @@
 """Hypersphere Loss (HL, Wang et al., IEEE TII 2024): softmax + generalized center penalty (eq. 17)
 with centers on a radius-r sphere updated by bias-corrected EWMA (eq. 15–16) after a softmax warm
-start (Algorithm 1). The pure math lives in ``hypersphere_math`` and is re-exported here.
+start (Algorithm 1). The pure math lives in ``math.py`` beside this file.
 
 Center-update timing (Algorithm 1, lines 9–13): in the default per-mini-batch mode the centers are
 updated from the current batch *before* the SGD step on (17): ``forward`` (training mode) computes
@@ -22,12 +22,10 @@ from torch import nn
 
 from podhl.distributed import all_reduce_sum
 from podhl.losses.base import Criterion
-from podhl.losses.centers import class_sums
-from podhl.losses.hypersphere_math import (  # noqa: F401  (public re-exports)
-    cap_area_fraction,
+from podhl.losses.center.math import class_sums
+from podhl.losses.hypersphere.math import (
     class_center_separation,
     closed_form_centers,
-    ewma_center_update,
     ewma_center_update_from_sums,
     feature_sphere_radius,
     generalized_center_penalty,

@@ -1,17 +1,19 @@
-"""Normalized-classifier margin math: combined margin, SphereFace ψ(θ), MagFace m(a)/g(a), RegularFace.
+"""Normalized-classifier margin math: clamped angle, monotone fallback, target scatter, SphereFace ψ(θ),
+MagFace m(a)/g(a), RegularFace L_r. Pure functions, no state.
 
 All functions compute in (at least) fp32, are out-of-place (exact autograd) and keep ``acos`` away
 from ±1 by clamping the cosine to ±(1 − 1e-7), so gradients stay finite at cos = ±1.
 
-Combined margin (ArcFace paper, Deng et al. CVPR 2019, eq. 4 / Table 2): target logit
-s·(cos(m1·θ_y + m2) − m3). Past θ* = (π − m2)/m1, where m1·θ + m2 would leave [0, π] and cos would
-rise again, the target logit continues as the **continuous CosFace-style extension**
+Each margin head's own file computes its target logit (ArcFace: cos(θ_y + m); CM: cos(m1·θ_y + m2) − m3;
+...) and uses :func:`angle` for θ_y and :func:`monotone_fallback` past the angle where its argument
+m1·θ + m2 would leave [0, π] and cos would rise again. Past θ* = (π − m2)/m1 the target logit continues
+as the **continuous CosFace-style extension**
 
-    s·(cos θ − (1 + cos θ*) − m3),     θ > θ*
+    cos θ − (1 + cos θ*) − m3,     θ > θ*
 
-which equals s·(−1 − m3) at θ = θ* (continuity) and decreases with θ like cos θ (monotone), so the
-whole target logit is continuous and strictly decreasing on [0, π]. (insightface's ``th/mm``
-fallback cos θ − m·sin m has the same slope but drops by cos m + m·sin m − 1 at θ* = π − m.)
+which equals −1 − m3 at θ = θ* (continuity) and decreases with θ like cos θ (monotone), so the whole
+target logit is continuous and strictly decreasing on [0, π]. (insightface's ``th/mm`` fallback
+cos θ − m·sin m has the same slope but drops by cos m + m·sin m − 1 at θ* = π − m.)
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import torch
 
 __all__ = [
     "COS_EPS",
-    "margin_logits",
-    "margin_target",
+    "fp32",
+    "angle",
+    "monotone_fallback",
+    "scatter_target",
     "chebyshev_cos",
     "sphereface_psi",
     "sphereface_lambda",
-    "asoftmax_logits",
     "magface_margin",
     "magface_g",
     "exclusive_regularizer",
@@ -40,40 +43,29 @@ def _work_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.promote_types(t.dtype, torch.float32)  # fp32, or fp64 for gradcheck
 
 
-def margin_target(cos_y: torch.Tensor, m1: float = 1.0, m2: float | torch.Tensor = 0.0,
-                  m3: float = 0.0) -> torch.Tensor:
-    """cos(m1·θ + m2) − m3 for θ ≤ θ* = (π − m2)/m1, else cos θ − (1 + cos θ*) − m3 (no scale).
+def fp32(t: torch.Tensor) -> torch.Tensor:
+    """At least fp32 (fp16/bf16 → fp32; fp64 stays fp64 so gradcheck can run in double)."""
+    return t.to(_work_dtype(t))
 
-    ``m2`` may be a tensor broadcastable to ``cos_y`` (MagFace's per-sample margin m(a)).
-    """
-    cos_y = cos_y.to(_work_dtype(cos_y))
-    if isinstance(m2, (int, float)) and m2 == 0.0 and m1 == 1.0:
-        return cos_y - m3  # CosFace / AM-Softmax: no angle needed
+
+def angle(cos: torch.Tensor) -> torch.Tensor:
+    """θ = acos(cos), the cosine clamped to ±(1 − 1e-7) first (finite gradients at cos = ±1)."""
+    return torch.acos(cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS))
+
+
+def monotone_fallback(target: torch.Tensor, cos_y: torch.Tensor, phi: torch.Tensor, m1: float = 1.0,
+                      m2: float | torch.Tensor = 0.0, m3: float = 0.0) -> torch.Tensor:
+    """``target`` where the angle argument ``phi`` = m1·θ_y + m2 ≤ π, else cos θ_y − (1 + cos θ*) − m3 with
+    θ* = (π − m2)/m1 (the continuous, decreasing extension above). ``m2`` may be a per-sample tensor."""
     m2 = torch.as_tensor(m2, dtype=cos_y.dtype, device=cos_y.device)
-    theta = torch.acos(cos_y.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS))
-    phi = m1 * theta + m2
     theta_star = ((math.pi - m2) / m1).clamp(max=math.pi)
-    inside = torch.cos(phi) - m3
     outside = cos_y - (1.0 + torch.cos(theta_star)) - m3
-    return torch.where(phi <= math.pi, inside, outside)
+    return torch.where(phi <= math.pi, target, outside)
 
 
-def margin_logits(
-    cosine: torch.Tensor,
-    labels: torch.Tensor,
-    scale: float,
-    m1: float = 1.0,
-    m2: float | torch.Tensor = 0.0,
-    m3: float = 0.0,
-) -> torch.Tensor:
-    """(B, C) logits: s·cos θ_j off-target, s·(cos(m1·θ_y + m2) − m3) on target, monotone fallback past θ*.
-
-    Unlike insightface's PyTorch ``CombinedMarginLoss``, m1 and m2 still apply when m3 > 0.
-    ``m2`` may be a (B,) tensor (one margin per sample).
-    """
-    cosine = cosine.to(_work_dtype(cosine))
+def scatter_target(cosine: torch.Tensor, labels: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
+    """(B, C) logits s·cos θ_j off-target and s·``target`` (B,) on target, in ``cosine``'s dtype."""
     index = labels.view(-1, 1)
-    target = margin_target(cosine.gather(1, index).squeeze(1), m1, m2, m3)
     return scale * cosine.scatter(1, index, target.unsqueeze(1).to(cosine.dtype))
 
 
@@ -95,7 +87,7 @@ def sphereface_psi(cosine: torch.Tensor, m: int = 4) -> torch.Tensor:
     """
     cosine = cosine.to(_work_dtype(cosine)).clamp(-1.0, 1.0)
     with torch.no_grad():  # k is piecewise constant: no gradient through it
-        theta = torch.acos(cosine.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS))
+        theta = angle(cosine)
         k = torch.floor(m * theta / math.pi).clamp(0, m - 1)
         sign = 1.0 - 2.0 * torch.remainder(k, 2.0)
     return sign * chebyshev_cos(cosine, m) - 2.0 * k
@@ -105,20 +97,6 @@ def sphereface_lambda(iteration: int | float, base: float = 1000.0, gamma: float
                       lambda_min: float = 5.0) -> float:
     """λ = max(λ_min, base·(1 + γ·it)^(−power)) (SphereFace Caffe ``margin_inner_product`` layer)."""
     return max(lambda_min, base * (1.0 + gamma * float(iteration)) ** (-power))
-
-
-def asoftmax_logits(cosine: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor, m: int = 4,
-                    lam: float = 0.0) -> torch.Tensor:
-    """‖x‖·cos θ_j off-target, ‖x‖·(λ·cos θ_y + ψ(θ_y))/(1 + λ) on target.
-
-    SphereFace §3.3 with the λ-annealed target of its official training code; λ = 0 is pure A-Softmax.
-    """
-    cosine = cosine.to(_work_dtype(cosine))
-    norms = norms.to(cosine.dtype).view(-1, 1)
-    cos_y = cosine.gather(1, labels.view(-1, 1))
-    target = (lam * cos_y + sphereface_psi(cos_y, m)) / (1.0 + lam)
-    onehot = torch.zeros_like(cosine, dtype=torch.bool).scatter(1, labels.view(-1, 1), True)
-    return norms * torch.where(onehot, target, cosine)
 
 
 # ---------------------------------------------------------------- MagFace

@@ -18,27 +18,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from podhl.losses.base import Criterion
-from podhl.losses.functional.baselines import complement_entropy
-
-_NORMS = ("k_minus_1", "k")
+from podhl.checks import one_of
+from podhl.losses.linear.head import LinearClassifier
+from podhl.losses.linear.math import COT_NORMALIZATIONS, complement_entropy
 
 
-class COTLoss(Criterion):
+class COTLoss(LinearClassifier):
     steps_per_batch = 2
     separate_step_optimizers = True
 
     def __init__(self, num_classes: int, feat_dim: int, normalize_by: str = "k_minus_1", bias: bool = True) -> None:
-        super().__init__(num_classes, feat_dim)
-        if normalize_by not in _NORMS:
-            raise ValueError(f"normalize_by must be one of {_NORMS}, got {normalize_by!r}")
-        self.normalize_by = normalize_by
-        self.classifier = nn.Linear(feat_dim, num_classes, bias=bias)
-
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(features.float())
+        super().__init__(num_classes, feat_dim, bias)
+        self.normalize_by = one_of("normalize_by", normalize_by, COT_NORMALIZATIONS)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         logits = self.logits(features)

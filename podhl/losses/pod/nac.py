@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import torch
 
+from podhl.checks import in_range, one_of
 from podhl.distributed import all_reduce_sum
-from podhl.losses.functional.pod import nac_loss
-from podhl.losses.pedcc_classifier import PEDCCCriterion
+from podhl.losses.pod.head import PEDCCCriterion
+from podhl.losses.pod.math import DENOMINATORS, nac_loss
 
 NORM_SOURCES = ("features", "pedcc_output")
-DENOMINATORS = ("sum", "sqrt")
 DELTA_SCHEDULES = ("paper", "official")
 OFFICIAL_FIRST_DELTA = 0.05  # δ of the official code's first epoch
 
@@ -44,19 +44,13 @@ class NaCLoss(PEDCCCriterion):
         pedcc_seed: int = 0,
         pedcc_method: str = "auto",
     ) -> None:
-        if alpha < 0:
-            raise ValueError(f"alpha must be ≥ 0 (paper: 0.01), got {alpha}")
-        if initial_m < 0:
-            raise ValueError(f"initial_m must be ≥ 0 (paper: 0.05), got {initial_m}")
-        for name, value, allowed in (
-            ("norm_source", norm_source, NORM_SOURCES),
-            ("denominator", denominator, DENOMINATORS),
-            ("delta_schedule", delta_schedule, DELTA_SCHEDULES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        alpha = in_range("alpha", alpha, 0.0)  # paper: 0.01
+        initial_m = in_range("initial_m", initial_m, 0.0)  # paper: 0.05
+        norm_source = one_of("norm_source", norm_source, NORM_SOURCES)
+        denominator = one_of("denominator", denominator, DENOMINATORS)
+        delta_schedule = one_of("delta_schedule", delta_schedule, DELTA_SCHEDULES)
         super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method)
-        self.alpha = float(alpha)
+        self.alpha = alpha
         self.norm_source = norm_source
         self.denominator = denominator
         self.delta_schedule = delta_schedule

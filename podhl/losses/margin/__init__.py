@@ -1,0 +1,18 @@
+"""Normalized-classifier margin heads: AM-Softmax/CosFace, ArcFace, combined margin, MML, A-Softmax
+(SphereFace), RegularFace (ER) and MagFace.
+
+``math.py``: clamped angle, monotone fallback, SphereFace ψ, MagFace m(a)/g(a), RegularFace L_r;
+``head.py``: the normalized classifier; one file per loss, each computing its own target logit.
+"""
+
+from podhl.losses.margin.am import AMSoftmaxLoss
+from podhl.losses.margin.arc import ArcFaceLoss
+from podhl.losses.margin.asl import ASoftmaxLoss
+from podhl.losses.margin.cm import CombinedMarginLoss
+from podhl.losses.margin.er import ExclusiveRegularizationLoss
+from podhl.losses.margin.head import MarginHead, NormalizedClassifier
+from podhl.losses.margin.magface import MagFaceLoss
+from podhl.losses.margin.mml import MultiMarginLoss
+
+__all__ = ["NormalizedClassifier", "MarginHead", "AMSoftmaxLoss", "ArcFaceLoss", "CombinedMarginLoss",
+           "MultiMarginLoss", "ASoftmaxLoss", "ExclusiveRegularizationLoss", "MagFaceLoss"]

@@ -1,0 +1,79 @@
+"""The normalized-classifier margin head shared by am, arc, cm, mml, er and magface.
+
+A learnable W (C × d) whose rows are L2-normalized in every forward, so the classifier scores are
+cosines cos θ_j = ⟨x/‖x‖, W_j/‖W_j‖⟩. A :class:`MarginHead` takes cross-entropy of
+
+    L = CE(s·[cos θ_j (j ≠ y);  ψ(θ_y) (j = y)], y)
+
+where each preset's file defines its target ψ in :meth:`MarginHead.target` (ArcFace: cos(θ_y + m), ...).
+Prediction is the argmax of s·cos θ (no margin at test time). Everything runs in fp32.
+
+Scale s. am/arc/cm/mml default to s = 30, AM-Softmax's value (Wang et al. SPL 2018; the POD
+paper's AM-Softmax baseline); neither POD nor HL states s. ArcFace/CosFace use 64, tuned for
+10k-85k-identity face sets; CosFace's bound s ≥ (C−1)/C·ln((C−1)·P/(1−P)) is ≈ 6 for C = 10 and
+≈ 11.5 for C = 1000 at P = 0.99, so 30 is ample for these small-scale sets, and it trains markedly
+faster from scratch: on digits (small CNN, ``schedule=quick``, 8 epochs) ArcFace reaches 100 % test
+accuracy with s = 30 but 48 % with s = 64. ``loss.scale=64`` restores the face-recognition value.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from podhl.checks import in_range
+from podhl.losses.base import Criterion
+from podhl.losses.margin.math import fp32, scatter_target
+
+
+def init_unit_rows(weight: torch.Tensor) -> None:
+    """Random directions with unit norm: only directions matter, and the gradient of W/‖W‖ scales as
+    1/‖W‖, so unit rows keep the step size independent of feat_dim (a 0.01-std init inflates it by
+    1/(0.01·√d))."""
+    with torch.no_grad():
+        weight.normal_()
+        weight.div_(weight.norm(dim=1, keepdim=True))
+
+
+class NormalizedClassifier(Criterion):
+    """Learnable class weights W (C × d), rows normalized in the forward; ``logits`` = s·cos θ."""
+
+    def __init__(self, num_classes: int, feat_dim: int, scale: float = 64.0) -> None:
+        super().__init__(num_classes, feat_dim)
+        self.scale = in_range("scale", scale, 0.0, low_open=True)
+        self.weight = nn.Parameter(torch.empty(num_classes, feat_dim))
+        init_unit_rows(self.weight)
+
+    def cosine(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C) cosines between the features and the class weights, fp32."""
+        x = F.normalize(fp32(features), dim=1)
+        w = F.normalize(fp32(self.weight), dim=1).to(x.dtype)
+        return x @ w.t()
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.cosine(features)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale={self.scale:g}"
+
+
+class MarginHead(NormalizedClassifier):
+    """CE on s·target(cos θ_y) target / s·cos θ_j non-target logits. Subclasses define :meth:`target`."""
+
+    def target(self, cos_y: torch.Tensor, **kwargs) -> torch.Tensor:
+        """The target logit before the scale, from cos θ_y (B,) (fp32 or fp64)."""
+        raise NotImplementedError
+
+    def margin_logits(self, cosine: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
+        """(B, C) training logits from a (B, C) cosine matrix; ``kwargs`` go to :meth:`target`."""
+        cosine = fp32(cosine)
+        cos_y = cosine.gather(1, labels.view(-1, 1)).squeeze(1)
+        return scatter_target(cosine, labels, self.target(cos_y, **kwargs), self.scale)
+
+    def margin_ce(self, features: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
+        return F.cross_entropy(self.margin_logits(self.cosine(features), labels, **kwargs), labels)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+        ce = self.margin_ce(features, labels)
+        return {"loss": ce, "ce": ce}
