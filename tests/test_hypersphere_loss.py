@@ -167,19 +167,30 @@ def _batch(seed=5, b=12, c=4, d=6):
     return torch.randn(b, d, generator=g) * 3, torch.randint(0, c, (b,), generator=g)
 
 
+def _step(loss, f, y):
+    """One training step as the loop runs it: prepare_batch when due, forward, after_optimizer_step."""
+    kw = {"prepared": loss.prepare_batch(f, y)} if loss.needs_prepared_batch() else {}
+    terms = loss(f, y, **kw)
+    loss.after_optimizer_step(f, y, **kw)
+    return terms
+
+
 def test_warm_start_then_penalty_against_centers_updated_from_this_batch():
     loss = HypersphereLoss(4, 6, warmup_epochs=2, lam=0.5)
     f, y = _batch()
     for epoch in (1, 2):
         loss.on_epoch_start(epoch)
+        assert not loss.needs_prepared_batch()
         out = loss(f, y)
         assert float(out["center"]) == 0 and torch.equal(out["loss"], out["ce"])
         loss.after_optimizer_step(f, y)
         assert not loss.centers.any() and int(loss.num_updates) == 0
     loss.on_epoch_start(3)
-    out = loss(f, y)
-    assert not loss.centers.any()  # forward never changes state
-    loss.after_optimizer_step(f, y)
+    assert loss.needs_prepared_batch()
+    prepared = loss.prepare_batch(f, y)
+    out = loss(f, y, prepared=prepared)
+    assert not loss.centers.any()  # neither prepare_batch nor forward changes state
+    loss.after_optimizer_step(f, y, prepared=prepared)
     assert int(loss.num_updates) == 1
     sums = torch.zeros(4, 6).index_add_(0, y, f)
     for k in y.unique():
@@ -199,8 +210,7 @@ def test_update_every_n_iterations():
     seen = []
     for i in range(7):
         f, y = _batch(seed=i)
-        loss(f, y)
-        loss.after_optimizer_step(f, y)
+        _step(loss, f, y)
         seen.append(int(loss.num_updates))
     assert seen == [1, 1, 1, 2, 2, 2, 3]  # iterations 0, 3, 6
     assert int(loss.iterations) == 7
@@ -233,7 +243,7 @@ def test_per_epoch_ewma_and_whole_set_updates():
 
 
 def test_ramps_and_separation_switch():
-    loss = HypersphereLoss(4, 6, ramp_lambda=True, ramp_beta=True, total_epochs=5, lam=0.4, beta=0.8)
+    loss = HypersphereLoss(4, 6, official={"ramp_lambda": True, "ramp_beta": True, "total_epochs": 5}, lam=0.4, beta=0.8)
     loss.on_epoch_start(1)
     assert (loss.lam, loss.beta) == (0.0, 0.0)
     loss.on_epoch_start(3)
@@ -246,8 +256,9 @@ def test_ramps_and_separation_switch():
 @pytest.mark.parametrize("kw,name", [
     ({"radius": 0}, "radius"), ({"epsilon": 1.5}, "epsilon"), ({"phi": 1.0}, "phi"), ({"lam": -1}, "lam"),
     ({"beta": -0.1}, "beta"), ({"warmup_epochs": -1}, "warmup_epochs"), ({"center_update": "x"}, "center_update"),
-    ({"update_every": 0}, "update_every"), ({"penalty_power": 3}, "penalty_power"),
-    ({"penalty_normalization": "x"}, "penalty_normalization"), ({"ramp_beta": True}, "total_epochs"),
+    ({"update_every": 0}, "update_every"), ({"official": {"penalty_power": 3}}, "official.penalty_power"),
+    ({"official": {"penalty_normalization": "x"}}, "official.penalty_normalization"),
+    ({"official": {"ramp_beta": True}}, "official.total_epochs"),
     ({"center_update": "epoch", "warmup_epochs": 0}, "warmup_epochs"),
     ({"center_update": "epoch", "update_every": 10}, "update_every"),
 ])
@@ -273,7 +284,7 @@ def test_resume_restores_centers_and_nc(train, tmp_path):
     [],                                                                      # Table V row 8 (HL)
     ["loss.center_update=epoch", "loss.generalized=false"],                  # row 3
     ["loss.center_update=dataset", "loss.generalized=false", "loss.separation=false"],  # row 1
-    ["loss.update_every=10", "loss.bias_correction=false"],                  # Table IV HL(10)
+    ["loss.update_every=10", "loss.official.bias_correction=false"],         # Table IV HL(10)
 ])
 def test_digits_every_switch_trains(train, switches):
     trainer, metrics = train(*FAST, "trainer.limit_train_batches=12", *switches)
@@ -310,8 +321,7 @@ def _run_modes(rank: int, world: int) -> dict[str, torch.Tensor]:
             loss.on_epoch_start(epoch)
             f, y = _batch(seed=epoch, b=16)
             f, y = f.chunk(world)[rank], y.chunk(world)[rank]
-            terms = loss(f, y)
-            loss.after_optimizer_step(f, y)
+            terms = _step(loss, f, y)
             if loss.needs_feature_pass:
                 loss.feature_pass(iter([(f, y)]))
             loss.on_epoch_end(epoch, {})

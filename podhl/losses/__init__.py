@@ -4,7 +4,7 @@ file per loss (a :class:`Criterion`, see ``base.py``):
 * ``pod/``: Cosine, NaC, POD Loss, PEDCC-Loss (frozen PEDCC classifier);
 * ``margin/``: AM-Softmax, ArcFace, combined margin, MML, A-Softmax, RegularFace, MagFace;
 * ``center/``: center loss, constrained center loss;
-* ``hypersphere/``: Hypersphere Loss;
+* ``hypersphere/``: Hypersphere Loss and its center-update strategies;
 * ``linear/``: softmax, COT, HML.
 
 Configs select a loss by ``_target_`` (``podhl/conf/loss/<name>.yaml``); in a plain PyTorch loop,
@@ -14,7 +14,7 @@ floor (``podhl.errors``, ``checks``, ``distributed``, ``pedcc``) besides torch, 
 
 from podhl.losses.base import Criterion
 from podhl.losses.center import CenterLoss, ConstrainedCenterLoss
-from podhl.losses.hypersphere import HypersphereLoss
+from podhl.losses.hypersphere import BatchEWMA, CenterUpdate, EpochEWMA, HypersphereLoss, OfficialSwitches, WholeTrainingSet
 from podhl.losses.linear import COTLoss, HardMiningLoss, SoftmaxLoss
 from podhl.losses.margin import (
     AMSoftmaxLoss,
@@ -33,6 +33,6 @@ __all__ = [
     "AMSoftmaxLoss", "ArcFaceLoss", "CombinedMarginLoss", "MultiMarginLoss", "ASoftmaxLoss",
     "ExclusiveRegularizationLoss", "MagFaceLoss",
     "CenterLoss", "ConstrainedCenterLoss",
-    "HypersphereLoss",
+    "HypersphereLoss", "OfficialSwitches", "CenterUpdate", "BatchEWMA", "EpochEWMA", "WholeTrainingSet",
     "SoftmaxLoss", "COTLoss", "HardMiningLoss",
 ]

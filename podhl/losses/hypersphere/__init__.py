@@ -1,8 +1,12 @@
 """Hypersphere Loss (HL, Wang et al., IEEE TII 2024).
 
-``loss.py``: :class:`HypersphereLoss`; ``math.py``: eqs. 9–17 and the feature-sphere radius.
+``loss.py``: :class:`HypersphereLoss`; ``math.py``: eqs. 9–17 and the feature-sphere radius;
+``centers.py``: the centers and N_c; ``updates.py``: the center-update strategies (per mini-batch
+EWMA with a period, per-epoch EWMA, whole training set); ``switches.py``: the authors'-code switches.
 """
 
 from podhl.losses.hypersphere.loss import HypersphereLoss
+from podhl.losses.hypersphere.switches import OfficialSwitches
+from podhl.losses.hypersphere.updates import BatchEWMA, CenterUpdate, EpochEWMA, WholeTrainingSet
 
-__all__ = ["HypersphereLoss"]
+__all__ = ["HypersphereLoss", "OfficialSwitches", "CenterUpdate", "BatchEWMA", "EpochEWMA", "WholeTrainingSet"]

@@ -1,0 +1,183 @@
+"""How and when Hypersphere Loss updates its class centers: HL Table V's "class center updating way"
+and Table IV's HL(10), as small strategy objects :class:`~podhl.losses.HypersphereLoss` is given.
+
+* :class:`BatchEWMA` (``every`` = N): eq. 15–16 from each N-th penalized mini-batch, before that
+  batch's SGD step (Algorithm 1, lines 9–13). Default, N = 1; HL(10) is N = 10.
+* :class:`EpochEWMA`: one eq. 15–16 step at each epoch end over all of that epoch's samples (their
+  features as they were at their step): Σ v_i = (φ·n_k·c_k + (1−φ)·S_k)/(1−φ^{N_c}).
+* :class:`WholeTrainingSet`: eq. 13 (eq. 9 when β = 0) after a feature pass over the whole training
+  set (eval mode) at each epoch end; δ (eq. 14) leaves out samples inside the dead zone.
+
+YAML selects one by name (``center_update: batch|epoch|dataset`` and ``update_every: N``, see
+:func:`make_center_update`); Python passes an object (``HypersphereLoss(..., center_update=BatchEWMA(10))``).
+The loss keeps what must survive resume (``centers``, N_c, the iteration count: buffers, ``centers.py``)
+and its hyperparameters (r, φ, β, ...); a strategy decides when, and from which features, to update,
+through the criterion protocol's hooks (``podhl/losses/base.py``), each receiving the loss, and
+stores an update with ``loss.commit(centers)``. Write your own by subclassing :class:`CenterUpdate`; give each loss its own object.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Iterator
+
+import torch
+
+from podhl.checks import integer, one_of, require
+from podhl.distributed import all_reduce_sum
+from podhl.losses.center.math import class_sums
+from podhl.losses.hypersphere.math import closed_form_centers, ewma_center_update_from_sums
+
+
+def batch_sums(loss, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class sums and counts of (detached, fp32) features, summed over DDP ranks."""
+    sums, counts = class_sums(features.detach().float(), labels, loss.num_classes)
+    all_reduce_sum(sums), all_reduce_sum(counts)
+    return sums, counts
+
+
+def ewma_centers(loss, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The loss's next update (eq. 15–16, N_c + 1) from per-class sums and counts, not stored."""
+    return ewma_center_update_from_sums(loss.centers, sums, counts, loss.phi, loss.beta, loss.radius,
+                                        loss.n_c + 1, loss.official.bias_correction)
+
+
+class CenterUpdate:
+    """No-op hooks; ``min_warmup_epochs``: the least t1 the strategy works with."""
+
+    name = "custom"
+    min_warmup_epochs = 0
+    needs_feature_pass = False
+
+    def needs_prepared_batch(self, loss) -> bool:
+        return False
+
+    def prepare_batch(self, loss, features: torch.Tensor, labels: torch.Tensor) -> Any:
+        return None
+
+    def after_optimizer_step(self, loss, features: torch.Tensor, labels: torch.Tensor, prepared: Any) -> None:
+        pass
+
+    def on_epoch_start(self, loss, epoch: int) -> None:
+        pass
+
+    def feature_pass(self, loss, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        pass
+
+    def on_epoch_end(self, loss, epoch: int) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class BatchEWMA(CenterUpdate):
+    """Eq. 15–16 from every ``every``-th penalized mini-batch (the loss counts iterations), prepared from
+    the whole batch before its step and committed after it. Steps in between keep the centers."""
+
+    name = "batch"
+
+    def __init__(self, every: int = 1) -> None:
+        self.every = integer("update_every", every, low=1)
+        self._warned = False
+
+    def needs_prepared_batch(self, loss) -> bool:
+        return loss.penalized and loss.n_iterations % self.every == 0
+
+    def prepare_batch(self, loss, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return ewma_centers(loss, *batch_sums(loss, features, labels))  # the updated centers, not stored yet
+
+    def after_optimizer_step(self, loss, features, labels, prepared) -> None:
+        if not loss.penalized:
+            return
+        if loss.n_iterations % self.every:
+            loss.count_iteration()
+            return
+        if prepared is None:  # a loop that does not call prepare_batch: update after the step instead
+            if not self._warned:
+                warnings.warn("HypersphereLoss: an update was due but no `prepared` centers came with the step; "
+                              "updating after it (Algorithm 1 updates before: call prepare_batch, see "
+                              "podhl/losses/base.py)", stacklevel=3)
+                self._warned = True
+            prepared = self.prepare_batch(loss, features, labels)
+        loss.commit(prepared, iterations=1)
+
+    def __repr__(self) -> str:
+        return f"BatchEWMA(every={self.every})"
+
+
+class EpochEWMA(CenterUpdate):
+    """One eq. 15–16 step per epoch from the per-class sums of all its training steps' features, from
+    the end of epoch t1 on (so epoch t1 + 1 starts with centers)."""
+
+    name = "epoch"
+    min_warmup_epochs = 1
+
+    def __init__(self) -> None:
+        self._sums: torch.Tensor | None = None
+        self._counts: torch.Tensor | None = None
+
+    def on_epoch_start(self, loss, epoch: int) -> None:
+        self._sums = torch.zeros_like(loss.centers)
+        self._counts = torch.zeros(loss.num_classes, device=loss.centers.device)
+
+    def _accumulators(self, loss) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._sums is None:  # a loop that skipped on_epoch_start
+            self.on_epoch_start(loss, loss.epoch)
+        return self._sums, self._counts
+
+    def after_optimizer_step(self, loss, features, labels, prepared) -> None:
+        if loss.epoch >= loss.warmup_epochs:
+            acc_sums, acc_counts = self._accumulators(loss)
+            sums, counts = class_sums(features.float(), labels, loss.num_classes)
+            acc_sums += sums
+            acc_counts += counts
+
+    def on_epoch_end(self, loss, epoch: int) -> None:
+        if epoch >= loss.warmup_epochs:
+            sums, counts = self._accumulators(loss)
+            all_reduce_sum(sums), all_reduce_sum(counts)
+            loss.commit(ewma_centers(loss, sums, counts))
+
+
+class WholeTrainingSet(CenterUpdate):
+    """Eq. 13 over the whole training set at each epoch end from epoch t1 on (HL Table V row 1: eq. 9,
+    β = 0, no dead zone). The first update has no centers to measure δ against: it uses every sample."""
+
+    name = "dataset"
+    min_warmup_epochs = 1
+    needs_feature_pass = True
+
+    def feature_pass(self, loss, batches) -> None:
+        if loss.epoch < loss.warmup_epochs:
+            return  # the generator is never consumed: no cost during the warm start
+        sums = torch.zeros_like(loss.centers)
+        counts = torch.zeros(loss.num_classes, device=loss.centers.device)
+        first = loss.n_c == 0
+        for f, y in batches:
+            f = f.float()
+            keep = (f - loss.centers[y]).pow(2).sum(dim=1) >= loss.threshold**2  # δ(k, y_i), eq. 14
+            if first:
+                keep = torch.ones_like(keep)
+            s, c = class_sums(f[keep], y[keep], loss.num_classes)
+            sums += s
+            counts += c
+        all_reduce_sum(sums), all_reduce_sum(counts)
+        loss.commit(closed_form_centers(loss.centers, sums, counts, loss.beta, loss.radius))
+
+
+CENTER_UPDATES = {"batch": BatchEWMA, "epoch": EpochEWMA, "dataset": WholeTrainingSet}
+
+
+def make_center_update(center_update: str | CenterUpdate = "batch", update_every: int = 1) -> CenterUpdate:
+    """The strategy an HL config names (``center_update``, ``update_every``), or the object given."""
+    update_every = integer("update_every", update_every, low=1)
+    if isinstance(center_update, CenterUpdate):
+        require(update_every == 1, "update_every", "1 when center_update is an object (give it its own period)",
+                update_every)
+        return center_update
+    one_of("center_update", center_update, tuple(CENTER_UPDATES))
+    if center_update == "batch":
+        return BatchEWMA(update_every)
+    require(update_every == 1, "update_every", "1 unless center_update=batch", update_every)
+    return CENTER_UPDATES[center_update]()
