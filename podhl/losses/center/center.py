@@ -1,5 +1,5 @@
 """Center loss (Wen, Zhang, Li & Qiao, "A Discriminative Feature Learning Approach for Deep Face
-Recognition", ECCV 2016, eqs. 2, 4, 5 and Algorithm 1): softmax + λ·L_C with L_C = ½·mean_i ‖x_i − c_{y_i}‖² (their eq. 2/5; HL eq. 3).
+Recognition", ECCV 2016): softmax + λ·L_C with L_C = ½·mean_i ‖x_i − c_{y_i}‖² (their eq. 2/5; HL eq. 3).
 
 Centers are a buffer updated after every optimizer step by the paper's rule (eq. 4, Algorithm 1),
 never by the (weight-decayed, momentum) optimizer:

@@ -59,9 +59,11 @@ class HypersphereLoss(CenterState):
         require(self.warmup_epochs >= self.center_update.min_warmup_epochs, "warmup_epochs",
                 f"≥ {self.center_update.min_warmup_epochs} with center_update={self.center_update.name} "
                 "(its first update ends epoch t1)", warmup_epochs)
-        require(not self.generalized or feat_dim >= 2, "feat_dim", "≥ 2 for the generalized center (radius a)", feat_dim)
+        require(not self.generalized or feat_dim >= 2, "feat_dim", "≥ 2 for the generalized center (radius a)",
+                feat_dim)
         self.beta0 = self.beta0 if self.separation else 0.0  # separation off = β = 0 in the update
-        self.sphere_radius = feature_sphere_radius(num_classes, feat_dim, self.radius) if self.generalized else float("nan")
+        self.sphere_radius = (feature_sphere_radius(num_classes, feat_dim, self.radius) if self.generalized
+                              else float("nan"))
         self.threshold = self.epsilon * self.sphere_radius if self.generalized else 0.0  # ε·a (eq. 11)
         self.needs_feature_pass = self.center_update.needs_feature_pass
         self.epoch = 0

@@ -13,7 +13,8 @@ YAML selects one by name (``center_update: batch|epoch|dataset`` and ``update_ev
 The loss keeps what must survive resume (``centers``, N_c, the iteration count: buffers, ``centers.py``)
 and its hyperparameters (r, φ, β, ...); a strategy decides when, and from which features, to update,
 through the criterion protocol's hooks (``podhl/losses/base.py``), each receiving the loss, and
-stores an update with ``loss.commit(centers)``. Write your own by subclassing :class:`CenterUpdate`; give each loss its own object.
+stores an update with ``loss.commit(centers)``. Write your own by subclassing :class:`CenterUpdate`;
+give each loss its own object (:class:`EpochEWMA` keeps per-epoch sums).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Hard-mining loss, HML (Srivastava, Murali & Dubey, "Hard-Mining Loss based Convolutional Neural
-Network for Face Recognition", CVIP 2020, arXiv:1908.09747; HL paper ref. [31], Tables VI–VII).
+Network for Face Recognition", CVIP 2020, arXiv:1908.09747; HL paper ref. [31], Tables IV, VI–VII;
+no equation number is cited: the paper's text was not available here).
 
 The hard-mining loss raises each sample's loss to a power R so that hard samples (loss > 1) weigh
 more and easy ones (loss < 1) less; on the softmax cross-entropy (the variant the HL paper compares:

@@ -1,6 +1,7 @@
 """ASL: SphereFace's angular softmax (A-Softmax), multiplicative angular margin m = 4.
 
-Liu et al., CVPR 2017, §3.3: normalized class weights, no bias, un-normalized features; logits
+Liu et al., CVPR 2017, §3.3 (equation numbers not checked: the paper's text was not available
+here): normalized class weights, no bias, un-normalized features; logits
 ‖x‖·cos θ_j off-target and ‖x‖·ψ(θ_y) on target with ψ(θ) = (−1)^k cos(mθ) − 2k for
 θ ∈ [kπ/m, (k+1)π/m] (continuous, decreasing). As in the official Caffe layer
 (``margin_inner_product``: base 1000, gamma 0.12, power 1, lambda_min 5) training anneals from

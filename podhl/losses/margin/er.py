@@ -1,12 +1,13 @@
 """ER: RegularFace's exclusive regularization on the classifier weights.
 
-Zhao, Xu & Cheng, CVPR 2019: L = L_s + λ·L_r(W), L_r(W) = (1/C)·Σ_i max_{j≠i} cos(W_i, W_j), the
-mean cosine between each class weight and its nearest other class (gradients reach both W_i and
-its neighbour, as in the paper). L_s is the combined-margin head of ``cm.py``; its defaults are the authors'
-reference ``ExclusiveLinear`` (normalized features and weights, radius s = 20, no margin); margins
-(``m1``, ``m2``, ``m3``) give the paper's "SphereFace/CosFace/ArcFace + ER" variants. λ = 1: neither
-the HL paper nor the reference code fixes it (1 is pytorch-metric-learning's default regularizer
-weight); tune it with ``loss.lam``. Terms: ``ce``, ``exclusive`` (L_r, unweighted).
+Zhao, Xu & Cheng, CVPR 2019 (equation numbers not checked: the paper's text was not available
+here): L = L_s + λ·L_r(W), L_r(W) = (1/C)·Σ_i max_{j≠i} cos(W_i, W_j), the mean cosine between
+each class weight and its nearest other class (gradients reach both W_i and its neighbour, as in
+the paper). L_s is the combined-margin head of ``cm.py``; its defaults are the authors' reference
+``ExclusiveLinear`` (normalized features and weights, radius s = 20, no margin); margins (``m1``,
+``m2``, ``m3``) give the paper's "SphereFace/CosFace/ArcFace + ER" variants. λ = 1: neither the HL
+paper nor the reference code fixes it (1 is pytorch-metric-learning's default regularizer weight);
+tune it with ``loss.lam``. Terms: ``ce``, ``exclusive`` (L_r, unweighted).
 """
 
 from __future__ import annotations
