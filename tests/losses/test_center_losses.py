@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from conftest import read_history, split_features
 from podhl.losses import CenterLoss, ConstrainedCenterLoss
 from podhl.losses.functional import center_penalty, center_update_from_sums, class_sums, constrained_centers
 
@@ -124,25 +125,25 @@ def test_ccl_feature_pass_over_batches_equals_whole_set():
     assert bool(resumed.initialized) and torch.equal(resumed.centers, crit.centers)
 
 
-def test_center_trains_on_digits(train):
-    trainer, m = train("loss=center", "schedule.epochs=2")
+def test_center_trains_on_digits(train, tmp_path):
+    trainer, m = train("loss=center", "schedule.epochs=2", run_dir=tmp_path / "center")
     assert m["completed"] and math.isfinite(m["train_loss"]) and m["test_acc"] > 60.0
     crit = trainer.criterion
     params = {id(p) for opt in trainer.optimizers for g in opt.param_groups for p in g["params"]}
     assert id(crit.centers) not in params
-    row = trainer.history[-1]
+    row = read_history(tmp_path / "center")[-1]
     assert "train_center" in row and "train_ce" in row
     # centers moved towards the class means (start: Xavier draw, far from the features)
-    feats, labels = trainer.collect_features("train")
+    feats, labels = split_features(trainer.model, "train")
     means = torch.stack([feats[labels == k].mean(0) for k in range(10)])
     assert float((crit.centers.cpu() - means).norm(dim=1).mean()) < float(means.norm(dim=1).mean())
 
 
-def test_ccl_trains_on_digits(train):
-    trainer, m = train("loss=ccl", "schedule.epochs=2")
+def test_ccl_trains_on_digits(train, tmp_path):
+    trainer, m = train("loss=ccl", "schedule.epochs=2", run_dir=tmp_path / "ccl")
     assert m["completed"] and math.isfinite(m["train_loss"]) and m["test_acc"] > 60.0
     crit = trainer.criterion
     torch.testing.assert_close(crit.centers.norm(dim=1), torch.full((10,), 40.0))
-    h1, h2 = trainer.history
+    h1, h2 = read_history(tmp_path / "ccl")
     assert h1["train_ccl"] == 0.0 and h2["train_ccl"] > 0.0  # penalty starts after the first pass
     assert h2["loss_center_norm"] == pytest.approx(40.0)

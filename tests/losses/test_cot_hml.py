@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from conftest import read_metrics
+from conftest import read_history, read_metrics
 from podhl.config import compose_config
-from podhl.engine import Trainer
+from podhl.data import build_data
 from podhl.losses import COTLoss, HardMiningLoss
 from podhl.losses.functional import complement_entropy, hard_mining_loss
 
@@ -115,29 +116,26 @@ def test_modules_terms_and_bad_hyperparameters():
         HardMiningLoss(3, 8, power=0.5)
 
 
-def test_cot_runs_two_optimizer_steps_per_batch(tmp_path):
-    cfg = compose_config(["trainer.progress=false", "trainer.device=cpu", "loss=cot", "schedule.epochs=2"])
-    trainer = Trainer(cfg, tmp_path)
+def test_cot_runs_two_optimizer_steps_per_batch(train, tmp_path):
+    overrides = ["loss=cot", "schedule.epochs=2"]
+    steps: dict[int, int] = {}  # optimizer id -> steps taken (torch's global post-step hook)
+    handle = register_optimizer_step_post_hook(
+        lambda opt, args, kwargs: steps.__setitem__(id(opt), steps.get(id(opt), 0) + 1))
+    try:
+        trainer, m = train(*overrides, run_dir=tmp_path / "cot")
+    finally:
+        handle.remove()
     assert len(trainer.optimizers) == 2
-    counts = [0, 0]
-    for i, opt in enumerate(trainer.optimizers):
-        original = opt.step
-
-        def counted(*a, _i=i, _orig=original, **kw):
-            counts[_i] += 1
-            return _orig(*a, **kw)
-
-        opt.step = counted
-    m = trainer.fit()
-    batches = len(trainer.train_loader)
-    assert counts == [2 * batches, 2 * batches]
+    cfg = compose_config(overrides)
+    batches = math.ceil(len(build_data(cfg.dataset).train) / cfg.schedule.batch_size)
+    assert [steps.get(id(opt), 0) for opt in trainer.optimizers] == [2 * batches, 2 * batches]
     assert m["completed"] and math.isfinite(m["train_loss"]) and m["test_acc"] > 60.0
     # each optimizer owns its momentum state
     w = trainer.criterion.classifier.weight
     b0 = trainer.optimizers[0].state[w]["momentum_buffer"]
     b1 = trainer.optimizers[1].state[w]["momentum_buffer"]
     assert not torch.allclose(b0, b1)
-    row = trainer.history[-1]
+    row = read_history(tmp_path / "cot")[-1]
     assert row["train_complement"] > 0 and row["train_loss_step1"] == pytest.approx(-row["train_complement"])
 
 

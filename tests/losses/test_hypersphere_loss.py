@@ -1,16 +1,20 @@
 """Hypersphere Loss (HL): functionals against the paper's formulas (plain loops), the radius against a
-numeric cap-area integral, warm start, center-update modes, resume, and digits runs of every switch."""
+numeric cap-area integral, warm start, the prepare_batch protocol (Algorithm 1 by hand, micro-batches),
+center-update strategies, resume, and digits runs of every switch."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.integrate import quad
 
-from podhl.engine.checkpoint import load_checkpoint
-from podhl.losses import HypersphereLoss
+from conftest import read_metrics  # (tests/conftest.py's, re-exported by tests/losses/conftest.py)
+from podhl.config import compose_config
+from podhl.losses import BatchEWMA, CenterUpdate, EpochEWMA, HypersphereLoss, OfficialSwitches, WholeTrainingSet
 from podhl.losses.functional import (
     class_center_separation,
     class_sums,
@@ -20,8 +24,6 @@ from podhl.losses.functional import (
     generalized_center_penalty,
     pairwise_cosine_stats,
 )
-
-from conftest import read_metrics
 
 FAST = ["loss=hl", "model.fc1=false", "loss.warmup_epochs=1", "schedule.epochs=3", "trainer.eval_every=3"]
 
@@ -267,12 +269,170 @@ def test_bad_hyperparameters_name_the_parameter(kw, name):
         HypersphereLoss(10, 8, **kw)
 
 
+# ---------------------------------------------------------------- the prepare_batch protocol (Algorithm 1)
+def _hand_ewma(centers, f, y, phi, beta, r, n_c):
+    """Eq. 15–16 with Python floats, one class and one sample at a time."""
+    num_classes, d = len(centers), len(centers[0])
+    new = [row[:] for row in centers]
+    for k in range(num_classes):
+        others = [sum(centers[l][j] for l in range(num_classes) if l != k) for j in range(d)]
+        u, n = [0.0] * d, 0
+        for fi, yi in zip(f, y):
+            if yi == k:
+                v = [(phi * centers[k][j] + (1 - phi) * fi[j]) / (1 - phi**n_c) for j in range(d)]  # eq. 15
+                u = [u[j] + v[j] - beta / (num_classes - 1) * others[j] for j in range(d)]  # eq. 16's sum
+                n += 1
+        if n:
+            norm = math.sqrt(sum(x * x for x in u))
+            new[k] = [r * x / norm for x in u]
+    return new
+
+
+def _hand_penalty(f, y, centers, threshold):
+    """Eq. 17's penalty (1/2m)·Σ_i [ι(d_i)·d_i]² with ι(d) = [d ≥ ε·a] (eq. 11); also the number inside."""
+    total, inside = 0.0, 0
+    for fi, yi in zip(f, y):
+        dist = math.dist(fi, centers[yi])
+        inside += dist < threshold
+        total += (dist if dist >= threshold else 0.0) ** 2
+    return total / (2 * len(y)), inside
+
+
+def test_prepare_forward_commit_reproduce_algorithm_1_by_hand():
+    """prepare_batch → forward(prepared) → after_optimizer_step(prepared) is Algorithm 1, lines 9–13."""
+    num_classes, r, phi, beta, lam = 3, 5.0, 0.9, 0.3, 0.1
+    loss = HypersphereLoss(num_classes, 2, radius=r, epsilon=0.8, phi=phi, lam=lam, beta=beta, warmup_epochs=1)
+    loss.on_epoch_start(1)
+    assert not loss.needs_prepared_batch()  # t1 = 1: epoch 1 is plain softmax
+    loss.on_epoch_start(2)
+    centers = [[0.0, 0.0] for _ in range(num_classes)]
+    g = torch.Generator().manual_seed(7)
+    labels = ([0, 1, 2, 0, 1, 0], [2, 1, 2, 0, 1, 0], [0, 0, 1, 1, 0, 1])  # class 2 absent from the third batch
+    inside = outside = 0
+    for n_c, y_list in enumerate(labels, start=1):
+        f, y = torch.randn(6, 2, generator=g) * 3, torch.tensor(y_list)
+        assert loss.needs_prepared_batch()
+        prepared = loss.prepare_batch(f, y)
+        expected = _hand_ewma(centers, f.tolist(), y_list, phi, beta, r, n_c)  # lines 10–12: v_i, c_k
+        assert torch.allclose(prepared, torch.tensor(expected), atol=1e-5)
+        if 2 not in y_list:
+            assert torch.equal(prepared[2], loss.centers[2])  # a class absent from the batch keeps its center
+        assert int(loss.num_updates) == n_c - 1  # prepared, not stored:
+        assert torch.allclose(loss.centers, torch.tensor(centers), atol=1e-5)
+        out = {k: v.detach() for k, v in loss(f, y, prepared=prepared).items()}  # line 13: eq. 17 against them
+        penalty, n_in = _hand_penalty(f.tolist(), y_list, expected, loss.threshold)
+        inside, outside = inside + n_in, outside + len(y_list) - n_in
+        ce = F.cross_entropy(loss.logits(f), y).detach()
+        separation = sum(sum(a * b for a, b in zip(expected[yi], expected[l])) for yi in y_list
+                         for l in range(num_classes) if l != yi) / (len(y_list) * (num_classes - 1))  # eq. 10
+        assert float(out["center"]) == pytest.approx(penalty, rel=1e-5)
+        assert float(out["loss"]) == pytest.approx(float(ce) + lam * penalty, rel=1e-5)
+        assert float(out["separation"]) == pytest.approx(separation, rel=1e-4, abs=1e-4)
+        assert float(out["dead_zone_fraction"]) == pytest.approx(n_in / len(y_list))
+        loss.after_optimizer_step(f, y, prepared=prepared)  # commit, N_c += 1
+        assert torch.equal(loss.centers, prepared) and int(loss.num_updates) == n_c
+        centers = expected
+    assert inside > 0 and outside > 0  # both sides of the dead zone were exercised
+
+
+def test_micro_batches_with_one_prepared_match_the_whole_batch():
+    """Gradient accumulation: every micro-batch is penalized against the centers prepared from the whole
+    batch, so size-weighted micro-batch gradients and the committed centers equal the whole batch's."""
+    torch.manual_seed(0)
+    whole = HypersphereLoss(4, 6, warmup_epochs=0, lam=0.5, epsilon=0.3)
+    micro = copy.deepcopy(whole)
+    g = torch.Generator().manual_seed(3)
+    for crit in (whole, micro):
+        crit.on_epoch_start(1)
+    for step in range(2):  # N_c = 1 (from zero centers), then 2
+        f, y = torch.randn(12, 6, generator=g) * 3, torch.randint(0, 4, (12,), generator=g)
+        prepared, prepared_micro = whole.prepare_batch(f, y), micro.prepare_batch(f, y)
+        assert torch.equal(prepared, prepared_micro)
+        f_whole = f.clone().requires_grad_(True)
+        whole(f_whole, y, prepared=prepared)["loss"].backward()
+        f_micro = f.clone().requires_grad_(True)
+        for part in (slice(0, 5), slice(5, 12)):  # 5 + 7 samples, each weighted by its share
+            share = (part.stop - part.start) / 12
+            (micro(f_micro[part], y[part], prepared=prepared_micro)["loss"] * share).backward()
+        assert torch.allclose(f_micro.grad, f_whole.grad, atol=1e-6)
+        for p_whole, p_micro in zip(whole.parameters(), micro.parameters()):
+            assert torch.allclose(p_micro.grad, p_whole.grad, atol=1e-6)
+            p_whole.grad = p_micro.grad = None
+        whole.after_optimizer_step(f, y, prepared=prepared)
+        micro.after_optimizer_step(f, y, prepared=prepared_micro)
+        assert torch.equal(micro.centers, whole.centers) and int(micro.num_updates) == int(whole.num_updates) == step + 1
+        assert not torch.allclose(micro.prepare_batch(f[:5], y[:5]), prepared)  # a micro-batch's own update differs
+
+
+def test_a_loop_without_prepare_batch_warns_and_updates_after_the_step():
+    loss = HypersphereLoss(4, 6, warmup_epochs=0)
+    loss.on_epoch_start(1)
+    f, y = _batch()
+    assert float(loss(f, y)["center"]) == 0  # no prepared centers: the stored ones, none set yet
+    with pytest.warns(UserWarning, match="prepare_batch"):
+        loss.after_optimizer_step(f, y)
+    assert torch.allclose(loss.centers, ewma_center_update(torch.zeros(4, 6), f, y, 0.99, 0.1, 40.0, 1))
+    assert int(loss.num_updates) == 1
+
+
+def test_strategy_objects_match_the_yaml_names():
+    by_name = HypersphereLoss(4, 6, warmup_epochs=0, center_update="batch", update_every=3)
+    by_object = HypersphereLoss(4, 6, warmup_epochs=0, center_update=BatchEWMA(every=3))
+    for crit in (by_name, by_object):
+        crit.on_epoch_start(1)
+        for i in range(7):
+            _step(crit, *_batch(seed=i))
+    assert torch.equal(by_name.centers, by_object.centers) and int(by_object.num_updates) == 3
+    assert isinstance(HypersphereLoss(4, 6, warmup_epochs=1, center_update="epoch").center_update, EpochEWMA)
+    dataset = HypersphereLoss(4, 6, warmup_epochs=1, center_update="dataset")
+    assert isinstance(dataset.center_update, WholeTrainingSet) and dataset.needs_feature_pass
+    with pytest.raises(ValueError, match="^update_every must be 1 when center_update is an object"):
+        HypersphereLoss(4, 6, center_update=BatchEWMA(2), update_every=3)
+    with pytest.raises(ValueError, match="^warmup_epochs must be ≥ 1 with center_update=epoch"):
+        HypersphereLoss(4, 6, warmup_epochs=0, center_update=EpochEWMA())
+
+
+def test_a_custom_strategy():
+    """Centers set from the first penalized batch, then frozen: a CenterUpdate subclass, no loss change."""
+
+    class FirstBatchOnly(CenterUpdate):
+        def needs_prepared_batch(self, loss):
+            return loss.penalized and loss.n_c == 0
+
+        def prepare_batch(self, loss, features, labels):
+            return BatchEWMA().prepare_batch(loss, features, labels)
+
+        def after_optimizer_step(self, loss, features, labels, prepared):
+            if prepared is not None:
+                loss.commit(prepared)
+
+    loss = HypersphereLoss(4, 6, warmup_epochs=0, center_update=FirstBatchOnly())
+    loss.on_epoch_start(1)
+    _step(loss, *_batch(seed=0))
+    first = loss.centers.clone()
+    for i in range(1, 4):
+        assert not loss.needs_prepared_batch()
+        _step(loss, *_batch(seed=i))
+    assert torch.equal(loss.centers, first) and int(loss.num_updates) == 1
+
+
+def test_hl_official_yaml_is_the_authors_code_column():
+    cfg = compose_config(["loss=hl_official", "schedule.epochs=7"])
+    from hydra.utils import instantiate
+
+    loss = instantiate(cfg.loss, num_classes=10, feat_dim=16)
+    assert loss.official == OfficialSwitches.authors_code(total_epochs=7) and loss.epsilon == 0.5
+    assert loss.classifier.bias is None and loss.param_groups()[0]["weight_decay"] == 0.0
+    with pytest.raises(ValueError, match="^official.bogus must be one of the switches"):
+        HypersphereLoss(10, 16, official={"bogus": 1})
+
+
 # ---------------------------------------------------------------- training
 def test_resume_restores_centers_and_nc(train, tmp_path):
     args = [*FAST, "trainer.deterministic=true", "trainer.limit_train_batches=6", "trainer.limit_test_batches=2"]
     full, _ = train(*args, run_dir=tmp_path / "full")
     train(*args, "trainer.stop_after=2", run_dir=tmp_path / "part")
-    saved = load_checkpoint(tmp_path / "part" / "last.pt")["criterion"]
+    saved = torch.load(tmp_path / "part" / "last.pt", weights_only=False)["criterion"]
     assert int(saved["num_updates"]) == 6 and saved["centers"].any()
     resumed, metrics = train(*args, "resume=true", run_dir=tmp_path / "part")
     assert metrics["completed"]
@@ -286,9 +446,13 @@ def test_resume_restores_centers_and_nc(train, tmp_path):
     ["loss.center_update=dataset", "loss.generalized=false", "loss.separation=false"],  # row 1
     ["loss.update_every=10", "loss.official.bias_correction=false"],         # Table IV HL(10)
 ])
-def test_digits_every_switch_trains(train, switches):
-    trainer, metrics = train(*FAST, "trainer.limit_train_batches=12", *switches)
-    last = trainer.history[-1]
+def test_digits_every_switch_trains(train, tmp_path, switches):
+    # imported here: the DDP test's spawned workers re-import this module, and there `conftest` may be
+    # tests/conftest.py, which has no read_history
+    from conftest import read_history
+
+    trainer, metrics = train(*FAST, "trainer.limit_train_batches=12", *switches, run_dir=tmp_path / "run")
+    last = read_history(tmp_path / "run")[-1]
     assert metrics["test_acc"] > 80 and math.isfinite(last["train_loss"])
     assert last["train_center"] > 0 and last["loss_n_c"] >= 1
     for key in ("train_dead_zone_fraction", "train_center_distance", "train_separation", "loss_center_cos_max"):

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import read_history
 from podhl.losses import (
     AMSoftmaxLoss,
     ArcFaceLoss,
@@ -379,10 +380,10 @@ def test_bad_hyperparameters_raise(build, name):
     ("er", ["schedule.epochs=2"], {"ce", "exclusive"}, 70.0),
     ("magface", ["schedule.epochs=4", "loss.scale=30"], {"ce", "g", "margin"}, 70.0),
 ])
-def test_training_on_digits(train, loss, extra, terms, bound):
+def test_training_on_digits(train, tmp_path, loss, extra, terms, bound):
     trainer, metrics = train("dataset=digits", "schedule=quick", f"loss={loss}",
-                             "trainer.save_checkpoints=false", *extra)
-    hist = trainer.history
+                             "trainer.save_checkpoints=false", *extra, run_dir=tmp_path / loss)
+    hist = read_history(tmp_path / loss)
     assert metrics["completed"] and metrics["test_acc"] > bound
     assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["test_loss"]) for r in hist)
     assert hist[1]["train_loss"] < hist[0]["train_loss"]

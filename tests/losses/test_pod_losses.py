@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import load_checkpoint, read_history, split_features
 from podhl.analysis.feature_variance import variance_stats
 from podhl.analysis.gda import gda
-from podhl.engine.checkpoint import load_checkpoint
 from podhl.losses import CosineLoss, NaCLoss, PEDCCLoss, PODLoss
 from podhl.losses.functional import cosine_loss, nac_loss, pedcc_am_loss, pedcc_mse_loss, sc_loss
 from podhl.pedcc import generate_pedcc
@@ -240,7 +240,7 @@ def test_pod_three_epochs_delta_schedule_frozen_pedcc_and_analyses(train, tmp_pa
         "loss=pod", "schedule.epochs=3", "+analysis=[norm_split,feature_variance,gda]", run_dir=run_dir
     )
     crit = trainer.criterion
-    hist = trainer.history
+    hist = read_history(run_dir)
     assert [r["epoch"] for r in hist] == [1, 2, 3]
     m_prev = 0.05
     for row in hist:  # δ_e = α·e·M_{e−1}, M_0 = 0.05, M_e = the epoch's mean training feature norm
@@ -255,7 +255,7 @@ def test_pod_three_epochs_delta_schedule_frozen_pedcc_and_analyses(train, tmp_pa
     assert torch.equal(crit.pedcc.cpu(), expected)
     in_optimizer = {id(p) for o in trainer.optimizers for g in o.param_groups for p in g["params"]}
     assert id(crit.pedcc) not in in_optimizer and not crit.pedcc.requires_grad
-    saved = load_checkpoint(run_dir / "last.pt", map_location="cpu")["criterion"]
+    saved = load_checkpoint(run_dir / "last.pt")["criterion"]
     assert torch.equal(saved["pedcc"], expected)
     assert float(saved["mean_norm"]) == pytest.approx(hist[-1]["loss_M"], rel=1e-6)
     assert metrics["test_acc"] > 50.0
@@ -263,7 +263,7 @@ def test_pod_three_epochs_delta_schedule_frozen_pedcc_and_analyses(train, tmp_pa
     # analyses (POD Tables 1, 5, 9), saved in the run dir
     analysis = json.loads((run_dir / "analysis.json").read_text())
     ns = analysis["norm_split"]
-    feats, labels = trainer.collect_features("test")
+    feats, labels = split_features(trainer.model, "test")
     norms = feats.norm(dim=1)
     assert ns["low_count"] == int((norms < norms.mean()).sum()) and ns["low_count"] + ns["high_count"] == len(labels)
     combined = (ns["low_acc"] * ns["low_count"] + ns["high_acc"] * ns["high_count"]) / len(labels)
