@@ -1,28 +1,59 @@
 """Predefined Evenly-Distributed Class Centroids (PEDCC; POD §2.1, §3.2).
 
-``generate_pedcc(num_classes, dim, seed=0)`` returns a float32 (k, n) tensor of unit rows:
+``generate_pedcc(num_classes, dim, seed=0, method="auto")`` returns a float32 (k, n) tensor of unit
+rows. Every method is deterministic for a seed (on one machine and thread count).
 
-* ``k ≤ n+1`` (``method="simplex"``): the exact regular simplex, all pairwise inner products
-  −1/(k−1) and rows summing to zero (the optimum of [19]), turned by a seeded uniform (Haar)
-  rotation of R^n. Deterministic for a seed.
-* ``k > n+1`` (``method="physical"``, e.g. ViT-B/16's n=768 with ImageNet's 1000 classes, POD
-  Table 8): the physical model of [17] — k unit charges on the sphere pushed apart, moved along the
-  sphere's tangent, renormalised each step. The charges repel through a short-range Gaussian
-  potential exp(t·cos θ) whose range shrinks over the iterations (t grows geometrically), so the
-  force concentrates on each charge's nearest neighbours; that minimises the largest
-  nearest-neighbour cosine faster than the official code's 1/d² Coulomb force with velocities.
-  Vectorized: a dense Gram matrix for k ≤ 4096, otherwise k-nearest-neighbour lists refreshed
-  every few steps (computed in row chunks). Its quality (max / mean nearest-neighbour cosine) is
-  logged and returned by :func:`pedcc_quality`. For k > n+1 no configuration has all inner
-  products negative (Rankin), so a max cosine ≥ 0 is expected; a random set's is far higher.
+* ``simplex`` (k ≤ n+1): the exact regular simplex, all pairwise inner products −1/(k−1) and rows
+  summing to zero (the optimum of [19]), turned by a seeded uniform (Haar) rotation of R^n.
+* ``mub`` (any k up to a capacity, in milliseconds): unions of (nearly) mutually unbiased
+  orthonormal bases and their negatives, turned by a seeded Haar rotation into R^n.
+
+  - k ≤ 2n: one basis — ⌈k/2⌉ orthonormal vectors and their negatives (one negative dropped if k is
+    odd), the cross-polytope. Max nearest-neighbour cosine exactly 0, the optimum for k > n+1:
+    Rankin's bound allows at most 2n vectors with pairwise inner products ≤ 0, and any k > n+1
+    vectors have a pair with inner product ≥ 0.
+  - k > 2n: in R^p, p = 2^m the largest power of two ≤ n, the standard basis plus ⌈k/2p⌉ − 1
+    bases {(−1)^{Q(x) + x·y} / √p : y ∈ F_2^m} (the columns of H·diag((−1)^{Q(x)})/√p, H the
+    Sylvester–Hadamard matrix), one per binary quadratic form Q of a set in which every difference
+    Q − Q' has a symplectic form of rank r, so that vectors of different bases have
+    |cos| ∈ {0, 2^{−r/2}} (the Walsh spectrum of a quadratic form; MacWilliams & Sloane, *The Theory
+    of Error-Correcting Codes*, ch. 15). m odd: the Gold forms Q_a(x) = Tr(a·x³), a ∈ GF(2^m),
+    2^m forms with r = m−1 (x³ = 1/a has one root, so the radical is 1-dimensional). m even: the
+    Kerdock set Q_u(x, x∞) = Σ_{j=1}^{(m−2)/2} Tr((u·x)^{2^j+1}) + x∞·Tr(u·x), x, u ∈ GF(2^{m−1}),
+    2^{m−1} forms with r = m (bent differences; MacWilliams & Sloane ch. 15 §5; Calderbank,
+    Cameron, Kantor & Seidel, Proc. LMS 1997). With the standard basis (|cos| = 1/√p to all others)
+    this gives **max |cos| ≤ 2^{−⌊m/2⌋}** between distinct non-antipodal rows (1/16 for
+    p = 256 and p = 512, 1/32 for p = 1024), and 1/√p when only two bases are needed; capacity
+    2p·(1 + 2^{m−1}) rows for m even, 2p·(1 + 2^m) for m odd ≥ 3, 8 for p = 2. Which forms, which
+    rows of the last basis and the order of the rows are drawn from the seed. For n not a power of
+    two the algebraic part spans only p of the n dimensions (e.g. 512 of 768).
+* ``physical`` (k > n+1; the previous default, results unchanged): the physical model of [17] —
+  k unit charges on the sphere pushed apart, moved along the sphere's tangent, renormalised each
+  step. The charges repel through a short-range Gaussian potential exp(t·cos θ) whose range shrinks
+  over the iterations (t grows geometrically), so the force concentrates on each charge's nearest
+  neighbours; that minimises the largest nearest-neighbour cosine faster than the official code's
+  1/d² Coulomb force with velocities. Vectorized: a dense Gram matrix for k ≤ 4096, otherwise
+  k-nearest-neighbour lists refreshed every few steps (computed in row chunks). Its cost grows as
+  k²·n (k = 10,575, n = 512: minutes, max NN cosine ≈ 0.11 where ``mub`` gives 1/16 in 0.1 s), but
+  for a few bases' worth of points it beats ``mub`` (k = 10, n = 4: 0.18 against 0.5;
+  k = 1000, n = 128: 0.087 against 0.125).
+* ``auto``: ``simplex`` if k ≤ n+1; ``mub`` if k ≤ 2n (optimal); for k > 2n, when the physical
+  model is cheap (k²·(n+256) ≤ 2^29, about 3 s on one CPU thread) both are computed and the one
+  with the lower max nearest-neighbour cosine is returned (ties go to ``mub``), otherwise ``mub``,
+  or ``physical`` beyond ``mub``'s capacity (e.g. n = 2 with k > 8).
+
+Quality (max / mean nearest-neighbour cosine) is logged and returned by :func:`pedcc_quality`. For
+k > n+1 no configuration has all inner products negative (Rankin), so a max cosine ≥ 0 is
+expected; a random set's is far higher.
 
 Results are cached on disk, keyed by (k, n, seed, method), in ``$PODHL_CACHE_DIR`` or
-``~/.cache/podhl/pedcc``. ``podhl-pedcc k n`` prints the quality figures.
+``~/.cache/podhl/pedcc``. ``podhl-pedcc k n [--threads N]`` prints the quality figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import os
@@ -33,28 +64,62 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-__all__ = ["generate_pedcc", "pedcc_quality", "pedcc_cache_dir", "main"]
+__all__ = ["generate_pedcc", "pedcc_quality", "pedcc_cache_dir", "mub_capacity", "mub_bound", "main"]
 
 log = logging.getLogger("podhl")
 
-METHODS = ("auto", "simplex", "physical")
+METHODS = ("auto", "simplex", "mub", "physical")
 _CACHE_VERSION = 1  # bump when an algorithm changes so stale files are not reused
 _DENSE_MAX_K = 4096
+_AUTO_PHYSICAL_MAX_COST = 2**29  # auto also runs the physical model when k²·(n+256) ≤ this (≈ 3 s, 1 thread)
 
 
 def pedcc_cache_dir() -> Path:
     return Path(os.environ.get("PODHL_CACHE_DIR") or Path.home() / ".cache" / "podhl") / "pedcc"
 
 
+def mub_capacity(dim: int) -> int:
+    """The largest k that ``method="mub"`` can place in R^dim (see the module docstring)."""
+    n = int(dim)
+    m = n.bit_length() - 1
+    return max(2 * n, 2 * (1 << m) * (1 + _num_forms(m)))
+
+
+def mub_bound(num_classes: int, dim: int) -> float:
+    """The max cosine between distinct rows that ``method="mub"`` guarantees for (k, n) (−1 for k = 2)."""
+    k, n = int(num_classes), int(dim)
+    if k <= 2:
+        return -1.0
+    if k <= 2 * n:
+        return 0.0
+    m = n.bit_length() - 1
+    if k <= 4 * (1 << m):  # two bases: the standard one and H/√p
+        return 2.0 ** (-m / 2)
+    return 2.0 ** (-(m // 2))
+
+
 def _resolve_method(k: int, n: int, method: str) -> str:
+    """The method to run: simplex, mub, physical, or ``auto`` for "the better of physical and mub"."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "auto":
-        return "simplex" if k <= n + 1 else "physical"
+        if k <= n + 1:
+            return "simplex"
+        if k <= 2 * n:
+            return "mub"  # the cross-polytope: max cosine 0, the optimum
+        mub_ok = k <= mub_capacity(n)
+        if mub_ok and k * k * (n + 256) <= _AUTO_PHYSICAL_MAX_COST:
+            return "auto"  # the physical model is cheap here: run both, keep the better
+        method = "mub" if mub_ok else "physical"
     if method == "simplex" and k > n + 1:
         raise ValueError(
             f"method='simplex' needs num_classes ≤ dim + 1 (a regular simplex of k points spans k−1 "
             f"dimensions), got num_classes={k}, dim={n}; use method='physical' or 'auto', or dim ≥ {k - 1}"
+        )
+    if method == "mub" and k > mub_capacity(n):
+        raise ValueError(
+            f"method='mub' places at most {mub_capacity(n)} centroids in dim={n}, got num_classes={k}; "
+            f"use method='physical' or 'auto'"
         )
     if method == "physical" and n < 2:
         raise ValueError(f"method='physical' needs dim ≥ 2, got dim={n}")
@@ -73,9 +138,25 @@ def generate_pedcc(
 ) -> torch.Tensor:
     """(num_classes, dim) float32 unit rows, evenly distributed on the sphere (see module docstring).
 
-    ``method``: ``auto`` (simplex if k ≤ n+1, else physical), ``simplex`` (ValueError if k > n+1),
-    ``physical``. ``iters`` overrides the physical model's step count; ``device`` where it runs.
+    ``method``: ``auto`` (simplex if k ≤ n+1, mub if k ≤ 2n, else the better of mub and physical
+    when the physical model is cheap, otherwise mub), ``simplex`` (ValueError if k > n+1), ``mub``
+    (ValueError above :func:`mub_capacity`), ``physical``. ``iters`` overrides the physical model's
+    step count; ``device`` where it runs.
     """
+    return _generate(num_classes, dim, seed, method, cache=cache, iters=iters, device=device)[0]
+
+
+def _generate(
+    num_classes: int,
+    dim: int,
+    seed: int,
+    method: str,
+    *,
+    cache: bool,
+    iters: int | None,
+    device: str | torch.device,
+) -> tuple[torch.Tensor, str]:
+    """:func:`generate_pedcc`, also returning the method that produced the centroids."""
     k, n = int(num_classes), int(dim)
     if k < 2:
         raise ValueError(f"num_classes must be ≥ 2, got {num_classes}")
@@ -88,12 +169,26 @@ def generate_pedcc(
         warnings.warn(
             f"PEDCC: feature dimension n={n} is outside the POD paper's recommended range "
             f"[2k, 40k] = [{2 * k}, {40 * k}] for k={k} classes (POD §3.2)",
-            stacklevel=2,
+            stacklevel=3,
         )
+    if resolved != "auto":
+        return _generate_one(k, n, seed, resolved, cache, iters, device), resolved
+    # Few classes per basis: the physical model is cheap here and usually beats the algebraic set.
+    candidates = {name: _generate_one(k, n, seed, name, cache, iters, device) for name in ("mub", "physical")}
+    scores = {name: pedcc_quality(c)["max_nn_cos"] for name, c in candidates.items()}
+    chosen = "physical" if scores["physical"] < scores["mub"] else "mub"
+    log.info("PEDCC auto k=%d n=%d: max NN cos mub %.4f, physical %.4f: using %s",
+             k, n, scores["mub"], scores["physical"], chosen)
+    return candidates[chosen], chosen
+
+
+def _generate_one(k: int, n: int, seed: int, method: str, cache: bool, iters: int | None,
+                  device: str | torch.device) -> torch.Tensor:
+    """One concrete method (simplex, mub or physical), through the disk cache."""
     path = None
     if cache:
-        tag = "" if iters is None else f"_it{iters}"
-        path = pedcc_cache_dir() / f"pedcc_k{k}_n{n}_seed{seed}_{resolved}{tag}_v{_CACHE_VERSION}.pt"
+        tag = "" if iters is None or method == "mub" else f"_it{iters}"
+        path = pedcc_cache_dir() / f"pedcc_k{k}_n{n}_seed{seed}_{method}{tag}_v{_CACHE_VERSION}.pt"
         if path.is_file():
             try:
                 stored = torch.load(path, map_location="cpu", weights_only=True)
@@ -101,16 +196,21 @@ def generate_pedcc(
                     return stored.float()
             except Exception as err:  # corrupt/partial file: regenerate
                 log.warning("PEDCC cache %s unreadable (%s): regenerating", path, err)
-    if resolved == "simplex":
+    if method == "simplex":
         centroids = _simplex(k, n, seed)
     else:
         t0 = time.perf_counter()
-        centroids = _physical(k, n, seed, iters, torch.device(device)).cpu()
-        q = pedcc_quality(centroids)
-        log.info(
-            "PEDCC physical model k=%d n=%d seed=%d: %.1fs, max NN cos %.4f, mean NN cos %.4f",
-            k, n, seed, time.perf_counter() - t0, q["max_nn_cos"], q["mean_nn_cos"],
-        )
+        if method == "mub":  # the bound is guaranteed: no O(k²·n) quality pass
+            centroids = _mub(k, n, seed)
+            log.info("PEDCC mub k=%d n=%d seed=%d: %.2fs, max NN cos ≤ %.4f (guaranteed)",
+                     k, n, seed, time.perf_counter() - t0, mub_bound(k, n))
+        else:
+            centroids = _physical(k, n, seed, iters, torch.device(device)).cpu()
+            q = pedcc_quality(centroids)
+            log.info(
+                "PEDCC physical model k=%d n=%d seed=%d: %.1fs, max NN cos %.4f, mean NN cos %.4f",
+                k, n, seed, time.perf_counter() - t0, q["max_nn_cos"], q["mean_nn_cos"],
+            )
     centroids = centroids.float().contiguous()
     if path is not None:
         try:
@@ -135,6 +235,130 @@ def _simplex(k: int, n: int, seed: int) -> torch.Tensor:
     if k - 1 == n and torch.linalg.det(q) < 0:  # a rotation, not a reflection
         q[:, -1] = -q[:, -1]
     return (simplex @ q.t()).float()
+
+
+def _haar_frame(n: int, cols: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, cols) float64 with orthonormal columns: the first ``cols`` columns of a Haar rotation."""
+    q, r = torch.linalg.qr(torch.randn(n, cols, generator=gen, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+def _num_forms(m: int) -> int:
+    """How many quadratic forms on F_2^m the mub construction has (Gold for m odd, Kerdock for m even)."""
+    if m <= 0:
+        return 0
+    if m == 1:
+        return 1  # the Gold "forms" Tr(a·x) are linear: one basis (H/√2) besides the standard one
+    return 1 << (m - 1) if m % 2 == 0 else 1 << m
+
+
+def _mub(k: int, n: int, seed: int) -> torch.Tensor:
+    """Union of nearly mutually unbiased bases and their negatives (module docstring), float64 (k, n)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    if k <= 2 * n:  # the cross-polytope: ⌈k/2⌉ orthonormal vectors of R^n and their negatives
+        half = _haar_frame(n, (k + 1) // 2, gen).t()
+        rows = torch.cat([half, -half])[:k]
+        return rows[torch.randperm(k, generator=gen)]
+    m = n.bit_length() - 1
+    p = 1 << m
+    num_bases = -(-k // (2 * p))
+    forms = torch.randperm(_num_forms(m), generator=gen)[: num_bases - 1].tolist()
+    last = -(-(k - 2 * p * (num_bases - 1)) // 2)  # vectors (with their negatives) of the last basis
+    last_rows = torch.randperm(p, generator=gen)[:last]
+    frame = _haar_frame(n, p, gen).t()  # (p, n): row x is the image of e_x
+    parts = [frame]  # the standard basis
+    for u in forms:
+        signs = 1.0 - 2.0 * _quadratic_form(m, u).to(torch.float64)  # (−1)^{Q_u(x)}
+        parts.append(_fwht(signs.unsqueeze(1) * frame) / math.sqrt(p))  # rows y: Σ_x (−1)^{Q(x)+x·y} e_x
+    parts[-1] = parts[-1][last_rows]
+    rows = torch.cat([torch.cat([b, -b]) for b in parts])[:k]  # odd k: the last negative is dropped
+    return rows[torch.randperm(k, generator=gen)]
+
+
+def _fwht(x: torch.Tensor) -> torch.Tensor:
+    """Sylvester–Hadamard transform along dim 0 (length a power of two), unnormalised: H·x."""
+    p = x.shape[0]
+    h = 1
+    while h < p:
+        y = x.reshape(p // (2 * h), 2, h, *x.shape[1:])
+        x = torch.stack([y[:, 0] + y[:, 1], y[:, 0] - y[:, 1]], dim=1).reshape(x.shape)
+        h *= 2
+    return x
+
+
+# --- GF(2^m) arithmetic for the quadratic forms (elements as int64 bit masks, polynomial basis) ---
+
+
+@functools.lru_cache(maxsize=None)
+def _irreducible(m: int) -> int:
+    """The smallest irreducible binary polynomial of degree m (bit i = coefficient of X^i)."""
+
+    def rem(a: int, b: int) -> int:
+        while a.bit_length() >= b.bit_length():
+            a ^= b << (a.bit_length() - b.bit_length())
+        return a
+
+    for f in range((1 << m) | 1, 1 << (m + 1), 2):  # constant term 1, else X divides f
+        if all(rem(f, g) for g in range(2, 1 << (m // 2 + 1))):
+            return f
+    raise AssertionError(f"no irreducible polynomial of degree {m}")  # unreachable: one exists for every m
+
+
+def _gf_mul(a: torch.Tensor, b: torch.Tensor | int, m: int) -> torch.Tensor:
+    """Products in GF(2^m) = GF(2)[X]/(f): carry-less multiplication, then reduction mod f."""
+    f = _irreducible(m)
+    r = torch.zeros_like(a)
+    for i in range(m):
+        bit = (b >> i) & 1
+        r ^= (a << i) * bit
+    for d in range(2 * m - 2, m - 1, -1):
+        r ^= ((r >> d) & 1) * (f << (d - m))
+    return r
+
+
+def _parity(x: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros_like(x)
+    while bool(x.any()):
+        out ^= x & 1
+        x = x >> 1
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _trace_mask(m: int) -> int:
+    """Tr: GF(2^m) → GF(2) is linear: Tr(z) = parity(z & mask), mask bit i = Tr(X^i)."""
+    mask = 0
+    for i in range(m):
+        z = torch.tensor([1 << i])
+        acc = torch.zeros_like(z)
+        for _ in range(m):  # z + z² + z⁴ + … + z^{2^{m−1}}
+            acc ^= z
+            z = _gf_mul(z, z, m)
+        value = int(acc)
+        if value not in (0, 1):
+            raise AssertionError(f"trace of X^{i} in GF(2^{m}) is {value}, not in GF(2)")
+        mask |= value << i
+    return mask
+
+
+def _trace(z: torch.Tensor, m: int) -> torch.Tensor:
+    return _parity(z & _trace_mask(m))
+
+
+def _quadratic_form(m: int, u: int) -> torch.Tensor:
+    """Q_u(x) ∈ {0, 1} for x = 0 … 2^m − 1: Gold Tr(u·x³) for m odd, Kerdock for m even."""
+    if m % 2 == 1:
+        x = torch.arange(1 << m, dtype=torch.int64)
+        cube = _gf_mul(_gf_mul(x, x, m), x, m)
+        return _trace(_gf_mul(cube, u, m), m)
+    mp = m - 1  # odd; x = (x', x∞) with index x' + 2^{m−1}·x∞
+    ux = _gf_mul(torch.arange(1 << mp, dtype=torch.int64), u, mp)
+    q = torch.zeros_like(ux)
+    power = ux
+    for _ in range(1, (mp - 1) // 2 + 1):  # Σ_j Tr((u·x')^{2^j + 1})
+        power = _gf_mul(power, power, mp)
+        q ^= _trace(_gf_mul(power, ux, mp), mp)
+    return torch.cat([q, q ^ _trace(ux, mp)])
 
 
 def _schedule(it: int, iters: int, start: float, end: float) -> float:
@@ -216,8 +440,16 @@ def pedcc_quality(centroids: torch.Tensor) -> dict[str, float]:
     }
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``podhl-pedcc k n [--seed S] [--method M]``: generate (or load cached) PEDCC and print quality."""
+    """``podhl-pedcc k n [--seed S] [--method M] [--threads N]``: generate (or load cached) PEDCC and
+    print quality."""
     parser = argparse.ArgumentParser(prog="podhl-pedcc", description=main.__doc__)
     parser.add_argument("num_classes", type=int, help="k, the number of classes")
     parser.add_argument("dim", type=int, help="n, the feature dimension")
@@ -226,24 +458,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=None, help="physical-model steps (default by size)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the disk cache")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="torch.set_num_threads(N) before any work (on a shared CPU, 1 is often fastest)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t0 = time.perf_counter()
     try:
-        c = generate_pedcc(args.num_classes, args.dim, args.seed, args.method, cache=not args.no_cache,
-                           iters=args.iters, device=args.device)
+        c, method = _generate(args.num_classes, args.dim, args.seed, args.method, cache=not args.no_cache,
+                              iters=args.iters, device=args.device)
     except ValueError as err:
         parser.exit(2, f"podhl-pedcc: error: {err}\n")
     seconds = time.perf_counter() - t0
     q = pedcc_quality(c)
     gen = torch.Generator().manual_seed(args.seed)
     rnd = pedcc_quality(torch.randn(args.num_classes, args.dim, generator=gen))
-    method = _resolve_method(args.num_classes, args.dim, args.method)
-    print(f"PEDCC k={args.num_classes} n={args.dim} seed={args.seed} method={method}: {seconds:.2f}s "
-          f"(cache: {'off' if args.no_cache else pedcc_cache_dir()})")
+    print(f"PEDCC k={args.num_classes} n={args.dim} seed={args.seed} method={method}: {seconds:.2f}s, "
+          f"{torch.get_num_threads()} threads (cache: {'off' if args.no_cache else pedcc_cache_dir()})")
     print(f"  max nearest-neighbour cosine  {q['max_nn_cos']:+.4f}   (random unit vectors: {rnd['max_nn_cos']:+.4f})")
     print(f"  mean nearest-neighbour cosine {q['mean_nn_cos']:+.4f}   (random unit vectors: {rnd['mean_nn_cos']:+.4f})")
     print(f"  min pairwise angle            {q['min_angle_deg']:.2f}°   (simplex optimum −1/(k−1) = {q['simplex_bound']:+.4f})")
+    if method == "mub":
+        print(f"  mub guarantee: max cosine ≤ {mub_bound(args.num_classes, args.dim):+.4f}")
     return 0
 
 

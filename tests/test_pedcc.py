@@ -73,7 +73,7 @@ def test_warns_outside_recommended_dimension_range():
 def test_physical_model_quality(monkeypatch, dense_max_k):
     monkeypatch.setattr(pedcc_mod, "_DENSE_MAX_K", dense_max_k)
     k, n = 200, 24  # k > n + 1: no simplex exists
-    c = generate_pedcc(k, n, seed=0, cache=False)
+    c = generate_pedcc(k, n, seed=0, method="physical", cache=False)
     assert c.shape == (k, n) and c.dtype == torch.float32
     assert torch.allclose(c.norm(dim=1), torch.ones(k), atol=1e-5)
     q = pedcc_quality(c)
@@ -81,8 +81,8 @@ def test_physical_model_quality(monkeypatch, dense_max_k):
     assert q["max_nn_cos"] < 0.6 * random_max, (q, random_max)
     assert q["max_nn_cos"] >= -1e-6  # Rankin: k > n+1 points always have a pair with cos ≥ 0
     assert q["mean_nn_cos"] <= q["max_nn_cos"] + 1e-7
-    assert torch.equal(c, generate_pedcc(k, n, seed=0, cache=False))
-    assert not torch.equal(c, generate_pedcc(k, n, seed=1, cache=False))
+    assert torch.equal(c, generate_pedcc(k, n, seed=0, method="physical", cache=False))
+    assert not torch.equal(c, generate_pedcc(k, n, seed=1, method="physical", cache=False))
 
 
 def test_auto_method_switches_at_n_plus_1():
@@ -91,8 +91,8 @@ def test_auto_method_switches_at_n_plus_1():
     gram = at.double() @ at.double().t()
     assert torch.allclose(gram[0, 1:], torch.full((8,), -1 / 8, dtype=torch.float64), atol=1e-6)
     with pytest.warns(UserWarning):
-        over = generate_pedcc(10, 8, cache=False, iters=20)  # k = n + 2: physical
-    assert pedcc_quality(over)["max_nn_cos"] >= -1e-6
+        over = generate_pedcc(10, 8, cache=False, iters=20)  # k = n + 2: the cross-polytope (mub)
+    assert abs(pedcc_quality(over)["max_nn_cos"]) < 1e-6  # Rankin: ≥ 0 for k > n+1, so 0 is optimal
 
 
 def test_quality_of_a_known_set():
@@ -105,7 +105,7 @@ def test_quality_of_a_known_set():
 
 @pytest.mark.filterwarnings("ignore:PEDCC")
 def test_disk_cache_keyed_by_k_n_seed_method(tmp_path, monkeypatch):
-    first = generate_pedcc(60, 10, seed=2, iters=10)
+    first = generate_pedcc(60, 10, seed=2, method="physical", iters=10)
     files = sorted(p.name for p in (tmp_path / "cache" / "pedcc").iterdir())
     assert files == ["pedcc_k60_n10_seed2_physical_it10_v1.pt"]
 
@@ -113,9 +113,9 @@ def test_disk_cache_keyed_by_k_n_seed_method(tmp_path, monkeypatch):
         raise AssertionError("regenerated instead of reading the cache")
 
     monkeypatch.setattr(pedcc_mod, "_physical", boom)
-    assert torch.equal(generate_pedcc(60, 10, seed=2, iters=10), first)
+    assert torch.equal(generate_pedcc(60, 10, seed=2, method="physical", iters=10), first)
     with pytest.raises(AssertionError, match="regenerated"):
-        generate_pedcc(60, 10, seed=3, iters=10)  # another seed: another key
+        generate_pedcc(60, 10, seed=3, method="physical", iters=10)  # another seed: another key
     generate_pedcc(5, 10, seed=2)  # simplex: its own key
     assert (tmp_path / "cache" / "pedcc" / "pedcc_k5_n10_seed2_simplex_v1.pt").is_file()
 
@@ -135,3 +135,163 @@ def test_cli_module_entry_point():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "min pairwise angle" in proc.stdout
+
+
+# --- mub: unions of (nearly) mutually unbiased bases; auto routing; physical pinned; --threads ---
+
+# generate_pedcc(12, 4, seed=0, method="physical") before the mub method existed (1 CPU thread).
+_PHYSICAL_12x4_SEED0 = [
+    [-0.228448, -0.489963, 0.311728, -0.781392], [0.540446, 0.135704, -0.412126, -0.720871],
+    [-0.461506, -0.750847, 0.277172, 0.382645], [-0.587809, 0.316679, 0.743345, 0.040414],
+    [0.508468, 0.141394, -0.707362, 0.470220], [0.162862, 0.977092, 0.036481, 0.132049],
+    [-0.241763, -0.564303, -0.765537, -0.192523], [0.671979, -0.740045, 0.004297, 0.027540],
+    [-0.624075, 0.447505, -0.328017, -0.550159], [0.307067, 0.067867, 0.430499, 0.846034],
+    [-0.620409, 0.271299, -0.316570, 0.664283], [0.571635, 0.175689, 0.737405, -0.314007],
+]
+
+
+def _pairwise_cos(c: torch.Tensor) -> torch.Tensor:
+    """All off-diagonal cosines, float64, by brute force (the full Gram matrix)."""
+    x = c.double()
+    x = x / x.norm(dim=1, keepdim=True)
+    gram = x @ x.t()
+    return gram[~torch.eye(len(x), dtype=torch.bool)]
+
+
+@pytest.mark.filterwarnings("ignore:PEDCC")
+@pytest.mark.parametrize("k,n", [(10, 8), (15, 8), (16, 8), (3, 2), (100, 60), (1000, 768)])
+def test_mub_cross_polytope_has_max_cos_zero(k, n):
+    c = generate_pedcc(k, n, seed=0, method="mub", cache=False)
+    assert c.dtype == torch.float32 and c.shape == (k, n)
+    assert torch.allclose(c.double().norm(dim=1), torch.ones(k, dtype=torch.float64), atol=1e-6)
+    cos = _pairwise_cos(c)
+    non_antipodal = cos[cos > -0.5]
+    assert non_antipodal.abs().max() < 1e-6  # pairwise orthogonal apart from ±pairs: max cos 0, optimal
+    assert int((cos < -0.5).sum()) == 2 * (k // 2)  # k // 2 antipodal pairs (one row alone when k is odd)
+    if k <= 16:
+        assert (c.abs() > 1e-3).float().mean() > 0.8  # rotated off the coordinate axes
+
+
+@pytest.mark.filterwarnings("ignore:PEDCC")
+@pytest.mark.parametrize(
+    "k,n,bound",
+    [
+        (8, 2, 2**-0.5),  # the regular octagon: the standard basis and H/√2, the whole capacity
+        (24, 4, 1 / 2),  # the 24-cell: 3 mutually unbiased bases of R^4, the whole capacity
+        (144, 8, 1 / 2),  # m = 3 (Gold, rank 2): all 9 bases
+        (288, 16, 1 / 4),  # m = 4 (Kerdock, bent differences): all 9 = 16/2 + 1 bases
+        (2112, 32, 1 / 4),  # m = 5: all 33 bases
+        (1800, 64, 1 / 8),  # m = 6: 15 bases
+        (1500, 128, 1 / 8),  # m = 7: 6 bases, the last one partial
+        (501, 48, 1 / 4),  # n not a power of two: 8 bases of R^32 turned into R^48
+        (2000, 768, 512**-0.5),  # two bases of R^512 (standard and H/√512) in R^768
+        (2561, 512, 1 / 16),  # m = 9: the standard basis and 2 Gold bases, odd k
+    ],
+)
+def test_mub_bound_by_brute_force(k, n, bound):
+    c = generate_pedcc(k, n, seed=1, method="mub", cache=False)
+    assert c.dtype == torch.float32 and c.shape == (k, n)
+    assert torch.allclose(c.double().norm(dim=1), torch.ones(k, dtype=torch.float64), atol=1e-6)
+    cos = _pairwise_cos(c)
+    antipodal = cos < -1 + 1e-5
+    assert int(antipodal.sum()) == 2 * (k // 2)  # each basis vector comes with its negative
+    others = cos[~antipodal]
+    assert others.max() <= bound + 1e-5  # the guaranteed max cosine …
+    assert others.max() >= bound - 1e-5  # … is attained
+    assert pedcc_mod.mub_bound(k, n) == pytest.approx(bound)
+    # Different bases meet at |cos| ∈ {0, 2^(−r/2), 1/√p}; nothing else.
+    p = 1 << (n.bit_length() - 1)
+    levels = torch.tensor([0.0, bound, p**-0.5], dtype=torch.float64)
+    gap = (others.abs().unsqueeze(1) - levels).abs().min(dim=1).values
+    assert gap.max() < 1e-5
+    assert pedcc_quality(c)["max_nn_cos"] == pytest.approx(bound, abs=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:PEDCC")
+def test_mub_deterministic_per_seed_and_seeds_differ():
+    for k, n in [(12, 8), (250, 16), (3000, 512)]:
+        a = generate_pedcc(k, n, seed=5, method="mub", cache=False)
+        assert torch.equal(a, generate_pedcc(k, n, seed=5, method="mub", cache=False))
+        assert (a - generate_pedcc(k, n, seed=6, method="mub", cache=False)).abs().max() > 0.1
+
+
+@pytest.mark.filterwarnings("ignore:PEDCC")
+def test_mub_capacity_and_errors():
+    assert [pedcc_mod.mub_capacity(n) for n in (1, 2, 3, 4, 8, 16, 32, 512)] == [
+        2, 8, 8, 24, 144, 288, 2112, 2 * 512 * 513]
+    assert pedcc_mod.mub_capacity(768) == 2 * 512 * 513  # 512 of the 768 dimensions
+    generate_pedcc(24, 4, method="mub", cache=False)
+    with pytest.raises(ValueError, match=r"method='mub' places at most 24 centroids in dim=4"):
+        generate_pedcc(25, 4, method="mub", cache=False)
+
+
+@pytest.mark.filterwarnings("ignore:PEDCC")
+def test_physical_unchanged_when_named():
+    c = generate_pedcc(12, 4, seed=0, method="physical", cache=False)
+    assert torch.allclose(c, torch.tensor(_PHYSICAL_12x4_SEED0), atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:PEDCC")
+def test_auto_routing(monkeypatch):
+    def route(k, n):
+        c, chosen = pedcc_mod._generate(k, n, 0, "auto", cache=False, iters=None, device="cpu")
+        return c, chosen
+
+    assert route(9, 8)[1] == "simplex"  # k ≤ n + 1
+    for k in (10, 16):  # n + 1 < k ≤ 2n: the cross-polytope
+        c, chosen = route(k, 8)
+        assert chosen == "mub" and torch.equal(c, generate_pedcc(k, 8, method="mub", cache=False))
+    # k > 2n and the physical model cheap: the better of the two
+    c, chosen = route(12, 4)  # physical 0.26 against mub's 0.5: the previous default's centroids
+    assert chosen == "physical" and torch.allclose(c, torch.tensor(_PHYSICAL_12x4_SEED0), atol=1e-5)
+    c, chosen = route(24, 4)  # the 24-cell (0.5) beats the physical model's ≈ 0.54
+    assert chosen == "mub" and torch.equal(c, generate_pedcc(24, 4, method="mub", cache=False))
+    c, chosen = route(10, 2)  # beyond mub's capacity of 8 in R^2: physical
+    assert chosen == "physical" and torch.equal(c, generate_pedcc(10, 2, method="physical", cache=False))
+    assert generate_pedcc(10, 2, cache=False).shape == (10, 2)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("ran the physical model")
+
+    monkeypatch.setattr(pedcc_mod, "_physical", boom)
+    monkeypatch.setattr(pedcc_mod, "_AUTO_PHYSICAL_MAX_COST", 0)  # as if k were large
+    c, chosen = route(12, 4)
+    assert chosen == "mub" and pedcc_quality(c)["max_nn_cos"] == pytest.approx(0.5, abs=1e-6)
+    with pytest.raises(AssertionError, match="ran the physical model"):
+        route(25, 4)  # beyond the capacity the physical model is the only option
+    assert pedcc_mod._resolve_method(10575, 512, "auto") == "mub"
+    assert pedcc_mod._resolve_method(1000, 768, "auto") == "mub"
+
+
+@pytest.mark.filterwarnings("ignore:PEDCC")
+def test_disk_cache_for_mub_and_auto(tmp_path):
+    cache = tmp_path / "cache" / "pedcc"
+    a = generate_pedcc(20, 8, seed=1, method="mub", iters=7)  # iters does not apply to mub
+    assert sorted(p.name for p in cache.iterdir()) == ["pedcc_k20_n8_seed1_mub_v1.pt"]
+    assert torch.equal(generate_pedcc(20, 8, seed=1, method="mub"), a)
+    generate_pedcc(12, 4, seed=1)  # auto with k > 2n: both candidates are cached under their own keys
+    assert {"pedcc_k12_n4_seed1_mub_v1.pt", "pedcc_k12_n4_seed1_physical_v1.pt"} <= {p.name for p in cache.iterdir()}
+
+
+@pytest.mark.filterwarnings("ignore:PEDCC")
+def test_cli_threads(capsys):
+    before = torch.get_num_threads()
+    try:
+        assert main(["12", "8", "--no-cache", "--threads", "2", "--method", "mub"]) == 0
+        assert torch.get_num_threads() == 2
+        out = capsys.readouterr().out
+        assert "method=mub" in out and "2 threads" in out and "mub guarantee: max cosine ≤ +0.0000" in out
+        assert main(["12", "8", "--no-cache", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1 and "1 threads" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit) as exc:
+        main(["12", "8", "--threads", "0"])
+    assert exc.value.code == 2
+
+
+def test_cli_module_entry_point_threads():
+    proc = subprocess.run([sys.executable, "-m", "podhl.pedcc", "40", "8", "--no-cache", "--threads", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 threads" in proc.stdout and "method=" in proc.stdout
