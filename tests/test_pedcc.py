@@ -1,4 +1,5 @@
-"""PEDCC generator: simplex invariants, seeding, the physical model's quality, cache, CLI."""
+"""PEDCC generator: simplex/simplices/mub invariants (brute force), seeding, the physical model's quality
+and pinned output, auto routing, cache, CLI."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def test_auto_method_switches_at_n_plus_1():
     gram = at.double() @ at.double().t()
     assert torch.allclose(gram[0, 1:], torch.full((8,), -1 / 8, dtype=torch.float64), atol=1e-6)
     with pytest.warns(UserWarning):
-        over = generate_pedcc(10, 8, cache=False, iters=20)  # k = n + 2: the cross-polytope (mub)
+        over = generate_pedcc(10, 8, cache=False, iters=20)  # k = n + 2: two orthogonal simplices
     assert abs(pedcc_quality(over)["max_nn_cos"]) < 1e-6  # Rankin: ≥ 0 for k > n+1, so 0 is optimal
 
 
@@ -137,7 +138,7 @@ def test_cli_module_entry_point():
     assert "min pairwise angle" in proc.stdout
 
 
-# --- mub: unions of (nearly) mutually unbiased bases; auto routing; physical pinned; --threads ---
+# --- simplices, mub (unions of nearly mutually unbiased bases), auto routing, physical pinned, --threads ---
 
 # generate_pedcc(12, 4, seed=0, method="physical") before the mub method existed (1 CPU thread).
 _PHYSICAL_12x4_SEED0 = [
@@ -170,6 +171,46 @@ def test_mub_cross_polytope_has_max_cos_zero(k, n):
     assert int((cos < -0.5).sum()) == 2 * (k // 2)  # k // 2 antipodal pairs (one row alone when k is odd)
     if k <= 16:
         assert (c.abs() > 1e-3).float().mean() > 0.8  # rotated off the coordinate axes
+
+
+@pytest.mark.filterwarnings("ignore:PEDCC")
+@pytest.mark.parametrize("k,n", [(10, 8), (10, 6), (10, 5), (11, 8), (7, 4), (16, 8), (1000, 768)])
+def test_simplices_orthogonal_union_of_simplices(k, n):
+    c = generate_pedcc(k, n, seed=0, method="simplices", cache=False)
+    assert c.dtype == torch.float32 and c.shape == (k, n)
+    x = c.double()
+    assert torch.allclose(x.norm(dim=1), torch.ones(k, dtype=torch.float64), atol=1e-6)
+    gram = x @ x.t()
+    off = gram[~torch.eye(k, dtype=torch.bool)]
+    assert off.max() < 1e-6  # max cosine 0: the optimum for k > n + 1 (Rankin)
+    assert off.max() > -1e-6  # … and attained (k > n + 1)
+    # Groups = connected components of "cos < 0": k − n regular simplices of ⌊k/g⌋ or ⌈k/g⌉ points.
+    negative = (gram < -1e-6).double() + torch.eye(k, dtype=torch.float64)
+    reach = negative
+    for _ in range(k.bit_length()):
+        reach = ((reach @ reach) > 0).double()
+    sizes = sorted({tuple(torch.nonzero(row).flatten().tolist()) for row in reach}, key=len)
+    g = k - n
+    assert len(sizes) == g and sum(len(s) for s in sizes) == k
+    assert {len(s) for s in sizes} <= {k // g, -(-k // g)}
+    for group in sizes:
+        sub = gram[list(group)][:, list(group)]
+        expect = torch.full_like(sub, -1.0 / (len(group) - 1)).fill_diagonal_(1.0)
+        assert torch.allclose(sub, expect, atol=1e-6)
+    assert int(torch.linalg.matrix_rank(x)) == n  # spans R^n (the cross-polytope would span ⌈k/2⌉)
+    assert x.sum(0).abs().max() < 1e-5  # rows sum to zero
+    if k % g == 0:  # equal simplices: a unit-norm tight frame, X^T X = (k/n) I
+        assert torch.allclose(x.t() @ x, torch.eye(n, dtype=torch.float64) * k / n, atol=1e-5)
+    assert torch.equal(c, generate_pedcc(k, n, seed=0, method="simplices", cache=False))
+    assert (c - generate_pedcc(k, n, seed=1, method="simplices", cache=False)).abs().max() > 0.1
+
+
+@pytest.mark.filterwarnings("ignore:PEDCC")
+def test_simplices_limits():
+    assert torch.equal(generate_pedcc(9, 8, seed=2, method="simplices", cache=False),
+                       generate_pedcc(9, 8, seed=2, method="simplex", cache=False))  # k ≤ n + 1: one simplex
+    with pytest.raises(ValueError, match=r"method='simplices' needs num_classes ≤ 2·dim"):
+        generate_pedcc(17, 8, method="simplices", cache=False)
 
 
 @pytest.mark.filterwarnings("ignore:PEDCC")
@@ -238,9 +279,9 @@ def test_auto_routing(monkeypatch):
         return c, chosen
 
     assert route(9, 8)[1] == "simplex"  # k ≤ n + 1
-    for k in (10, 16):  # n + 1 < k ≤ 2n: the cross-polytope
+    for k in (10, 16):  # n + 1 < k ≤ 2n: orthogonal simplices
         c, chosen = route(k, 8)
-        assert chosen == "mub" and torch.equal(c, generate_pedcc(k, 8, method="mub", cache=False))
+        assert chosen == "simplices" and torch.equal(c, generate_pedcc(k, 8, method="simplices", cache=False))
     # k > 2n and the physical model cheap: the better of the two
     c, chosen = route(12, 4)  # physical 0.26 against mub's 0.5: the previous default's centroids
     assert chosen == "physical" and torch.allclose(c, torch.tensor(_PHYSICAL_12x4_SEED0), atol=1e-5)
@@ -260,7 +301,7 @@ def test_auto_routing(monkeypatch):
     with pytest.raises(AssertionError, match="ran the physical model"):
         route(25, 4)  # beyond the capacity the physical model is the only option
     assert pedcc_mod._resolve_method(10575, 512, "auto") == "mub"
-    assert pedcc_mod._resolve_method(1000, 768, "auto") == "mub"
+    assert pedcc_mod._resolve_method(1000, 768, "auto") == "simplices"
 
 
 @pytest.mark.filterwarnings("ignore:PEDCC")
