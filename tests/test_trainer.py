@@ -106,3 +106,20 @@ def test_param_groups_from_the_criterion_reach_the_optimizer(tmp_path):
     groups = trainer.optimizers[0].param_groups
     assert [g["name"] for g in groups] == ["model", "criterion0"]
     assert trainer.criterion.classifier.weight in groups[1]["params"]
+
+
+def test_hl_with_gradient_accumulation_equals_the_whole_batch(train, tmp_path):
+    """HL's per-step center update (Algorithm 1) is computed from the whole batch before any micro-batch's
+    loss: accumulating 2 micro-batches gives the same centers, classifier and weights as one batch
+    (GroupNorm: the model itself is batch-size independent)."""
+    common = ["loss=hl", "loss.warmup_epochs=1", "schedule.epochs=2", "trainer.limit_train_batches=4",
+              "backbone.norm=group", "trainer.deterministic=true", "seed=2"]
+    whole, _ = train(*common, run_dir=tmp_path / "whole")
+    micro, _ = train(*common, "schedule.accumulate_grad_batches=2", run_dir=tmp_path / "micro")
+    a, b = whole.criterion, micro.criterion
+    assert a.n_c == b.n_c == 4  # epoch 2: one update per step
+    assert torch.allclose(a.centers, b.centers, atol=1e-5)
+    assert torch.allclose(a.classifier.weight, b.classifier.weight, atol=1e-5)
+    for (name, p), q in zip(whole.model.named_parameters(), micro.model.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name
+    assert not torch.equal(a.centers, torch.zeros_like(a.centers))

@@ -3,7 +3,8 @@
 The dataset YAML's ``source`` node is instantiated by Hydra (``_target_`` is the registry).
 """
 
-from podhl.data.bundle import DataBundle, build_data
+from podhl.data.bundle import DataBundle
+from podhl.data.build import build_data
 from podhl.data.loaders import Loaders
 
 __all__ = ["DataBundle", "Loaders", "build_data"]

@@ -5,13 +5,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from podhl.data.gpu_loader import ResidentArrays
-from podhl.errors import ConfigError, DatasetNotFoundError
 
 
 @dataclass
@@ -36,36 +32,3 @@ def with_transform(dataset: Dataset, transform) -> Dataset:
     clone = copy.copy(dataset)
     clone.transform = transform
     return clone
-
-
-STANDIN_SIZES = (64, 32)  # train / test images of a smoke run's stand-in
-
-
-def build_standin(dataset_cfg: DictConfig) -> DataBundle:
-    """A SYNTHETIC stand-in with the dataset's classes and channels at ≤ 32 px, for smoke runs
-    (``dataset.standin=true``, set by ``smoke=cpu``): it tests the plumbing; its accuracy means nothing."""
-    from podhl.data.synthetic import build as synthetic
-
-    return synthetic(num_classes=int(dataset_cfg.num_classes), image_size=min(int(dataset_cfg.image_size), 32),
-                     in_chans=int(dataset_cfg.in_chans), train_size=STANDIN_SIZES[0], test_size=STANDIN_SIZES[1])
-
-
-def build_data(dataset_cfg: DictConfig) -> DataBundle:
-    """Instantiate ``dataset.source`` (or a smoke run's stand-in) and check it against the config's declared shape."""
-    if dataset_cfg.get("standin") and not dataset_cfg.get("embedded"):
-        return build_standin(dataset_cfg)
-    try:
-        bundle = instantiate(dataset_cfg.source)
-    except InstantiationException as err:  # surface our own errors (missing files) unwrapped
-        if isinstance(err.__cause__, (ConfigError, DatasetNotFoundError)):
-            raise err.__cause__ from None
-        raise
-    if not isinstance(bundle, DataBundle):
-        raise ConfigError(f"dataset.source._target_ must return a DataBundle, got {type(bundle).__name__}")
-    declared = int(dataset_cfg.num_classes)
-    if bundle.num_classes != declared:
-        raise ConfigError(
-            f"dataset '{dataset_cfg.name}' declares num_classes={declared} but its files hold "
-            f"{bundle.num_classes} classes"
-        )
-    return bundle

@@ -18,7 +18,7 @@ import torch
 _spec = importlib.util.spec_from_file_location("_podhl_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
 _shared = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_shared)
-FAST, REPO, read_metrics = _shared.FAST, _shared.REPO, _shared.read_metrics
+FAST, REPO, read_metrics, build_trainer = _shared.FAST, _shared.REPO, _shared.read_metrics, _shared.build_trainer
 
 
 def read_history(run_dir: Path) -> list[dict]:

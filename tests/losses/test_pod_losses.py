@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from conftest import load_checkpoint, read_history, split_features
-from podhl.analysis.feature_variance import variance_stats
-from podhl.analysis.gda import gda
 from podhl.losses import CosineLoss, NaCLoss, PEDCCLoss, PODLoss
 from podhl.losses.functional import cosine_loss, nac_loss, pedcc_am_loss, pedcc_mse_loss, sc_loss
 from podhl.pedcc import generate_pedcc
@@ -293,38 +290,3 @@ def test_quickstart_compares_softmax_and_pod_via_cli(run_cli):
         assert metrics["completed"] and metrics["test_acc"] > 50.0
     history = (sweep / "1" / "history.csv").read_text().splitlines()[0].split(",")
     assert {"train_nac", "train_sc", "loss_delta", "loss_M"} <= set(history)
-
-
-# ----------------------------------------------------------------- analyses on hand-made data
-def test_variance_stats_by_hand():
-    # x̃ = e0, e0, e1: energies (2/3, 1/3) → population variance (1/6)²
-    s = variance_stats(torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 3.0]]))
-    assert s["energy_variance"] == pytest.approx(1 / 36)
-    # per-dimension variances: both (2/3)(1/3) = 2/9 → their variance 0
-    assert s["dim_variance_variance"] == pytest.approx(0.0, abs=1e-12)
-    # covariance [[2/9, −2/9], [−2/9, 2/9]]: eigenvalues 0 and 4/9 → variance (2/9)²
-    assert s["eigenvalue_variance"] == pytest.approx((2 / 9) ** 2)
-    balanced = variance_stats(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
-    assert balanced["energy_variance"] == pytest.approx(0.0, abs=1e-12)
-
-
-def test_gda_on_gaussian_classes():
-    g = torch.Generator().manual_seed(5)
-    means = torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0]])
-
-    def sample(n):
-        y = torch.arange(3).repeat(n)
-        return means[y] + torch.randn(len(y), 3, generator=g) * torch.tensor([0.5, 1.0, 1.5]), y
-
-    train_set, test_set = sample(100), sample(50)
-    crit = CosineLoss(3, 3)
-    crit.pedcc = torch.nn.functional.normalize(means, dim=1)
-    stub = SimpleNamespace(device="cpu", criterion=crit,
-                           collect_features=lambda split: train_set if split == "train" else test_set)
-    out = gda(stub, reg_param=0.0)
-    assert out["gda_acc"] > 95.0
-    cos_pred = torch.nn.functional.normalize(test_set[0], dim=1).matmul(crit.pedcc.t()).argmax(1)
-    assert out["cosine_acc"] == pytest.approx(100.0 * float((cos_pred == test_set[1]).float().mean()))
-    assert out["num_train"] == 300 and out["num_test"] == 150
-    with pytest.raises(ValueError, match="reg_param"):
-        gda(stub, reg_param=1.5)
