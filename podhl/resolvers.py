@@ -8,11 +8,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from podhl.errors import ConfigError
+
 
 def lookup(table, key):
     """``${podhl.lookup:${.table},${.key}}``: ``table[key]``, with a message naming the missing key."""
     if key not in table:
-        raise KeyError(f"no entry for {key!r} in {dict(table)}; set the value explicitly (e.g. model.feat_dim=...)")
+        raise ConfigError(f"no entry for {key!r} in {dict(table)}: set the value explicitly (e.g. model.feat_dim=<n>)")
     return table[key]
 
 
@@ -27,18 +29,19 @@ def _process_start_time(pid: int) -> float | None:
 
 
 def run_stamp() -> str:
-    """Run-directory time stamp that every torchrun rank agrees on.
-
-    ``$PODHL_RUN_STAMP`` if set; under torchrun (WORLD_SIZE > 1) the start time of the rank's parent
-    (the torchrun agent shared by a node's ranks); otherwise now. Multi-node jobs should pass
-    ``hydra.run.dir`` explicitly.
+    """Run-folder stamp, unique per run on a machine and the same for every torchrun rank:
+    ``<date>_<time>.<milliseconds>_<pid>`` of this process, or under torchrun (WORLD_SIZE > 1) of the
+    rank's parent (the torchrun agent a node's ranks share). ``$PODHL_RUN_STAMP`` if set. Multi-node
+    jobs should pass ``hydra.run.dir`` explicitly.
     """
     if os.environ.get("PODHL_RUN_STAMP"):
         return os.environ["PODHL_RUN_STAMP"]
-    t = time.time()
+    t, pid = time.time(), os.getpid()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        t = _process_start_time(os.getppid()) or t
-    return time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(t))
+        pid = os.getppid()
+        t = _process_start_time(pid) or t
+    ms = int((t % 1) * 1000)
+    return f"{time.strftime('%Y-%m-%d_%H-%M-%S', time.localtime(t))}.{ms:03d}_{pid}"
 
 
 def register() -> None:

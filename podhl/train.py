@@ -1,4 +1,11 @@
-"""``podhl-train``: the Hydra entry point (configs in ``podhl/conf``, shipped inside the package)."""
+"""``podhl-train``: the Hydra entry point (configs in ``podhl/conf``, shipped inside the package).
+
+Failure behaviour (README "Failure behaviour"): a single run exits 2 on a configuration or data
+problem found before training, 3 on a non-finite loss, 130 on Ctrl-C, 1 on anything unexpected;
+each is recorded in ``<run dir>/metrics.json`` (``status``, ``error``) when the run folder is its
+own. In a multirun every job runs; a failed job is recorded the same way and the sweep exits 1 at
+the end (``podhl.runs.summary``).
+"""
 
 from __future__ import annotations
 
@@ -10,23 +17,22 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, open_dict
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from podhl import resolvers
 from podhl.errors import ConfigError, DatasetNotFoundError, NonFiniteLossError
 
 resolvers.register()
 log = logging.getLogger("podhl")
+EXIT_CONFIG, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
 
 
 def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str]) -> dict:
     """Train one configuration; returns the final metrics (also in ``<run dir>/metrics.json``)."""
     from podhl.config import run_names
-    from podhl.distributed import env_world_size
     from podhl.engine.trainer import Trainer
 
-    if env_world_size() > 1 and int(os.environ.get("RANK", "0")) > 0:
-        _quiet_non_main_rank()
     names = run_names(cfg, choices)
     if cfg.trainer.get("gpu_slot") is not None:
         names["gpu_slot"] = cfg.trainer.gpu_slot
@@ -38,25 +44,6 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str]) -> dict:
     log.info("%s %s | best %s (epoch %s) | %s/metrics.json", primary, metrics.get(primary),
              metrics.get(f"best_{primary}"), metrics["best_epoch"], run_dir)
     return metrics
-
-
-def _quiet_non_main_rank() -> None:
-    """Ranks > 0 share rank 0's run directory: they log warnings to the console only, no train.log."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, logging.FileHandler):
-            root.removeHandler(handler)
-    logging.getLogger("podhl").setLevel(logging.WARNING)
-
-
-def _user_error(err: BaseException) -> BaseException | None:
-    """The error to show a user for a bad config: ours anywhere in the cause chain, or a failed instantiation."""
-    seen = err
-    while seen is not None:
-        if isinstance(seen, (ConfigError, DatasetNotFoundError)):
-            return seen
-        seen = seen.__cause__
-    return err if isinstance(err, InstantiationException) else None
 
 
 def run_in_pool(cfg: DictConfig, run_dir: str, choices: dict[str, str]) -> dict:
@@ -72,22 +59,78 @@ def run_in_pool(cfg: DictConfig, run_dir: str, choices: dict[str, str]) -> dict:
         return run(cfg, run_dir, choices)
 
 
+def _user_error(err: BaseException) -> BaseException | None:
+    """The error to show a user for a bad config: ours anywhere in the cause chain, or a failed instantiation."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, (ConfigError, DatasetNotFoundError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return err if isinstance(err, InstantiationException) else None
+
+
+def _save_hydra_record(run_dir: Path, cfg: DictConfig, hc) -> None:
+    """``<run dir>/.hydra/{config,overrides,hydra}.yaml`` as Hydra writes them (it is told not to: see train.yaml)."""
+    folder = run_dir / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    OmegaConf.save(OmegaConf.create(OmegaConf.to_container(hc.overrides.task)), folder / "overrides.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": OmegaConf.to_container(hc)}), folder / "hydra.yaml")
+
+
+def _record(run_dir: Path, status: str, error: str, code: int) -> None:
+    from podhl.engine.records import mark_run
+
+    mark_run(run_dir, status=status, error=error, exit_code=code)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from podhl.engine.run_folder import RunFolder
+
     hc = HydraConfig.get()
-    run_dir, choices = hc.runtime.output_dir, dict(hc.runtime.choices)
+    run_dir, choices = Path(hc.runtime.output_dir), dict(hc.runtime.choices)
+    multirun = hc.mode == RunMode.MULTIRUN
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    folder, claimed, handler = RunFolder(run_dir), False, None
     try:
+        if main_rank:
+            resume = cfg.resume if cfg.resume in (True, False) else str(cfg.resume)
+            folder.claim(resume, bool(cfg.overwrite), OmegaConf.to_container(cfg, resolve=True))
+            claimed = True
+            _save_hydra_record(run_dir, cfg, hc)
+            handler = logging.FileHandler(run_dir / f"{hc.job.name}.log")
+            handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+            logging.getLogger().addHandler(handler)
+        else:
+            logging.getLogger("podhl").setLevel(logging.WARNING)  # ranks > 0 share rank 0's folder: console only
         metrics = run_in_pool(cfg, run_dir, choices) if cfg.trainer.get("gpu_pool") else run(cfg, run_dir, choices)
-    except NonFiniteLossError as err:
-        log.error("training stopped: %s", err)
-        sys.exit(3)
-    except Exception as err:  # noqa: BLE001 - config errors get a clean message, the rest a traceback
+        return metrics.get(metrics["primary_metric"])  # the objective for Hydra sweepers (e.g. Optuna)
+    except KeyboardInterrupt:
+        hint = f"podhl-train <same overrides> hydra.run.dir={run_dir} resume=true"
+        log.error("interrupted. The last checkpoint is kept; continue with: %s", hint)
+        if claimed:
+            _record(run_dir, "interrupted", "interrupted (Ctrl-C)", EXIT_INTERRUPTED)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as err:  # noqa: BLE001 - recorded, then reported as the exit code says
         shown = _user_error(err)
-        if shown is None:
-            raise
-        log.error("configuration error: %s", shown)
-        sys.exit(2)
-    return metrics.get(metrics["primary_metric"])  # the objective for Hydra sweepers (e.g. Optuna)
+        if isinstance(err, NonFiniteLossError):
+            code, text = EXIT_NONFINITE, f"training stopped: {err}"
+        elif shown is not None:
+            code, text = EXIT_CONFIG, f"configuration error: {shown}"
+        else:
+            code, text = 1, f"failed: {type(err).__name__}: {err}"
+        log.error(text, exc_info=code == 1)
+        if claimed:
+            _record(run_dir, "failed", text, code)
+        if multirun:
+            return None  # the sweep goes on; the summary reports the job and the sweep exits 1
+        sys.exit(code)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        folder.release()
 
 
 if __name__ == "__main__":

@@ -34,9 +34,11 @@ def build_data(dataset_cfg: DictConfig) -> DataBundle:
     if not isinstance(bundle, DataBundle):
         raise ConfigError(f"dataset.source._target_ must return a DataBundle, got {type(bundle).__name__}")
     declared = int(dataset_cfg.num_classes)
-    if bundle.num_classes != declared:
+    targets = getattr(bundle.train, "targets", None)
+    present = len(set(targets)) if targets is not None else bundle.num_classes
+    if bundle.num_classes != declared or present != declared:
         raise ConfigError(
-            f"dataset '{dataset_cfg.name}' declares num_classes={declared} but its files hold "
-            f"{bundle.num_classes} classes"
+            f"dataset '{dataset_cfg.name}' declares num_classes={declared} but its training split holds "
+            f"{present} classes; set dataset.num_classes={present} (or fewer, where the dataset allows a subset)"
         )
     return bundle

@@ -20,6 +20,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import default_loader
 
 from podhl.data.bundle import DataBundle, with_transform
+from podhl.data.image_check import check_image_folder
 from podhl.data.transforms import imagenet_transforms, small_image_transforms
 from podhl.errors import DatasetNotFoundError
 
@@ -65,7 +66,7 @@ class _TinyImageNetVal(ImageFolder):
 TINY_LAYOUT = "  tiny-imagenet-200/train/<wnid>/images/*.JPEG\n  tiny-imagenet-200/val/images/*.JPEG\n  tiny-imagenet-200/val/val_annotations.txt"
 
 
-def tiny_imagenet(root: str, augment: bool = True, resize: int | None = None) -> DataBundle:
+def tiny_imagenet(root: str, augment: bool = True, resize: int | None = None, skip_bad_images: bool = False) -> DataBundle:
     base = Path(root) / "tiny-imagenet-200"
     _require_dir(base / "train", "Tiny ImageNet", TINY_LAYOUT)
     mean, std = (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)
@@ -77,6 +78,8 @@ def tiny_imagenet(root: str, augment: bool = True, resize: int | None = None) ->
     else:  # already re-organized into class folders
         _require_dir(val_dir, "Tiny ImageNet val", TINY_LAYOUT)
         test = ImageFolder(str(val_dir), transform=test_tf)
+    for split in (train, test):
+        check_image_folder(split, "Tiny ImageNet", skip_bad_images)
     return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=resize or 64,
                       train_eval=with_transform(train, test_tf))
 
@@ -84,7 +87,7 @@ def tiny_imagenet(root: str, augment: bool = True, resize: int | None = None) ->
 FACESCRUB_LAYOUT = "  facescrub/train/<person>/*.jpg\n  facescrub/test/<person>/*.jpg"
 
 
-def facescrub(root: str, augment: bool = True, resize: int | None = None) -> DataBundle:
+def facescrub(root: str, augment: bool = True, resize: int | None = None, skip_bad_images: bool = False) -> DataBundle:
     base = Path(root) / "facescrub"
     for split in ("train", "test"):
         _require_dir(base / split, "FaceScrub", FACESCRUB_LAYOUT)
@@ -93,6 +96,8 @@ def facescrub(root: str, augment: bool = True, resize: int | None = None) -> Dat
     to64 = T.Resize((64, 64))
     train = ImageFolder(str(base / "train"), transform=T.Compose([to64, train_tf]))
     test = ImageFolder(str(base / "test"), transform=T.Compose([to64, test_tf]))
+    for split in (train, test):
+        check_image_folder(split, "FaceScrub", skip_bad_images)
     return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=resize or 64,
                       train_eval=with_transform(train, test.transform))
 
@@ -100,7 +105,8 @@ def facescrub(root: str, augment: bool = True, resize: int | None = None) -> Dat
 IMAGENET_LAYOUT = "  imagenet/train/<wnid>/*.JPEG\n  imagenet/val/<wnid>/*.JPEG"
 
 
-def imagenet(root: str, num_classes: int = 1000, augment: bool = True, crop: int = 224) -> DataBundle:
+def imagenet(root: str, num_classes: int = 1000, augment: bool = True, crop: int = 224,
+             skip_bad_images: bool = False) -> DataBundle:
     base = Path(root) / "imagenet"
     for split in ("train", "val"):
         _require_dir(base / split, "ImageNet", IMAGENET_LAYOUT)
@@ -109,5 +115,7 @@ def imagenet(root: str, num_classes: int = 1000, augment: bool = True, crop: int
     test = _FirstClassesFolder(str(base / "val"), max_classes=num_classes, transform=test_tf)
     if train.classes != test.classes:
         raise DatasetNotFoundError(f"ImageNet train and val class folders differ under {base.resolve()}")
+    for split in (train, test):
+        check_image_folder(split, "ImageNet", skip_bad_images)
     return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=crop,
                       train_eval=with_transform(train, test_tf))

@@ -11,11 +11,11 @@ batch N·B sees. Evaluation splits are disjoint shards without padding, so reduc
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from podhl.data.bundle import DataBundle
 from podhl.data.gpu_loader import GpuResidentLoader
-from podhl.data.samplers import ShardSampler
+from podhl.data.samplers import ResumableSampler, ShardSampler
 from podhl.errors import ConfigError
 
 
@@ -32,8 +32,9 @@ class Loaders:
                  pin_memory: bool = False, name: str = "dataset") -> None:
         self.bundle, self.eval_batch_size, self.num_workers = bundle, eval_batch_size, num_workers
         self.rank, self.world, self.device, self.pin_memory = rank, world, device, pin_memory
+        self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)  # seeds worker processes; re-seeded per epoch
-        self.sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        self.sampler = ResumableSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=seed)
         self.gpu_resident = gpu_resident
         if gpu_resident:
             if bundle.resident_train is None:
@@ -58,9 +59,19 @@ class Loaders:
         dataset = (self.bundle.train_eval or self.bundle.train) if split == "train" else self.bundle.test
         return eval_loader(dataset, self.eval_batch_size, self.num_workers, rank, world, self.pin_memory)
 
-    def start_epoch(self, epoch: int, epoch_seed: int) -> None:
-        """Seed the epoch's order and augmentation, so a resumed run replays the same batches."""
+    def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
+        """Seed the epoch's order and augmentation, so a resumed run replays the same batches; with
+        ``skip_batches`` the epoch starts after its first batches (a mid-epoch resume)."""
         self.generator.manual_seed(epoch_seed)
         if isinstance(self.train, GpuResidentLoader):
             self.train.manual_seed(epoch_seed)
         self.sampler.set_epoch(epoch)
+        self.sampler.skip = skip_batches * self.batch_size
+
+    def rng_state(self):
+        """The state of the device-side augmentation's generator (None for the CPU loader: it uses torch's global RNG)."""
+        return self.train.generator.get_state() if isinstance(self.train, GpuResidentLoader) else None
+
+    def set_rng_state(self, state) -> None:
+        if state is not None:
+            self.train.generator.set_state(state)

@@ -18,13 +18,28 @@ from podhl.errors import DatasetNotFoundError
 MEAN, STD = (0.1307,), (0.3081,)
 
 
+def _decompress_gz(raw: Path) -> None:
+    """MNIST as the four ``*-ubyte.gz`` downloads: decompress them next to themselves (what torchvision's
+    own download does), so a user can drop the files in as they come."""
+    from torchvision.datasets.utils import extract_archive
+
+    for gz in sorted(raw.glob("*-ubyte.gz")):
+        if not gz.with_suffix("").exists():
+            try:
+                extract_archive(str(gz), str(raw))
+            except OSError as err:
+                raise DatasetNotFoundError(f"MNIST: cannot decompress {gz} ({err}); decompress the four *-ubyte.gz "
+                                           f"files in {raw} yourself (gunzip)") from None
+
+
 def _load(root: str, train: bool, download: bool) -> MNIST:
+    _decompress_gz(Path(root) / "MNIST" / "raw")
     try:
         return MNIST(root=root, train=train, download=download)
     except RuntimeError as err:
         raise DatasetNotFoundError(
-            f"MNIST not found under {Path(root).resolve() / 'MNIST' / 'raw'} (expects the four *-ubyte files "
-            f"from yann.lecun.com). Pass dataset.download=true to fetch it, or dataset.root=<dir holding MNIST/>."
+            f"MNIST not found under {Path(root).resolve() / 'MNIST' / 'raw'} (expects the four *-ubyte files, or "
+            f"their *-ubyte.gz downloads). Pass dataset.download=true to fetch it, or dataset.root=<dir holding MNIST/>."
         ) from err
 
 

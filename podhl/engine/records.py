@@ -137,3 +137,99 @@ def _number(text: str):
         except ValueError:
             pass
     return text
+
+
+# ---------------------------------------------------------------------- the loop's state in a checkpoint
+def capture_rng(task) -> dict[str, Any]:
+    """Every random stream an epoch's remaining batches depend on (mid-epoch checkpoints)."""
+    import random
+
+    import numpy as np
+
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+             "task": task.rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(task, state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    task.set_rng_state(state["task"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def training_state(trainer, in_epoch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``last.pt`` holds: weights, loss state, optimizers, schedulers, progress and the config
+    (``in_epoch``: the position and statistics of an unfinished epoch, for mid-epoch checkpoints)."""
+    from omegaconf import OmegaConf
+
+    return {
+        "epoch": trainer.epoch, "global_step": trainer.global_step, "model": trainer.model.state_dict(),
+        "criterion": trainer.criterion.state_dict(), "optimizers": [o.state_dict() for o in trainer.optimizers],
+        "schedulers": [s.state_dict() if s is not None else None for s in trainer.schedulers],
+        "scaler": trainer.scaler.state_dict(), "history": trainer.history, "last_eval": trainer.last_eval,
+        "best_value": trainer.best_value, "best_epoch": trainer.best_epoch, "train_time": trainer.train_time,
+        "in_epoch": in_epoch, "config": OmegaConf.to_container(trainer.cfg, resolve=True),
+    }
+
+
+def restore_training_state(trainer, state: dict[str, Any]) -> None:
+    from omegaconf import OmegaConf
+
+    from podhl.engine.run_folder import identity_mismatch
+    from podhl.errors import ConfigError
+
+    why = identity_mismatch(state.get("config", {}), OmegaConf.to_container(trainer.cfg, resolve=True))
+    if why:
+        raise ConfigError(f"resume: {why} from the run in {trainer.run_dir}; resume with the same settings")
+    trainer.model.load_state_dict(state["model"])
+    trainer.criterion.load_state_dict(state["criterion"])
+    for optimizer, saved in zip(trainer.optimizers, state["optimizers"]):
+        optimizer.load_state_dict(saved)
+    for scheduler, saved in zip(trainer.schedulers, state["schedulers"]):
+        if scheduler is not None and saved is not None:
+            scheduler.load_state_dict(saved)
+    trainer.scaler.load_state_dict(state["scaler"])
+    trainer.epoch, trainer.global_step = int(state["epoch"]), int(state["global_step"])
+    trainer.history, trainer.last_eval = list(state["history"]), dict(state["last_eval"])
+    trainer.best_value, trainer.best_epoch = state["best_value"], state["best_epoch"]
+    trainer.train_time = float(state["train_time"])
+    # an unfinished epoch: the loop reloads the loss state after the epoch's on_epoch_start hook
+    trainer.in_epoch = None if state.get("in_epoch") is None else {**state["in_epoch"], "criterion": state["criterion"]}
+
+
+def run_metrics(trainer) -> dict[str, Any]:
+    """``metrics.json``: the last evaluation, the best value of the task's primary metric, progress, the run's names."""
+    last = trainer.history[-1] if trainer.history else {}
+    primary = trainer.task.primary_metric
+    completed = trainer.epoch >= trainer.epochs
+    return finite_or_none({
+        **trainer.last_eval,
+        "primary_metric": primary, f"best_{primary}": trainer.best_value, "best_epoch": trainer.best_epoch,
+        "epochs": trainer.epoch, "epochs_planned": trainer.epochs, "completed": completed,
+        "status": "completed" if completed else "running" if trainer.running else "stopped",
+        "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
+        "mean_feature_norm": last.get("train_feature_norm"), "train_time_s": round(trainer.train_time, 2),
+        "num_params": sum(p.numel() for p in trainer.model.parameters()), "num_classes": trainer.task.num_classes,
+        "feat_dim": int(trainer.model.feat_dim), "seed": trainer.seed, "device": str(trainer.runtime.device),
+        "analysis": trainer.analysis or None, **trainer.names,
+    })
+
+
+def mark_run(run_dir: Path, **fields: Any) -> None:
+    """Update ``metrics.json`` with ``fields`` (e.g. a failure's status, error and exit code), keeping what is there."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        metrics = {}
+    metrics.update(fields, completed=False)
+    write_json(metrics, path)

@@ -16,22 +16,22 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from podhl import distributed as dist
 from podhl.engine.build import RunParts, build_run
 from podhl.engine.features import FeatureSource
 from podhl.engine.optim import step_scheduler_epoch, step_scheduler_update
-from podhl.engine.records import RunRecords, finite_or_none, load_checkpoint
+from podhl.engine.records import (
+    RunRecords, capture_rng, restore_rng, restore_training_state, run_metrics, training_state,
+)
+from podhl.engine.run_folder import read_checkpoint
 from podhl.engine.seeding import epoch_seed, seed_everything
 from podhl.errors import ConfigError, NonFiniteLossError
 from podhl.tasks.stats import EpochStats
 
 log = logging.getLogger("podhl")
-
-# Parts of the config that define the experiment: a resumed run must match them.
-IDENTITY_KEYS = ("task", "dataset", "backbone", "loss", "model", "schedule", "seed")
 
 
 class Trainer:
@@ -54,6 +54,8 @@ class Trainer:
         self.best_value, self.best_epoch = None, None
         self.train_time = 0.0
         self.analysis: dict[str, Any] = {}
+        self.in_epoch: dict[str, Any] | None = None  # an unfinished epoch restored from a mid-epoch checkpoint
+        self.running = False
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: str | Path, names: dict[str, Any] | None = None) -> "Trainer":
@@ -77,18 +79,22 @@ class Trainer:
         self.records.open()
         stop_after = self.settings.stop_after
         last = self.epochs if stop_after is None else min(self.epochs, self.epoch + int(stop_after))
-        if self.epoch == 0:
-            self.records.write("metrics.json", self.metrics())
+        self.running = True
+        self.records.write("metrics.json", self.metrics())
         try:
             for epoch in range(self.epoch + 1, last + 1):
                 self._run_epoch(epoch)
         finally:
             self.records.close()
+        self.running = False
         if self.epoch >= self.epochs:
             self.run_analyses()
         metrics = self.metrics()
         self.records.write("metrics.json", metrics)
         return metrics
+
+    def metrics(self) -> dict[str, Any]:
+        return run_metrics(self)
 
     def run_analyses(self) -> dict[str, Any]:
         """``cfg.analysis``: name → partial callable taking a feature source and returning numbers (analysis.json)."""
@@ -103,11 +109,17 @@ class Trainer:
     def _run_epoch(self, epoch: int) -> None:
         seed = epoch_seed(self.seed, epoch)  # a resumed run replays the same shuffles and augmentations
         seed_everything(seed)
-        self.task.start_epoch(epoch, seed)
+        mid, self.in_epoch = self.in_epoch, None
+        self.task.start_epoch(epoch, seed, mid["batches"] if mid else 0)
         self.criterion.on_epoch_start(epoch)
-        lr = self.optimizers[0].param_groups[0]["lr"]  # the rate this epoch trains with
+        stats = EpochStats(self.runtime.device)
+        if mid:  # continue where the mid-epoch checkpoint stopped: loss state, random streams, statistics
+            self.criterion.load_state_dict(mid["criterion"])
+            restore_rng(self.task, mid["rng"])
+            stats.load(mid["stats"])
+        lr = mid["lr"] if mid else self.optimizers[0].param_groups[0]["lr"]  # the rate this epoch trains with
         t0 = time.perf_counter()
-        train = self._train_epoch(epoch)
+        train = self._train_epoch(epoch, stats, mid["batches"] if mid else 0, lr)
         if self.criterion.needs_feature_pass:
             self.criterion.feature_pass(self.task.feature_batches(self.model, "train"))  # this rank's shard
         self.criterion.on_epoch_end(epoch, {"mean_feature_norm": train["feature_norm"], "num_samples": train["n"]})
@@ -120,19 +132,20 @@ class Trainer:
         self._record_epoch(epoch, lr, train, test, time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ training
-    def _train_epoch(self, epoch: int) -> dict[str, float]:
+    def _train_epoch(self, epoch: int, stats: EpochStats, done: int, lr: float) -> dict[str, float]:
+        """Train the epoch's batches after the first ``done`` (> 0 only when resuming a mid-epoch checkpoint)."""
         self.model.train()
         self.criterion.train()
-        stats = EpochStats(self.runtime.device)
         first_bad = torch.full((), -1, device=self.runtime.device, dtype=torch.long)
         batches = self.task.train_batches()
         limit = self.settings.limit_train_batches
-        total = len(batches) if limit is None else min(int(limit), len(batches))
+        total = done + len(batches) if limit is None else min(int(limit), done + len(batches))
         every = int(self.settings.log_every_n_steps)
-        bar = tqdm(total=total, desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True,
+        save_every = self.settings.checkpoint_every_n_steps if self.settings.save_checkpoints else None
+        bar = tqdm(total=total, initial=done, desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True,
                    disable=None if self.runtime.progress else True)
         t_start = time.perf_counter()
-        for i, batch in enumerate(batches):
+        for i, batch in enumerate(batches, start=done):
             if i >= total:
                 break
             batch = self.task.to_device(batch)
@@ -152,6 +165,10 @@ class Trainer:
                 self.records.scalars("train_step", {k: float(v) for k, v in step_terms.items()}, self.global_step)
                 seen = float(stats.counts[0]) * self.runtime.world
                 bar.set_postfix(loss=f"{stats.running_mean('loss'):.4f}", img_s=f"{seen / (time.perf_counter() - t_start):.0f}")
+            if save_every and self.global_step % int(save_every) == 0 and i + 1 < total:
+                self._check_finite(first_bad, epoch)
+                position = {"batches": i + 1, "lr": lr, "rng": capture_rng(self.task), "stats": stats.state()}
+                self.records.checkpoint(training_state(self, in_epoch=position), best=False)
         bar.close()
         return stats.reduce()
 
@@ -240,56 +257,17 @@ class Trainer:
             self.records.checkpoint(self.state_dict(), best=improved)
         self.records.write("metrics.json", self.metrics())
 
-    def metrics(self) -> dict[str, Any]:
-        """``metrics.json``: the last evaluation, the best value of the task's primary metric, progress, the run's names."""
-        last = self.history[-1] if self.history else {}
-        completed = self.epoch >= self.epochs
-        return finite_or_none({
-            **self.last_eval,
-            "primary_metric": self.primary, f"best_{self.primary}": self.best_value, "best_epoch": self.best_epoch,
-            "epochs": self.epoch, "epochs_planned": self.epochs, "completed": completed,
-            "status": "completed" if completed else "running" if self.epoch == 0 else "stopped",
-            "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
-            "mean_feature_norm": last.get("train_feature_norm"), "train_time_s": round(self.train_time, 2),
-            "num_params": sum(p.numel() for p in self.model.parameters()), "num_classes": self.task.num_classes,
-            "feat_dim": int(self.model.feat_dim), "seed": self.seed, "device": str(self.runtime.device),
-            "analysis": self.analysis or None, **self.names,
-        })
-
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch, "global_step": self.global_step, "model": self.model.state_dict(),
-            "criterion": self.criterion.state_dict(), "optimizers": [o.state_dict() for o in self.optimizers],
-            "schedulers": [s.state_dict() if s is not None else None for s in self.schedulers],
-            "scaler": self.scaler.state_dict(), "history": self.history, "last_eval": self.last_eval,
-            "best_value": self.best_value, "best_epoch": self.best_epoch, "train_time": self.train_time,
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved, current = state.get("config", {}), OmegaConf.to_container(self.cfg, resolve=True)
-        for key in IDENTITY_KEYS:
-            if key in saved and saved[key] != current.get(key):
-                raise ConfigError(f"resume: '{key}' differs from the run in {self.run_dir} (saved {saved[key]!r}, "
-                                  f"now {current.get(key)!r}); resume with the same settings")
-        self.model.load_state_dict(state["model"])
-        self.criterion.load_state_dict(state["criterion"])
-        for optimizer, s in zip(self.optimizers, state["optimizers"]):
-            optimizer.load_state_dict(s)
-        for scheduler, s in zip(self.schedulers, state["schedulers"]):
-            if scheduler is not None and s is not None:
-                scheduler.load_state_dict(s)
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        self.history, self.last_eval = list(state["history"]), dict(state["last_eval"])
-        self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
-        self.train_time = float(state["train_time"])
+        return training_state(self)
 
     def resume(self) -> None:
+        """Continue from ``last.pt`` (``resume=true``: it must exist; ``resume=auto``: if it exists)."""
         last = self.run_dir / "last.pt"
         if not last.is_file():
-            log.warning("resume=true but %s does not exist: starting from scratch", last)
-            return
-        self.load_state_dict(load_checkpoint(last, map_location=self.runtime.device))
-        log.info("resumed %s at epoch %d/%d", self.run_dir, self.epoch, self.epochs)
+            if self.cfg.resume == "auto":
+                return
+            raise ConfigError(f"resume=true but {self.run_dir} holds no last.pt; point hydra.run.dir at the run to continue")
+        restore_training_state(self, read_checkpoint(last, map_location=self.runtime.device))
+        where = f" (batch {self.in_epoch['batches']} of epoch {self.epoch + 1})" if self.in_epoch else ""
+        log.info("resumed %s after epoch %d/%d%s", self.run_dir, self.epoch, self.epochs, where)

@@ -1,49 +1,59 @@
-"""Checks run before any data is loaded, so a bad config fails in seconds, not hours."""
+"""Checks run before any data is loaded, so a bad config fails in seconds, not hours (exit code 2)."""
 
 from __future__ import annotations
 
 import torch
 from omegaconf import DictConfig
 
+from podhl.checks import in_range, integer, one_of
 from podhl.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def _positive_int(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+DEVICE_TYPES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
 
 
 def validate_config(cfg: DictConfig) -> None:
-    _positive_int(cfg.schedule.epochs, "schedule.epochs")
-    _positive_int(cfg.schedule.batch_size, "schedule.batch_size")
-    if cfg.model.fc1:
-        _positive_int(cfg.model.feat_dim, "model.feat_dim")
-    _positive_int(cfg.dataset.num_classes, "dataset.num_classes")
-    if cfg.trainer.precision not in PRECISIONS:
-        raise ConfigError(f"trainer.precision must be one of {PRECISIONS}, got {cfg.trainer.precision!r}")
-    for key in ("stop_after", "limit_train_batches", "limit_test_batches"):
-        if cfg.trainer[key] is not None:
-            _positive_int(cfg.trainer[key], f"trainer.{key}")
-    _positive_int(cfg.trainer.eval_every, "trainer.eval_every")
-    _positive_int(cfg.schedule.get("accumulate_grad_batches", 1), "schedule.accumulate_grad_batches")
-    _positive_int(cfg.trainer.log_every_n_steps, "trainer.log_every_n_steps")
+    integer("schedule.epochs", cfg.schedule.epochs, low=1)
+    integer("schedule.batch_size", cfg.schedule.batch_size, low=1)
+    integer("schedule.accumulate_grad_batches", cfg.schedule.get("accumulate_grad_batches", 1), low=1)
+    in_range("schedule.optimizer.lr", cfg.schedule.optimizer.lr, 0.0, low_open=True)
+    if cfg.schedule.optimizer.get("weight_decay") is not None:
+        in_range("schedule.optimizer.weight_decay", cfg.schedule.optimizer.weight_decay, 0.0)
+    if cfg.model.get("fc1", False):
+        integer("model.feat_dim", cfg.model.feat_dim, low=1)
+    integer("dataset.num_classes", cfg.dataset.num_classes, low=2)
+    one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
+    for key in ("stop_after", "limit_train_batches", "limit_test_batches", "checkpoint_every_n_steps"):
+        if cfg.trainer.get(key) is not None:
+            integer(f"trainer.{key}", cfg.trainer[key], low=1)
+    integer("trainer.eval_every", cfg.trainer.eval_every, low=1)
+    integer("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, low=1)
+    integer("trainer.num_workers", cfg.trainer.num_workers, low=0)
+    if cfg.trainer.get("num_threads") is not None:
+        integer("trainer.num_threads", cfg.trainer.num_threads, low=1)
     resolve_device(cfg.trainer.device)
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     """``auto`` → cuda (``cuda:<local_rank>`` under torchrun) if present, then mps, else cpu.
 
-    An explicit device that is unavailable is an error.
+    An explicit device that is unknown or unavailable here is an error naming the choices.
     """
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank) if local_rank is not None else torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but CUDA is not available here; use trainer.device=auto or cpu")
+        return torch.device("mps") if mps else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"trainer.device={name!r} is not a device; use one of {', '.join(DEVICE_TYPES)}") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": mps}
+    if device.type not in available:
+        raise ConfigError(f"trainer.device={name!r} is not supported; use one of {', '.join(DEVICE_TYPES)}")
+    if not available[device.type]:
+        raise ConfigError(f"trainer.device={name} but {device.type.upper()} is not available on this machine; "
+                          f"use trainer.device=auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"trainer.device={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
@@ -68,6 +67,35 @@ def load_weights(model: nn.Module, path: str) -> None:
         print(f"[podhl] weights {file.name}: {len(usable)} tensors loaded, {len(missing)} kept at init (e.g. {missing[:3]})")
 
 
+def _no_weights(name: str, why) -> str:
+    return (f"backbone.pretrained=true needs timm's '{name}' weights from the Hugging Face hub, which is not "
+            f"reachable ({why}) and has no local copy. Download the weights on a machine with internet and pass "
+            f"backbone.weights=<file> (.safetensors/.pth), or set backbone.pretrained=false")
+
+
+def _check_weights_reachable(name: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after a minute of hub retries, when the weights are neither cached nor downloadable."""
+    import socket
+    from urllib.parse import urlparse
+
+    import timm
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    hub_id = getattr(timm.models.get_pretrained_cfg(name) or object(), "hf_hub_id", None)
+    if hub_id is None or constants.HF_HUB_OFFLINE:
+        return  # not a hub model, or the user asked for the cache only: timm reports what it finds
+    repo = hub_id.split("/", 2)
+    repo_id = "/".join(repo[:2])
+    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        if isinstance(try_to_load_from_cache(repo_id, filename), str):
+            return
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConfigError(_no_weights(name, f"{host}: {err}")) from None
+
+
 def create_backbone(
     name: str,
     in_chans: int = 3,
@@ -93,12 +121,18 @@ def create_backbone(
         if weights:
             load_weights(model, weights)
         return model
+    import timm  # imported here: runs with the small CNN don't pay for it
+
     if img_size is not None:
         kwargs["img_size"] = img_size
+    if pretrained:
+        _check_weights_reachable(name)
     try:
         model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs)
     except RuntimeError as err:
         raise ConfigError(f"timm could not create '{name}': {err}") from err
+    except OSError as err:  # the hub failed after all (huggingface_hub's errors are OSErrors)
+        raise ConfigError(_no_weights(name, err)) from err
     if img_size is None:
         adapt_stem(model, stem)
     if weights:

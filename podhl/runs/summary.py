@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,9 +40,29 @@ def write_summary(sweep_dir: Path) -> str | None:
     return table
 
 
+FAILED = ("failed", "running", "interrupted")  # "running" after the sweep ended: the job died (e.g. killed)
+
+
 class SweepSummary(Callback):
+    """Before a multirun: refuse a sweep folder that holds another sweep's runs (exit 2). After it:
+    ``summary.md`` with every job, failed ones with their reason, and exit 1 if any job failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if config.get("resume") or config.get("overwrite"):
+            return  # each job checks its own folder (podhl/engine/run_folder.py)
+        if sweep_dir.is_dir() and load_runs([sweep_dir]):
+            log.error("%s already holds another sweep's runs: pass a new hydra.sweep.dir, or resume=true / "
+                      "resume=auto to continue those jobs, or overwrite=true", sweep_dir)
+            sys.exit(2)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         table = write_summary(sweep_dir)
-        if table is not None:
-            log.info("sweep summary (%s/summary.md):\n%s", sweep_dir, table)
+        if table is None:
+            return
+        log.info("sweep summary (%s/summary.md):\n%s", sweep_dir, table)
+        failed = [r for r in load_runs([sweep_dir]) if r.status in FAILED]
+        if failed:
+            log.error("%d of the sweep's jobs failed: %s", len(failed), ", ".join(r.dir.name for r in failed))
+            sys.exit(1)

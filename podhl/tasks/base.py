@@ -71,8 +71,16 @@ class Task:
         return type(self).__name__
 
     # ------------------------------------------------------------------ training
-    def start_epoch(self, epoch: int, epoch_seed: int) -> None:
-        """Seed the epoch's sample order and augmentation."""
+    def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
+        """Seed the epoch's sample order and augmentation; ``skip_batches``: start after the epoch's first
+        batches (resuming a mid-epoch checkpoint)."""
+
+    def rng_state(self) -> Any:
+        """Random state the task keeps outside torch's global RNG (saved in mid-epoch checkpoints)."""
+        return None
+
+    def set_rng_state(self, state: Any) -> None:
+        pass
 
     def train_batches(self) -> Iterable[Any]:
         raise NotImplementedError

@@ -43,8 +43,14 @@ class ClassificationTask(Task):
         return f"{self.dataset_name}: {len(self.data.train)} train / {len(self.data.test)} test images, {self.num_classes} classes"
 
     # ------------------------------------------------------------------ training
-    def start_epoch(self, epoch: int, epoch_seed: int) -> None:
-        self.loaders.start_epoch(epoch, epoch_seed)
+    def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
+        self.loaders.start_epoch(epoch, epoch_seed, skip_batches)
+
+    def rng_state(self):
+        return self.loaders.rng_state()
+
+    def set_rng_state(self, state) -> None:
+        self.loaders.set_rng_state(state)
 
     def train_batches(self):
         return self.loaders.train

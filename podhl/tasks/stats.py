@@ -28,6 +28,14 @@ class EpochStats:
         """This rank's mean of one term so far (a host sync: for progress bars only)."""
         return float(self.sums[name]) / max(float(self.counts[0]), 1.0)
 
+    def state(self) -> dict:
+        """This rank's sums, on the CPU (mid-epoch checkpoints)."""
+        return {"counts": self.counts.cpu(), "sums": {k: v.cpu() for k, v in self.sums.items()}}
+
+    def load(self, state: dict) -> None:
+        self.counts = state["counts"].to(self.counts.device)
+        self.sums = {k: v.to(self.counts.device) for k, v in state["sums"].items()}
+
     def reduce(self) -> dict[str, float]:
         """Means over every rank's samples (one all-reduce, one host sync): terms, ``acc`` (%), ``feature_norm``, ``n``."""
         names = sorted(self.sums)

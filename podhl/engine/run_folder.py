@@ -1,0 +1,116 @@
+"""One run folder, one run: a lock held while the run lives, no mixing with another run's results,
+and resume checks made before anything in the folder is written.
+
+* The lock is ``<run dir>/.lock`` held with ``flock`` for the life of the process: the OS releases it
+  when the process ends, also on ``kill -9``, so a stale lock never blocks.
+* A folder holding results (``metrics.json``, ``history.csv``, ``last.pt``) is refused unless
+  ``resume=true`` (continue that run: ``last.pt`` must exist, be readable and belong to the same
+  experiment), ``resume=auto`` (continue if ``last.pt`` exists, else start over: requeued cluster
+  jobs) or ``overwrite=true`` (delete its results, then start over).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from podhl.errors import ConfigError
+
+RESULTS = ("metrics.json", "history.csv", "last.pt", "best.pt", "analysis.json", "features.npz", "features.png", "tb")
+# Parts of the config that define the experiment: a resumed run must match them.
+IDENTITY_KEYS = ("task", "dataset", "backbone", "loss", "model", "schedule", "seed")
+RESUME_MODES = (False, True, "auto")
+
+
+def identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """The first config section that differs between a checkpoint's run and this one, described; else None."""
+    for key in IDENTITY_KEYS:
+        if key in saved and saved[key] != current.get(key):
+            return f"'{key}' differs (saved {saved[key]!r}, now {current.get(key)!r})"
+    return None
+
+
+def read_checkpoint(path: Path, map_location="cpu") -> dict[str, Any]:
+    """``torch.load`` of a run checkpoint; a damaged file raises ConfigError saying so and what else is there."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+        if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
+            raise ValueError("not a podhl checkpoint")
+        return state
+    except Exception as err:  # noqa: BLE001 - truncated, empty or foreign files all land here
+        best = Path(path).with_name("best.pt")
+        advice = "no best.pt is there either"
+        if best != Path(path) and best.is_file():
+            try:
+                epoch = torch.load(best, map_location="cpu", weights_only=False)["epoch"]
+                advice = f"best.pt (epoch {epoch}) is readable: copy it over last.pt to resume from that epoch"
+            except Exception:  # noqa: BLE001
+                advice = "best.pt is damaged too"
+        raise ConfigError(f"{path} is damaged ({type(err).__name__}: {err}); {advice}, "
+                          f"or start over with overwrite=true") from None
+
+
+class RunFolder:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def results(self) -> list[str]:
+        return [name for name in RESULTS if (self.path / name).exists()]
+
+    def claim(self, resume: bool | str, overwrite: bool, config: dict[str, Any]) -> bool:
+        """Lock the folder and decide: True = resume from ``last.pt``, False = a fresh run. Raises ConfigError
+        (writing nothing) when the folder belongs to a live run or to another run."""
+        if resume not in RESUME_MODES:
+            raise ConfigError(f"resume must be one of false, true, auto, got {resume!r}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        last = self.path / "last.pt"
+        if resume is True and not last.is_file():
+            self.release()
+            raise ConfigError(f"resume=true but {self.path} holds no last.pt (a typo in hydra.run.dir?); "
+                              f"point hydra.run.dir at the run to continue")
+        if resume and last.is_file():
+            try:
+                why = identity_mismatch(read_checkpoint(last).get("config", {}), config)
+            except ConfigError:
+                self.release()
+                raise
+            if why:
+                self.release()
+                raise ConfigError(f"resume: {why} from the run in {self.path}; resume with the same settings "
+                                  f"or start a new run in another folder")
+            return True
+        found = self.results()
+        if found and not (overwrite or resume == "auto"):
+            self.release()
+            raise ConfigError(f"{self.path} already holds another run's results ({', '.join(found)}). Use a new "
+                              f"hydra.run.dir, resume=true to continue that run, or overwrite=true to replace it")
+        for name in found:
+            target = self.path / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        return False
+
+    def _lock(self) -> None:
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(f"{self.path} is in use by a live run (pid {holder}); wait for it, or use another "
+                              f"hydra.run.dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
