@@ -2,13 +2,18 @@
 
 Sections (all in one process, so ratios compare like with like):
 
-* ``train_step``: a full training step (forward, loss, backward, optimizer step, loss hooks) of a
-  backbone on CIFAR-shaped inputs for every loss: images/s, ms/step, the loss' overhead over softmax,
-  its extra parameters/buffers, extra FLOPs per step and peak memory (HL paper Table IV columns).
-  FLOPs are torch's FlopCounterMode count of the loss' forward+backward: matrix products and
-  convolutions only (element-wise work is not counted).
+* ``train_step``: a full training step (forward, loss, backward, optimizer step, loss hooks, as the
+  loop runs them) of a backbone on CIFAR-shaped inputs for every loss: images/s, ms/step, the loss'
+  overhead over softmax, its extra parameters/buffers, extra FLOPs per step and peak memory (HL paper
+  Table IV columns). FLOPs are torch's FlopCounterMode count of the loss' forward+backward: matrix
+  products and convolutions only (element-wise work is not counted).
 * ``loss_alone``: forward+backward of the loss alone at B=256, d=512 for C = 10, 200, 1000, 10,575,
   against a linear layer + cross-entropy; memory as bytes saved for backward (and CUDA peak on GPU).
+
+Timing is interleaved: every round runs each variant once, in a fresh random order, and a variant's
+cost is reported as the median over rounds of its time divided by the reference's time *in the same
+round* (softmax; linear + CE for the loss alone), with the interquartile range of those ratios. A slow
+spell of a shared machine then moves a round, not a variant. Threads and the load average are recorded.
 * ``input_pipeline``: CPU DataLoader (PIL crop/flip, workers) vs the GPU-resident loader, on
   SYNTHETIC uint8 CIFAR-shaped tensors (labelled as such: a speed test, not a dataset).
 
@@ -32,41 +37,52 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms as T
 
-from podhl.config import compose_config
+from podhl.config import compose_config, config_options
 from podhl.data.gpu_loader import GpuResidentLoader, ResidentArrays
 from podhl.engine.validate import resolve_device
 from podhl.models import build_model
-from podhl.config import CONFIG_DIR
 
-# name -> overrides; every loss YAML, plus the HL paper's HL(10) (centers updated every 10 iterations)
-VARIANTS = {"hl_every10": ["loss=hl", "loss.update_every=10"]}
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 def loss_variants() -> dict[str, list[str]]:
-    names = sorted(p.stem for p in (Path(CONFIG_DIR) / "loss").glob("*.yaml"))
-    variants = {n: [f"loss={n}"] for n in names}
-    variants.update(VARIANTS)
-    return dict(sorted(variants.items(), key=lambda kv: (kv[0] != "softmax", kv[0])))
+    """name -> overrides: every top-level loss preset (hl10 is HL Table IV's HL(10)); softmax first."""
+    names = [n for n in config_options("loss") if "/" not in n]
+    return {n: [f"loss={n}"] for n in sorted(names, key=lambda n: (n != "softmax", n))}
+
+
+def interleaved(fns: dict[str, object], reference: str, device, rounds: int, warmup: int, seed: int = 0) -> dict[str, dict]:
+    """Time each callable once per round, in a random order per round; per variant: median seconds and
+    the median and IQR over rounds of (its time / the reference's time in the same round)."""
+    rng = np.random.default_rng(seed)
+    names = list(fns)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(warmup + rounds):
+        for i in rng.permutation(len(names)):
+            _sync(device)
+            t0 = time.perf_counter()
+            fns[names[i]]()
+            _sync(device)
+            if r >= warmup:
+                times[names[i]].append(time.perf_counter() - t0)
+    ref = np.array(times[reference])
+    out = {}
+    for n in names:
+        ratios = np.array(times[n]) / ref
+        q25, q50, q75 = np.percentile(ratios, [25, 50, 75])
+        out[n] = {"seconds": float(np.median(times[n])), "ratio": float(q50), "iqr": float(q75 - q25)}
+    return out
+
+
+def machine() -> dict:
+    import os
+
+    return {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _timed(fn, device, steps: int, warmup: int) -> float:
-    """Median seconds per call after warm-up."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 @contextmanager
@@ -97,9 +113,29 @@ def _activate(criterion) -> None:
     criterion.on_epoch_start(100)
 
 
+def _loop_step(model, criterion, optimizers, x, y, amp, device):
+    """One training step as the loop runs it (criterion protocol hooks included), for timing."""
+
+    def step():
+        for k in range(criterion.steps_per_batch):
+            optimizers[k].zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                feats = model(x)
+            feats = feats.float()
+            extra = {}
+            if criterion.needs_prepared_batch():
+                extra = {"prepared": criterion.prepare_batch(feats.detach(), y, k)}
+            criterion(feats, y, step=k, **extra)["loss"].backward()
+            optimizers[k].step()
+            with torch.no_grad():
+                criterion.after_optimizer_step(feats.detach(), y, k, **extra)
+
+    return step
+
+
 def bench_train_step(args, device) -> list[dict]:
-    rows = []
-    size = args.image_size
+    size, amp = args.image_size, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+    steps, info = {}, {}
     for name, overrides in loss_variants().items():
         cfg = compose_config([f"backbone={args.backbone}", "dataset=synthetic", f"dataset.image_size={size}",
                               f"dataset.num_classes={args.num_classes}", f"model.feat_dim={args.feat_dim}", *overrides])
@@ -110,42 +146,24 @@ def bench_train_step(args, device) -> list[dict]:
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         fwd = torch.compile(model) if args.compile else model
-        params = [p for p in model.parameters()] + [p for g in criterion.param_groups() for p in g["params"]]
+        params = list(model.parameters()) + [p for g in criterion.param_groups() for p in g["params"]]
         opts = [torch.optim.SGD(params, lr=1e-3, momentum=0.9) for _ in range(criterion.steps_per_batch)]
         x = torch.randn(args.batch, 3, size, size, device=device)
         if args.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, args.num_classes, (args.batch,), device=device)
-        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
-
-        def step():
-            for k in range(criterion.steps_per_batch):
-                opts[k].zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    feats = fwd(x)
-                feats = feats.float()
-                criterion(feats, y, step=k)["loss"].backward()
-                opts[k].step()
-                with torch.no_grad():
-                    criterion.after_optimizer_step(feats.detach(), y, k)
-
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        seconds = _timed(step, device, args.steps, args.warmup)
+        steps[name] = _loop_step(fwd, criterion, opts, x, y, amp, device)
         feats = torch.randn(args.batch, model.feat_dim, device=device, requires_grad=True)
-        loss_flops = _flops(lambda: sum(criterion(feats, y, step=k)["loss"] for k in range(criterion.steps_per_batch)).backward())
-        rows.append({
-            "loss": name, "ms_per_step": 1e3 * seconds, "img_per_s": args.batch / seconds,
-            "loss_state": _state_size(criterion), "loss_flops": loss_flops,
-            "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        })
-    base = rows[0]
-    assert base["loss"] == "softmax"
-    for r in rows:
-        r["overhead"] = r["ms_per_step"] / base["ms_per_step"] - 1.0
-        r["extra_params"] = r["loss_state"] - base["loss_state"]
-        r["extra_flops"] = r["loss_flops"] - base["loss_flops"]
-    return rows
+        flops = _flops(lambda: sum(criterion(feats, y, step=k)["loss"] for k in range(criterion.steps_per_batch)).backward())
+        info[name] = {"loss_state": _state_size(criterion), "loss_flops": flops}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    timed = interleaved(steps, "softmax", device, args.steps, args.warmup)
+    base = info["softmax"]
+    return [{"loss": n, "ms_per_step": 1e3 * t["seconds"], "img_per_s": args.batch / t["seconds"],
+             "overhead": t["ratio"] - 1.0, "overhead_iqr": t["iqr"],
+             "extra_params": info[n]["loss_state"] - base["loss_state"],
+             "extra_flops": info[n]["loss_flops"] - base["loss_flops"]} for n, t in timed.items()]
 
 
 def bench_loss_alone(args, device) -> list[dict]:
@@ -153,28 +171,25 @@ def bench_loss_alone(args, device) -> list[dict]:
     for c in args.classes:
         y = torch.randint(0, c, (args.loss_batch,), device=device)
         baseline = torch.nn.Linear(args.loss_dim, c).to(device)
-        entries = [("linear+ce", None)] + [(n, o) for n, o in loss_variants().items()]
-        base_s = None
-        for name, overrides in entries:
-            if overrides is None:
-                fn_loss = lambda f: F.cross_entropy(baseline(f), y)  # noqa: E731
-            else:
-                cfg = compose_config(overrides)
-                criterion = instantiate(cfg.loss, num_classes=c, feat_dim=args.loss_dim).to(device)
-                _activate(criterion)
-                fn_loss = lambda f, crit=criterion: sum(crit(f, y, step=k)["loss"] for k in range(crit.steps_per_batch))  # noqa: E731
-            feats = torch.randn(args.loss_batch, args.loss_dim, device=device, requires_grad=True)
+        losses = {"linear+ce": lambda f: F.cross_entropy(baseline(f), y)}
+        for name, overrides in loss_variants().items():
+            criterion = instantiate(compose_config(overrides).loss, num_classes=c, feat_dim=args.loss_dim).to(device)
+            _activate(criterion)
+            losses[name] = lambda f, crit=criterion: sum(crit(f, y, step=k)["loss"] for k in range(crit.steps_per_batch))
+        feats = torch.randn(args.loss_batch, args.loss_dim, device=device, requires_grad=True)
 
-            def run():
+        def run(fn):
+            def go():
                 feats.grad = None
-                fn_loss(feats).backward()
+                fn(feats).backward()
+            return go
 
-            seconds = _timed(run, device, args.steps, args.warmup)
+        timed = interleaved({n: run(fn) for n, fn in losses.items()}, "linear+ce", device, args.steps, args.warmup)
+        for name, fn in losses.items():
             with _saved_bytes() as saved:
-                fn_loss(feats)
-            base_s = base_s or seconds
-            rows.append({"classes": c, "loss": name, "ms": 1e3 * seconds, "vs_linear_ce": seconds / base_s,
-                         "saved_mb": saved[0] / 2**20})
+                fn(feats)
+            rows.append({"classes": c, "loss": name, "ms": 1e3 * timed[name]["seconds"],
+                         "vs_linear_ce": timed[name]["ratio"], "iqr": timed[name]["iqr"], "saved_mb": saved[0] / 2**20})
     return rows
 
 
@@ -249,31 +264,43 @@ def parse_args(argv=None):
     p.add_argument("--pipeline-images", type=int, default=20000)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--sections", nargs="+", default=["train_step", "loss_alone", "input_pipeline"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (set before any work)")
     p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (test suite)")
     p.add_argument("--out", type=Path, default=Path("outputs/bench.json"))
     args = p.parse_args(argv)
     if args.tiny:
         args.backbone, args.batch, args.image_size, args.feat_dim = "small_cnn", 8, 8, 16
-        args.steps, args.warmup, args.classes, args.loss_batch, args.loss_dim = 1, 0, [10, 50], 16, 16
+        args.steps, args.warmup, args.classes, args.loss_batch, args.loss_dim = 2, 0, [10, 50], 16, 16
         args.pipeline_images, args.workers = 64, 0
     return args
 
 
-def main(argv=None) -> dict:
+def run(argv=None) -> dict:
+    """Run the sections; returns (and saves) the results."""
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.backends.cudnn.benchmark = True
     sections = {"train_step": bench_train_step, "loss_alone": bench_loss_alone, "input_pipeline": bench_input_pipeline}
     results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-               "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()}}
+               "torch": torch.__version__, "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
     for name in args.sections:
         results[name] = sections[name](args, device)
         print(f"\n## {name} on {results['device']}\n{_table(results[name])}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
-    print(f"\nsaved {args.out}")
+    results["machine_after"] = machine()
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\n{results['machine']} → load after {results['machine_after']['load_avg']}\nsaved {args.out}")
     return results
 
 
+def main(argv=None) -> int:
+    """``podhl-bench``: exit status 0 on success."""
+    run(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

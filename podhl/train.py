@@ -9,12 +9,17 @@ the end (``podhl.runs.summary``).
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
+
+# Idle OpenMP threads sleep instead of spinning: on a CPU node shared with other jobs, spinning threads
+# steal the cores the work needs (README "Performance"). Export OMP_WAIT_POLICY=ACTIVE to change it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import logging  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path
 
-import hydra
+import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode

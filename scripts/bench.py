@@ -4,4 +4,4 @@
 from podhl.bench import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -131,3 +131,41 @@ def test_pod_schedule_decays_at_30_60_90():
 def test_experiment_composes(name):
     cfg = compose_config([f"experiment={name}"])
     assert cfg.schedule.epochs > 0
+
+
+def test_quick_schedule_cosine_equals_timms_bit_for_bit():
+    import timm.scheduler
+
+    from podhl.engine.optim import CosineLR
+
+    def rates(make, timm_style):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.05)
+        sched, out = make(opt), []
+        for epoch in range(1, 16):
+            out.append(opt.param_groups[0]["lr"])
+            sched.step(epoch) if timm_style else sched.step()
+        return out
+
+    ours = rates(lambda o: CosineLR(o, t_initial=12, lr_min=1e-4), False)
+    assert ours == rates(lambda o: timm.scheduler.CosineLRScheduler(o, t_initial=12, lr_min=1e-4), True)
+    assert ours[0] == 0.05 and ours[-1] == 1e-4
+
+
+def test_a_small_cnn_run_imports_neither_timm_nor_scikit_learn(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from podhl.config import compose_run, run_names\n"
+        "from podhl.engine.trainer import Trainer\n"
+        "cfg, ch = compose_run(['trainer.device=cpu', 'trainer.progress=false', 'schedule.epochs=1',"
+        " 'trainer.limit_train_batches=1'])\n"
+        f"Trainer.from_config(cfg, {str(tmp_path / 'run')!r} + sys.argv[1], run_names(cfg, ch)).fit()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'timm', 'sklearn', 'scipy', 'matplotlib'}))\n"
+    )
+    env = {**__import__("os").environ, "PODHL_CACHE_DIR": str(tmp_path / "cache")}
+    first = subprocess.run([sys.executable, "-c", code, "1"], capture_output=True, text=True, env=env, timeout=300)
+    second = subprocess.run([sys.executable, "-c", code, "2"], capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr[-2000:] + second.stderr[-2000:]
+    assert second.stdout.strip().splitlines()[-1] == "[]"  # the digits split was cached by the first run

@@ -276,3 +276,10 @@ def test_slurm_launch_requeues_and_resumes(tmp_path):
     folder = RunFolder(tmp_path / "job")
     assert folder.claim("auto", False, {}) is False  # first start: fresh
     folder.release()
+
+
+def test_a_folder_whose_run_failed_before_an_epoch_can_be_reused(run_cli, tmp_path):
+    first, run = run_cli("schedule.optimizer.lr=-1", check=False)
+    assert first.returncode == 2 and read_metrics(run)["status"] == "failed"
+    run_cli(*ONE, run_dir=run)  # the corrected command, same folder
+    assert read_metrics(run)["status"] == "completed"

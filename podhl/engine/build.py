@@ -36,7 +36,9 @@ class RunParts:
 
 
 def start_runtime(tcfg: DictConfig) -> Runtime:
-    """Join the process group the environment describes (torchrun/SLURM), pick the device."""
+    """Set the thread count, join the process group the environment describes (torchrun/SLURM), pick the device."""
+    if tcfg.get("num_threads"):
+        torch.set_num_threads(int(tcfg.num_threads))
     dist.init_from_env(tcfg.ddp_backend)
     world = dist.world_size()
     device = resolve_device(tcfg.device, dist.local_rank() if world > 1 else None)

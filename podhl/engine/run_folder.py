@@ -12,6 +12,7 @@ and resume checks made before anything in the folder is written.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
@@ -61,7 +62,18 @@ class RunFolder:
         self._fd: int | None = None
 
     def results(self) -> list[str]:
-        return [name for name in RESULTS if (self.path / name).exists()]
+        """Result files present; none when all there is comes from a run that failed before finishing an epoch
+        (a fixed config may reuse that folder)."""
+        found = [name for name in RESULTS if (self.path / name).exists()]
+        if found and not {"last.pt", "history.csv"} & set(found) and self._status() == "failed":
+            return []
+        return found
+
+    def _status(self) -> str | None:
+        try:
+            return json.loads((self.path / "metrics.json").read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            return None
 
     def claim(self, resume: bool | str, overwrite: bool, config: dict[str, Any]) -> bool:
         """Lock the folder and decide: True = resume from ``last.pt``, False = a fresh run. Raises ConfigError
@@ -91,7 +103,7 @@ class RunFolder:
             self.release()
             raise ConfigError(f"{self.path} already holds another run's results ({', '.join(found)}). Use a new "
                               f"hydra.run.dir, resume=true to continue that run, or overwrite=true to replace it")
-        for name in found:
+        for name in [n for n in RESULTS if (self.path / n).exists()]:
             target = self.path / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         return False

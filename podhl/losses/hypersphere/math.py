@@ -11,7 +11,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from scipy.special import betaincinv
 
 from podhl.checks import in_range, integer, one_of
 from podhl.losses.center.math import sphere_centers
@@ -40,6 +39,8 @@ def feature_sphere_radius(num_classes: int, dim: int, r: float) -> float:
     integer("num_classes", num_classes, low=2)
     integer("dim", dim, low=2)  # a cap needs a sphere of dimension ≥ 1
     in_range("r", r, 0.0, low_open=True)
+    from scipy.special import betaincinv  # here, not at import: runs without HL don't load scipy
+
     sin2 = float(betaincinv((dim - 1) / 2.0, 0.5, 2.0 / num_classes))
     return float(r) * math.sqrt(min(max(sin2, 0.0), 1.0))
 
