@@ -74,7 +74,7 @@ def fit_face(image: Image.Image, size: Sequence[int]) -> np.ndarray:
             image = image.crop((left, 0, left + w, h))
         else:
             image = image.resize((w, h), Image.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
+    return np.array(image, dtype=np.uint8)  # a writable copy (torch.from_numpy)
 
 
 def decode_face(data: Any, size: Sequence[int]) -> np.ndarray:

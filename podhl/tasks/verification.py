@@ -49,7 +49,7 @@ class VerificationTask(ClassificationTask):
 
     def __init__(self, sets: dict[str, Any] | None = None, eval_sets: Sequence[str] = ("lfw", "cfp_fp", "agedb_30"),
                  flip: bool = True, folds: int = 10, far: float = 1e-3, decode_workers: int = 4,
-                 standin_pairs: int = 40, bin_dir: str | None = None) -> None:
+                 standin_pairs: int = 20, bin_dir: str | None = None) -> None:
         self.sets = {k: dict(v) for k, v in (sets or {}).items() if v is not None}
         self.eval_sets = list(eval_sets or [])
         unknown = [s for s in self.eval_sets if s not in self.sets]
