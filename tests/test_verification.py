@@ -344,3 +344,17 @@ def test_hl_table7_settings():
     assert cfg.task.sets.lfw.path == f"{cfg.dataset.root}/lfw.bin"  # insightface's pack holds the .bin files
     assert cfg.table.name == "hl_table7" and list(cfg.table.row) == ["loss"]
     assert compose_config(["experiment=hl_table7", "loss=hl"]).loss.radius == 40
+
+
+def test_bench_script_runs(tmp_path):
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_verification", REPO / "scripts" / "bench_verification.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.main(["--device", "cpu", "--batch", "2", "--steps", "1", "--warmup", "0", "--image-size", "32", "32",
+                      "--classes", "20", "--losses", "softmax,hl", "--out", str(tmp_path / "b.json")])
+    assert [r["loss"] for r in out["losses"]] == ["softmax", "hl"] and all(r["ms_per_step"] > 0 for r in out["losses"])
+    assert json.loads((tmp_path / "b.json").read_text())["inputs"].startswith("SYNTHETIC")
