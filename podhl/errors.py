@@ -11,3 +11,7 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN/Inf; the message names the epoch and step."""
+
+
+class DatasetFormatError(DatasetNotFoundError):
+    """Dataset files exist but do not follow their format (e.g. a verification .bin with an odd image count)."""

@@ -51,6 +51,25 @@ HAND_READ_BMS = [  # HL Table VI: best, mean, std
 ]
 
 
+HAND_READ_T7 = [  # HL Table VII (best, mean, std); §IV-G's text repeats the first four best/mean pairs
+    ("magface", "lfw_acc", (99.35, 99.23, 0.0887)),
+    ("hl", "lfw_acc", (99.25, 99.12, 0.1120)),
+    ("hl", "cfp_fp_acc", (96.19, 95.91, 0.0229)),
+    ("ccl", "cfp_fp_acc", (96.07, 95.37, 0.7396)),
+    ("hl", "agedb_30_acc", (92.49, 92.33, 0.1142)),
+    ("magface", "agedb_30_acc", (92.42, 92.16, 0.2149)),
+    ("softmax", "agedb_30_acc", (89.13, 88.66, 0.2973)),
+    ("center", "lfw_acc", (99.13, 99.07, 0.0505)),  # the paper's "CT" row (CL in the text)
+    ("hml", "cfp_fp_acc", (91.57, 91.12, 0.3720)),
+]
+
+
+@pytest.mark.parametrize("row,col,bms", HAND_READ_T7)
+def test_hl_table7_best_mean_std(row, col, bms):
+    cell = paper_values()["hl_table7"]["values"][row][col]
+    assert (cell["best"], cell["mean"], cell["std"]) == pytest.approx(bms)
+
+
 @pytest.mark.parametrize("table,row,col,value", HAND_READ)
 def test_paper_values_match_hand_read_cells(table, row, col, value):
     assert paper_values()[table]["values"][row][col] == pytest.approx(value, rel=1e-9)
@@ -88,6 +107,7 @@ def test_paper_values_tables_are_complete():
     assert len(specs["pod_table4"]["values"]) == 10 and all(len(v) == 4 for v in specs["pod_table4"]["values"].values())
     assert len(specs["hl_table2"]["values"]) == 14 and all(len(v) == 4 for v in specs["hl_table2"]["values"].values())
     assert len(specs["hl_table6"]["values"]) == 10 and len(specs["hl_table3"]["values"]) == 20
+    assert len(specs["hl_table7"]["values"]) == 11 and all(len(v) == 3 for v in specs["hl_table7"]["values"].values())
     assert json.loads(PAPER_VALUES.read_text())  # ships with the package
 
 
@@ -156,6 +176,23 @@ def test_podhl_tables_on_a_real_multirun(run_cli, tmp_path):
     assert float(table["softmax"]["cifar10:paper_mean"]) == 93.25 and table["softmax"]["cifar10:diff_mean"] == ""
     assert (out / "pod_table4_curves_digits.png").stat().st_size > 0
     assert list((sweep / "tb_hparams").rglob("events.out.tfevents*")), "no TensorBoard HParams"
+
+
+def test_hl_table7_columns_are_the_verification_metrics(tmp_path):
+    """Each run gives one value per set (its final 10-fold accuracy); cells are best/mean/std over the seeds."""
+    lfw = [99.0, 99.3, 98.9]
+    for seed, acc in enumerate(lfw):
+        _fake_run(tmp_path, f"hl{seed}", ["loss=hl", f"seed={seed}"], table="hl_table7", row="hl", col=None,
+                  lfw_acc=acc, cfp_fp_acc=95.0 + seed, agedb_30_acc=None, primary_metric="verify_acc")
+    built = build_table(load_runs([tmp_path]), paper_values()["hl_table7"], "hl_table7")
+    assert built["cols"] == ["lfw_acc", "cfp_fp_acc", "agedb_30_acc"] and built["rows"][-1] == "hl"
+    cell = built["cells"][("hl", "lfw_acc")]
+    assert cell["ours"]["best"] == 99.3 and cell["ours"]["mean"] == pytest.approx(sum(lfw) / 3) and cell["ours"]["n"] == 3
+    assert cell["paper"] == {"best": 99.25, "mean": 99.12, "std": 0.112}
+    assert built["cells"][("hl", "agedb_30_acc")]["ours"]["mean"] is None  # no value: "—", not 0
+    written = make_tables([tmp_path], "hl_table7", tmp_path / "t", hparams=False, curves=False)
+    header = written["markdown"].read_text().splitlines()[2]
+    assert "LFW ours best" in header and "AgeDB-30 paper std" in header
 
 
 def test_auto_table_and_diff(tmp_path):

@@ -17,7 +17,9 @@ STANDIN_SIZES = (64, 32)  # train / test images of a smoke run's stand-in
 def build_standin(dataset_cfg: DictConfig) -> DataBundle:
     """A SYNTHETIC stand-in with the dataset's classes and channels at ≤ 32 px, for smoke runs
     (``dataset.standin=true``, set by ``smoke=cpu``): it tests the plumbing; its accuracy means nothing."""
-    return synthetic(num_classes=int(dataset_cfg.num_classes), image_size=min(int(dataset_cfg.image_size), 32),
+    size = dataset_cfg.image_size  # a side, or [height, width] (faces): the stand-in is square
+    side = int(size) if isinstance(size, int) else max(int(s) for s in size)
+    return synthetic(num_classes=int(dataset_cfg.num_classes), image_size=min(side, 32),
                      in_chans=int(dataset_cfg.in_chans), train_size=STANDIN_SIZES[0], test_size=STANDIN_SIZES[1])
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from podhl.errors import ConfigError
 from podhl.models.small_cnn import SmallCNN
+from podhl.models.sphereface import SphereFace
 
 STEMS = ("imagenet", "small", "small_maxpool")
 
@@ -102,7 +103,7 @@ def create_backbone(
     stem: str = "imagenet",
     pretrained: bool = False,
     weights: str | None = None,
-    img_size: int | None = None,
+    img_size: int | tuple[int, int] | None = None,
     **kwargs,
 ) -> nn.Module:
     """A module mapping images to pooled features, with ``.num_features`` set."""
@@ -110,6 +111,13 @@ def create_backbone(
         raise ConfigError(f"stem must be one of {STEMS}, got '{stem}'")
     if name == "small_cnn":
         return SmallCNN(in_chans=in_chans, **kwargs)
+    if name == "sphereface":  # SphereFace-20 (face verification, HL Table VII); built for the input size
+        if pretrained:
+            raise ConfigError("'sphereface' has no pretrained weights; set backbone.weights=<file> instead")
+        model = SphereFace(in_chans=in_chans, img_size=img_size or (112, 96), **kwargs)
+        if weights:
+            load_weights(model, weights)
+        return model
     if name.startswith("cifar_"):  # CIFAR-style models timm lacks (podhl/models/cifar/, HL Table III)
         from podhl.models.cifar import CIFAR_MODELS
 

@@ -24,16 +24,20 @@ class FeatureNet(nn.Module):
         return self.fc1(self.backbone(images))
 
 
-def build_model(backbone_cfg: DictConfig, model_cfg: DictConfig, in_chans: int, image_size: int) -> FeatureNet:
-    """Build and dry-run the model on one tiny batch so shape problems surface before training."""
+def build_model(backbone_cfg: DictConfig, model_cfg: DictConfig, in_chans: int,
+                image_size: int | tuple[int, int]) -> FeatureNet:
+    """Build and dry-run the model on one tiny batch so shape problems surface before training.
+
+    ``image_size``: the side of square images, or (height, width) (e.g. 112×96 faces)."""
     feat_dim = model_cfg.feat_dim if model_cfg.fc1 else None
     if feat_dim is not None and int(feat_dim) <= 0:
         raise ConfigError(f"model.feat_dim must be a positive integer, got {feat_dim}")
+    height, width = (image_size, image_size) if isinstance(image_size, int) else map(int, image_size)
     multiple = backbone_cfg.get("img_size_multiple")
-    if multiple and image_size % int(multiple) != 0:
+    if multiple and (height % int(multiple) or width % int(multiple)):
         raise ConfigError(
             f"backbone '{backbone_cfg.name}' needs an image size that is a multiple of {multiple}, but the dataset "
-            f"gives {image_size} px. Set dataset.resize (e.g. dataset.resize=224, as POD Table 8 does)."
+            f"gives {height}×{width} px. Set dataset.resize (e.g. dataset.resize=224, as POD Table 8 does)."
         )
     meta = ("name", "timm_name", "fixed_img_size", "img_size_multiple")
     kwargs = {k: v for k, v in backbone_cfg.items() if k not in meta}
@@ -45,10 +49,10 @@ def build_model(backbone_cfg: DictConfig, model_cfg: DictConfig, in_chans: int, 
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.zeros(2, in_chans, image_size, image_size))
+            out = model(torch.zeros(2, in_chans, height, width))
     except Exception as err:  # noqa: BLE001 - re-raised with the config context
         raise ConfigError(
-            f"backbone '{backbone_cfg.name}' cannot take {in_chans}×{image_size}×{image_size} images: {err}. "
+            f"backbone '{backbone_cfg.name}' cannot take {in_chans}×{height}×{width} images: {err}. "
             f"Pick a backbone/stem that fits the dataset, or set dataset.resize (e.g. 224 for ViT/Swin)."
         ) from err
     model.train(was_training)
