@@ -156,7 +156,7 @@ def test_packed_rec_idx_reader(tmp_path):
                                        "dataset.image_size=[112,112]", "dataset.augment=false"]).dataset)
     assert whole.train[3][0].shape == (3, 112, 112)
     cfg = compose_config(["dataset=casia_webface_rec", f"dataset.root={tmp_path}", "dataset.num_classes=10572"])
-    with pytest.raises(Exception, match="declares num_classes=10572 but its files hold"):
+    with pytest.raises(Exception, match="declares num_classes=10572 but its training split holds"):
         build_data(cfg.dataset)
 
 
