@@ -69,9 +69,10 @@ def digits_boxes(train_images: int = 48, test_images: int = 16, canvas: Sequence
     targets = np.asarray(digits.target)
     idx_train, idx_test = train_test_split(np.arange(len(targets)), test_size=test_fraction, random_state=split_seed,
                                            stratify=targets)
-    rng = np.random.default_rng(seed)
 
-    def splits(pool: np.ndarray, count: int):
+    def splits(pool: np.ndarray, count: int, stream: int):
+        rng = np.random.default_rng([seed, stream])  # one stream per split: the test set never depends on train_images
+
         def patch(size: int):
             i = int(pool[rng.integers(0, len(pool))])
             digit = F.interpolate(pixels[i:i + 1], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
@@ -79,8 +80,8 @@ def digits_boxes(train_images: int = 48, test_images: int = 16, canvas: Sequence
             return digit.clamp(0, 1).expand(3, size, size), mask, int(targets[i]) + 1
         return _canvases(rng, count, canvas, per_image, digit_size, patch)
 
-    train = TensorDetectionDataset(*splits(idx_train, train_images), train=True)
-    test = TensorDetectionDataset(*splits(idx_test, test_images), train=False)
+    train = TensorDetectionDataset(*splits(idx_train, train_images, 0), train=True)
+    test = TensorDetectionDataset(*splits(idx_test, test_images, 1), train=False)
     train.flip = bool(augment)
     return DetectionBundle(train, test, [str(d) for d in range(10)], in_chans=3, min_size=int(min_size),
                            max_size=int(max_size), anchor_sizes=[int(a) for a in anchor_sizes],
@@ -91,15 +92,18 @@ def random_boxes(num_classes: int, train_images: int = 2, test_images: int = 2, 
                  per_image: Sequence[int] = (1, 2), box_size: Sequence[int] = (12, 28), seed: int = 0,
                  class_names: Sequence[str] | None = None) -> DetectionBundle:
     """A SYNTHETIC STAND-IN (smoke runs): coloured rectangles with random labels on noise; AP means nothing."""
-    rng = np.random.default_rng(seed)
     colours = torch.from_numpy(np.random.default_rng(12345).uniform(0.3, 1.0, size=(num_classes, 3)).astype(np.float32))
 
-    def patch(size: int):
-        label = int(rng.integers(1, num_classes + 1))
-        return colours[label - 1].view(3, 1, 1).expand(3, size, size), torch.ones(size, size, dtype=torch.bool), label
+    def split(count: int, stream: int):
+        rng = np.random.default_rng([seed, stream])
 
-    train = TensorDetectionDataset(*_canvases(rng, train_images, canvas, per_image, box_size, patch), train=True)
-    test = TensorDetectionDataset(*_canvases(rng, test_images, canvas, per_image, box_size, patch), train=False)
+        def patch(size: int):
+            label = int(rng.integers(1, num_classes + 1))
+            return colours[label - 1].view(3, 1, 1).expand(3, size, size), torch.ones(size, size, dtype=torch.bool), label
+        return _canvases(rng, count, canvas, per_image, box_size, patch)
+
+    train = TensorDetectionDataset(*split(train_images, 0), train=True)
+    test = TensorDetectionDataset(*split(test_images, 1), train=False)
     names = list(class_names) if class_names is not None else [f"class{k}" for k in range(1, num_classes + 1)]
     return DetectionBundle(train, test, names, in_chans=3, min_size=64, max_size=96, anchor_sizes=[16, 32],
                            train_eval=train.evaluation_copy(), synthetic=True)
