@@ -119,3 +119,55 @@ def test_two_processes_evaluate_the_whole_test_set(tmp_path):
     again = single.task.evaluate(single.model, single.criterion)
     assert again["map50"] == pytest.approx(ddp["map50"], abs=1e-6)
     assert again["box_acc"] == pytest.approx(ddp["box_acc"], abs=1e-6)
+
+
+def test_podhl_tables_hl_table8_best_mean_std(tmp_path):
+    """Runs named by the experiment's table node land in their loss row; map50 and box_acc get best / mean / std
+    beside the paper's Table VIII."""
+    import json
+
+    from podhl.runs.tables import make_tables
+
+    values = {"hl": [(80.0, 88.0), (82.0, 89.0)], "softmax": [(78.0, 85.0)]}
+    for loss, runs in values.items():
+        for seed, (ap, acc) in enumerate(runs):
+            run = tmp_path / f"{loss}{seed}"
+            (run / ".hydra").mkdir(parents=True)
+            (run / ".hydra" / "overrides.yaml").write_text(f"- loss={loss}\n- seed={seed}\n")
+            (run / "history.csv").write_text(f"epoch,map50,box_acc\n1,{ap},{acc}\n")
+            (run / "metrics.json").write_text(json.dumps({"status": "completed", "completed": True, "table": "hl_table8",
+                                                          "row": loss, "col": None, "map50": ap, "box_acc": acc}))
+    written = make_tables([tmp_path], "hl_table8", tmp_path / "tables", hparams=False)
+    with written["csv"].open() as fh:
+        table = {r["row"]: r for r in csv.DictReader(fh)}
+    assert float(table["hl"]["map50:ours_best"]) == 82.0 and float(table["hl"]["map50:ours_mean"]) == 81.0
+    assert float(table["hl"]["box_acc:ours_std"]) == pytest.approx(0.7071, abs=1e-4)
+    assert float(table["hl"]["map50:paper_best"]) == 82.35 and float(table["hl"]["box_acc:paper_mean"]) == 88.92
+    assert table["softmax"]["map50:ours_std"] == "" and table["ccl"]["map50:n"] == "0"
+    assert "HL Table VIII" in written["markdown"].read_text()
+
+
+def test_table_experiments_follow_the_paper():
+    """HL §IV-A for Tables VIII–IX: 10 losses × 5 seeds, Faster R-CNN with ResNet-50 C4, 100 epochs, lr 1e-4 × 0.6
+    every 10 epochs (Adam, batch 32: the authors' code)."""
+    from podhl.config import compose_config
+    from podhl.engine.optim import build_optimizer, build_scheduler, step_scheduler_epoch
+
+    for name, dataset, classes in (("hl_table8", "voc0712", 20), ("hl_table9", "rpc", 200)):
+        cfg = compose_config([f"experiment={name}"], return_hydra_config=True)
+        params = cfg.hydra.sweeper.params
+        assert str(params.loss).split(",") == "softmax,asl,er,center,ccl,mml,hml,am,arc,hl".split(",")
+        assert str(params.seed).split(",") == ["0", "1", "2", "3", "4"]
+        assert cfg.dataset.name == dataset and cfg.dataset.num_classes == classes and cfg.table.name == name
+        assert cfg.task._target_.endswith("DetectionTask") and cfg.backbone.arch == "resnet50_c4"
+        assert cfg.backbone.roi_pool == "pool" and cfg.backbone.roi_size == 14 and cfg.backbone.pretrained
+        assert cfg.schedule.epochs == 100 and cfg.schedule.batch_size == 32
+    optimizer = build_optimizer(cfg.schedule, [{"params": [torch.nn.Parameter(torch.zeros(1))]}])
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["weight_decay"] == 0
+    scheduler = build_scheduler(cfg.schedule, optimizer)
+    lrs = {}
+    for epoch in range(1, 101):
+        lrs[epoch] = optimizer.param_groups[0]["lr"]
+        step_scheduler_epoch(scheduler, epoch)
+    assert lrs[1] == lrs[10] == pytest.approx(1e-4) and lrs[11] == pytest.approx(0.6e-4)
+    assert lrs[100] == pytest.approx(1e-4 * 0.6 ** 9)
