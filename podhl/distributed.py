@@ -77,6 +77,15 @@ def all_reduce_mean_(tensors) -> None:
         t.div_(n)
 
 
+def all_gather_objects(obj) -> list:
+    """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in a single process."""
+    if not is_initialized():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def broadcast_(tensors, src: int = 0) -> None:
     """Copy rank ``src``'s values to every rank (initial loss parameters/buffers)."""
     if is_initialized():

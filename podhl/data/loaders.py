@@ -20,17 +20,19 @@ from podhl.errors import ConfigError
 
 
 def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, rank: int = 0, world: int = 1,
-                pin_memory: bool = False) -> DataLoader:
+                pin_memory: bool = False, collate_fn=None) -> DataLoader:
     """In-order loader over ``dataset`` (this rank's shard when ``world`` > 1), no shuffling."""
     return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world),
-                      num_workers=num_workers, pin_memory=pin_memory)
+                      num_workers=num_workers, pin_memory=pin_memory, collate_fn=collate_fn)
 
 
 class Loaders:
     def __init__(self, bundle: DataBundle, batch_size: int, eval_batch_size: int, num_workers: int, seed: int,
                  rank: int, world: int, device: torch.device, gpu_resident: bool = False,
-                 pin_memory: bool = False, name: str = "dataset") -> None:
+                 pin_memory: bool = False, name: str = "dataset", collate_fn=None) -> None:
+        """``collate_fn``: how samples become a batch (default: stacked tensors; detection: lists)."""
         self.bundle, self.eval_batch_size, self.num_workers = bundle, eval_batch_size, num_workers
+        self.collate_fn = collate_fn
         self.rank, self.world, self.device, self.pin_memory = rank, world, device, pin_memory
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)  # seeds worker processes; re-seeded per epoch
@@ -46,7 +48,7 @@ class Loaders:
         else:
             self.train = DataLoader(bundle.train, batch_size=batch_size, sampler=self.sampler, generator=self.generator,
                                     num_workers=num_workers, pin_memory=pin_memory,
-                                    persistent_workers=num_workers > 0)
+                                    persistent_workers=num_workers > 0, collate_fn=collate_fn)
         self.test = self.eval("test")
 
     def eval(self, split: str, shard: bool = True):
@@ -57,7 +59,7 @@ class Loaders:
             sampler = ShardSampler(len(arrays.labels), rank, world)
             return GpuResidentLoader(arrays, self.eval_batch_size, sampler, self.device, augment=False)
         dataset = (self.bundle.train_eval or self.bundle.train) if split == "train" else self.bundle.test
-        return eval_loader(dataset, self.eval_batch_size, self.num_workers, rank, world, self.pin_memory)
+        return eval_loader(dataset, self.eval_batch_size, self.num_workers, rank, world, self.pin_memory, self.collate_fn)
 
     def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
         """Seed the epoch's order and augmentation, so a resumed run replays the same batches; with

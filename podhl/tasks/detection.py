@@ -1,0 +1,191 @@
+"""Object detection with a podhl criterion as the region classifier (HL §IV-H, Tables VIII–IX).
+
+The detector (:mod:`podhl.models.detection`: torchvision's Faster R-CNN pieces, a ResNet-50 C4 box head with
+2048-d region features) returns, for each training batch, the features of the RoIs torchvision's sampler
+picks and their labels (background = class 0, objects 1..K), plus its own losses (RPN objectness, RPN box,
+RoI box regression). The loop hands features and labels to the criterion like image features, and adds the
+task's losses to the criterion's ``loss`` (:class:`~podhl.tasks.base.StepOutput` ``terms``). Stateful
+criteria (HL centers, center loss, CCL) see region features through the same hooks. At evaluation the
+criterion's ``logits`` score the test-time proposals (softmax over them, then torchvision's per-class NMS),
+and AP@0.5 and the best-box accuracy are computed as the authors' code does
+(:mod:`podhl.tasks.detection_metrics`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm.auto import tqdm
+
+from podhl import distributed as dist
+from podhl.checks import in_range, integer
+from podhl.data import Loaders, build_detection_data, collate_detection
+from podhl.errors import ConfigError
+from podhl.models.detection import Detector, build_detector
+from podhl.tasks.base import Runtime, StepOutput, Task
+from podhl.tasks.detection_metrics import ImageDetections, ImageTruth, average_precision, best_box_accuracy
+
+
+def unwrap(model: nn.Module) -> Detector:
+    """The detector inside a DDP and/or torch.compile wrapper."""
+    for attr in ("_orig_mod", "module", "_orig_mod"):
+        model = getattr(model, attr, model)
+    if not isinstance(model, Detector):
+        raise ConfigError(f"task=detection works on its detector, got {type(model).__name__} "
+                          "(analyses with layer=backbone do not apply to detection; use layer=latent)")
+    return model
+
+
+class DetectionTask(Task):
+    """Faster R-CNN on a detection dataset (``dataset`` group: voc0712, rpc, digits_boxes); ``map50`` is
+    AP@0.5 (%), ``box_acc`` the best-box classification accuracy (%)."""
+
+    primary_metric = "map50"
+
+    def __init__(self, rpn: dict | None = None, roi: dict | None = None, aspect_ratios=(0.5, 1.0, 2.0),
+                 image_mean=None, image_std=None, iou_threshold: float = 0.5) -> None:
+        self.rpn = dict(OmegaConf.to_container(rpn, resolve=True) if isinstance(rpn, DictConfig) else rpn or {})
+        self.roi = dict(OmegaConf.to_container(roi, resolve=True) if isinstance(roi, DictConfig) else roi or {})
+        self.aspect_ratios = [float(r) for r in aspect_ratios]
+        self.image_mean = list(image_mean) if image_mean is not None else None
+        self.image_std = list(image_std) if image_std is not None else None
+        self.iou_threshold = in_range("iou_threshold", iou_threshold, 0.0, 1.0, low_open=True)
+        for key in ("pre_nms_top_n_train", "post_nms_top_n_train", "pre_nms_top_n_test", "post_nms_top_n_test",
+                    "batch_size_per_image"):
+            if key in self.rpn:
+                integer(f"rpn.{key}", self.rpn[key], low=1)
+        integer("roi.batch_size_per_image", self.roi.get("batch_size_per_image", 128), low=1)
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, cfg: DictConfig, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.dataset_name = str(cfg.dataset.name)
+        self.data = build_detection_data(cfg.dataset)
+        per_rank = int(cfg.schedule.batch_size) // runtime.world
+        tcfg = cfg.trainer
+        pin = tcfg.pin_memory if tcfg.pin_memory != "auto" else runtime.device.type == "cuda"
+        if tcfg.gpu_resident:
+            raise ConfigError("trainer.gpu_resident=true applies to in-memory classification sets, not to task=detection")
+        self.loaders = Loaders(
+            self.data, per_rank, int(cfg.schedule.get("eval_batch_size") or per_rank), int(tcfg.num_workers),
+            int(cfg.seed), runtime.rank, runtime.world, runtime.device, pin_memory=bool(pin), name=self.dataset_name,
+            collate_fn=collate_detection,
+        )
+        # smoke runs (smoke=cpu): fewer proposals and sampled RoIs per image
+        for key, targets in (("limit_proposals_per_image", [(self.rpn, "post_nms_top_n_train", 600),
+                                                             (self.rpn, "post_nms_top_n_test", 300)]),
+                             ("limit_rois_per_image", [(self.roi, "batch_size_per_image", 128)])):
+            limit = tcfg.get(key)
+            if limit is not None:
+                integer(f"trainer.{key}", limit, low=1)
+                for node, name, default in targets:
+                    node[name] = min(int(node.get(name, default)), int(limit))
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes + 1  # background = class 0
+
+    def build_model(self, cfg: DictConfig) -> nn.Module:
+        backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
+        return build_detector(backbone, self.num_classes, self.data.in_chans, min_size=self.data.min_size,
+                              max_size=self.data.max_size, anchor_sizes=self.data.anchor_sizes,
+                              settings={"rpn": self.rpn, "roi": self.roi, "aspect_ratios": self.aspect_ratios,
+                                        "image_mean": self.image_mean, "image_std": self.image_std})
+
+    def describe(self) -> str:
+        kind = " (SYNTHETIC)" if self.data.synthetic else ""
+        return (f"{self.dataset_name}{kind}: {len(self.data.train)} train / {len(self.data.test)} test images, "
+                f"{self.data.num_classes} object classes + background")
+
+    # ------------------------------------------------------------------ training
+    def start_epoch(self, epoch: int, epoch_seed: int) -> None:
+        self.loaders.start_epoch(epoch, epoch_seed)
+
+    def train_batches(self):
+        return self.loaders.train
+
+    def _images_to_device(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [image.to(self.runtime.device, non_blocking=True) for image in images]
+
+    def to_device(self, batch):
+        images, targets = batch
+        device = self.runtime.device
+        return self._images_to_device(images), [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+
+    def split(self, batch, parts: int):
+        images, targets = batch
+        bounds = np.linspace(0, len(images), parts + 1).round().astype(int)
+        return [(images[a:b], targets[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+    def batch_size(self, batch) -> int:
+        return len(batch[0])
+
+    def forward(self, model: nn.Module, batch) -> StepOutput:
+        images, targets = batch
+        with self.runtime.autocast():
+            features, labels, terms = model(images, targets)
+        return StepOutput(features.float(), labels, {k: v.float() for k, v in terms.items()})
+
+    @torch.no_grad()
+    def feature_batches(self, model: nn.Module, split: str, shard: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Per batch of images of ``split`` (training images without flipping, difficult objects left out):
+        the region features of every test-time proposal labelled by the training matcher (IoU ≥ fg → its
+        object's class, < bg → background 0, in between left out) and of every ground-truth box, in eval mode.
+        Center-type losses' feature passes and analyses read these (all regions, not a random sample)."""
+        detector = unwrap(model)
+        was_training = detector.training
+        detector.eval()
+        try:
+            for batch in self.loaders.eval(split, shard):
+                images, targets = self.to_device(batch)
+                with self.runtime.autocast():
+                    features, labels = detector.region_features(images, targets)
+                yield features.float(), labels
+        finally:
+            detector.train(was_training)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> dict[str, float]:
+        """Detect on the test set with ``criterion.logits`` as the region scorer; AP@0.5 (%), best-box accuracy (%)."""
+        detector = unwrap(model)
+        was_training = detector.training
+        detector.eval()
+        criterion.eval()
+        detector.set_scorer(criterion.logits)
+        detections: list[ImageDetections] = []
+        truths: list[ImageTruth] = []
+        loader = self.loaders.test
+        total = len(loader) if limit_batches is None else min(int(limit_batches), len(loader))
+        bar = tqdm(total=total, desc="evaluate", leave=False, dynamic_ncols=True,
+                   disable=None if self.runtime.progress else True)
+        try:
+            for i, (images, targets) in enumerate(loader):
+                if i >= total:
+                    break
+                with self.runtime.autocast():
+                    outputs = detector(self._images_to_device(images))
+                for out, target in zip(outputs, targets):
+                    detections.append(ImageDetections(out["boxes"].float().cpu().numpy(), out["scores"].float().cpu().numpy(),
+                                                      out["labels"].cpu().numpy()))
+                    truths.append(ImageTruth(target["boxes"].numpy(), target["labels"].numpy(), target["difficult"].numpy()))
+                bar.update(1)
+        finally:
+            bar.close()
+            detector.set_scorer(None)
+            detector.train(was_training)
+            criterion.train()
+        detections = [d for part in dist.all_gather_objects(detections) for d in part]  # every rank's shard
+        truths = [t for part in dist.all_gather_objects(truths) for t in part]
+        ap = average_precision(detections, truths, self.iou_threshold)
+        acc = best_box_accuracy(detections, truths, self.iou_threshold)
+        return {
+            "map50": 100.0 * ap["map"],
+            "box_acc": 100.0 * acc["accuracy"],
+            "box_acc_matched": 100.0 * acc["matched"] / max(acc["objects"], 1),  # objects counted by box_acc
+            "detections_per_image": float(np.mean([len(d.labels) for d in detections])) if detections else 0.0,
+        }
