@@ -27,6 +27,7 @@ CASES = [
     ("pod", "delta_schedule", "linear", ()), ("pod", "pedcc_seed", "1.5", ()), ("pod", "pedcc_method", "grid", ()),
     ("pedcc", "s", "0", ()), ("pedcc", "m", "2", ()), ("pedcc", "lam", "-1", ()), ("pedcc", "n_root", "0.5", ()),
     ("pedcc", "pedcc_seed", "0.5", ()), ("pedcc", "pedcc_method", "lattice", ()),
+    ("pedcc", "mse_reduction", "mean", ()), ("pedcc", "n_form", "log", ()),
     ("am", "scale", "0", ()), ("am", "margin", "2.5", ()),
     ("arc", "margin", "-0.5", ()), ("arc", "scale", "-30", ()),
     ("cm", "scale", "0", ()), ("cm", "m1", "0", ()), ("cm", "m2", "3.2", ()), ("cm", "m3", "-0.1", ()),

@@ -3,11 +3,17 @@
 The PEDCC (``podhl.pedcc.generate_pedcc``; POD §2.1) replaces the last linear layer (FC2 in POD
 Fig. 1). It is a buffer: no gradient, never in the optimizer, saved in every checkpoint.
 Prediction is the cosine argmax of eq. 21–24: argmax_i x·p̃_i = argmax_i cos θ_{x, p̃_i}.
+
+The losses use p̃ = normalize(PEDCC). The PEDCC is frozen, so p̃ is computed once, not in every
+forward: ``unit_pedcc`` is a non-persistent buffer (it follows ``.to()``, stays out of checkpoints)
+recomputed from ``pedcc`` whenever a state dict is loaded. Every value is bit-identical to
+normalizing in each forward (tested).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from podhl.checks import integer, one_of
 from podhl.losses.base import Criterion
@@ -15,14 +21,21 @@ from podhl.losses.pod.math import cosine_logits
 from podhl.pedcc import METHODS, generate_pedcc
 
 
+def _renormalize(module: "PEDCCCriterion", incompatible_keys) -> None:
+    module.unit_pedcc = F.normalize(module.pedcc, dim=1)  # from the loaded centroids
+
+
 class PEDCCCriterion(Criterion):
-    """Owns ``pedcc`` (k, n) unit rows. ``pedcc_seed``/``pedcc_method`` choose the centroids."""
+    """Owns ``pedcc`` (k, n) unit rows and ``unit_pedcc`` = normalize(pedcc), the p̃ the losses use.
+    ``pedcc_seed``/``pedcc_method`` choose the centroids."""
 
     def __init__(self, num_classes: int, feat_dim: int, pedcc_seed: int = 0, pedcc_method: str = "auto") -> None:
         super().__init__(num_classes, feat_dim)
         seed = integer("pedcc_seed", pedcc_seed)
         method = one_of("pedcc_method", pedcc_method, METHODS)
         self.register_buffer("pedcc", generate_pedcc(num_classes, feat_dim, seed=seed, method=method))
+        self.register_buffer("unit_pedcc", F.normalize(self.pedcc, dim=1), persistent=False)
+        self.register_load_state_dict_post_hook(_renormalize)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return cosine_logits(features.float(), self.pedcc)
+        return cosine_logits(features.float(), self.unit_pedcc, centroids_normalized=True)
