@@ -48,7 +48,9 @@ CASES = [
     ("hl", "official.ramp_beta", "maybe", ()), ("hl", "official.total_epochs", "0", ()),
     ("hl", "official.total_epochs", "null", ("loss.official.ramp_beta=true",)),
     ("hl", "official.normalize_weight", "maybe", ()), ("hl", "official.bias", "maybe", ()),
-    ("hl", "official.classifier_weight_decay", "-1", ()),
+    ("hl", "official.classifier_weight_decay", "-1", ()), ("hl", "official.lambda_ramp_lags", "maybe", ()),
+    ("hl", "official.feature_radius_factor", "0", ()), ("hl", "official.feature_radius_factor", "1.5", ()),
+    ("hl", "official.absent_class_center", "drop", ()),
 ]
 
 
