@@ -33,7 +33,7 @@ CASES = [
     ("cm", "scale", "0", ()), ("cm", "m1", "0", ()), ("cm", "m2", "3.2", ()), ("cm", "m3", "-0.1", ()),
     ("mml", "scale", "0", ()), ("mml", "angular_margin", "4", ()), ("mml", "cosine_margin", "2", ()),
     ("asl", "m", "2.5", ()), ("asl", "base", "-1", ()), ("asl", "gamma", "-1", ()), ("asl", "power", "-1", ()),
-    ("asl", "lambda_min", "-1", ()),
+    ("asl", "lambda_min", "-1", ()), ("asl", "backward", "autograd", ()),
     ("er", "lam", "-1", ()), ("er", "scale", "0", ()), ("er", "m1", "-1", ()), ("er", "m2", "4", ()),
     ("er", "m3", "2", ()),
     ("magface", "scale", "0", ()), ("magface", "l_a", "0", ()), ("magface", "u_a", "5", ()), ("magface", "l_m", "-0.1", ()),
