@@ -101,11 +101,17 @@ def test_pedcc_normalized_once_gives_identical_values(cls, kwargs):
     assert torch.equal(crit.unit_pedcc, F.normalize(crit.pedcc, dim=1))
 
 
-def test_unit_pedcc_stays_out_of_checkpoints_and_follows_a_loaded_pedcc():
+def test_unit_pedcc_stays_out_of_checkpoints_and_follows_the_pedcc():
     crit = PODLoss(5, 8)
+    first = crit.unit_pedcc
+    assert crit.unit_pedcc is first  # computed once
     state = crit.state_dict()
     assert "unit_pedcc" not in state and "pedcc" in state
     state["pedcc"] = state["pedcc"].flip(0) * 2.0  # e.g. a checkpoint made with other centroids
-    crit.load_state_dict(state)
+    crit.load_state_dict(state)  # copied in place
     assert torch.equal(crit.unit_pedcc, F.normalize(state["pedcc"], dim=1))
+    crit.pedcc = torch.eye(5, 8) * 3.0  # replaced
+    assert torch.equal(crit.unit_pedcc, torch.eye(5, 8))
+    x = torch.randn(4, 8)
+    assert torch.equal(crit.logits(x), pod_math.cosine_logits(x, torch.eye(5, 8)))
     assert crit.double().unit_pedcc.dtype == torch.float64

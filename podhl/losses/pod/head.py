@@ -5,9 +5,10 @@ Fig. 1). It is a buffer: no gradient, never in the optimizer, saved in every che
 Prediction is the cosine argmax of eq. 21–24: argmax_i x·p̃_i = argmax_i cos θ_{x, p̃_i}.
 
 The losses use p̃ = normalize(PEDCC). The PEDCC is frozen, so p̃ is computed once, not in every
-forward: ``unit_pedcc`` is a non-persistent buffer (it follows ``.to()``, stays out of checkpoints)
-recomputed from ``pedcc`` whenever a state dict is loaded. Every value is bit-identical to
-normalizing in each forward (tested).
+forward: ``unit_pedcc`` is cached and recomputed only when ``pedcc`` changes — replaced (a new
+tensor assigned, ``.to()``, ``.double()``) or modified in place (``load_state_dict``, ``copy_``; seen
+through the tensor's version counter). The cache is not a buffer, so checkpoints hold ``pedcc`` alone.
+Every value is bit-identical to normalizing in each forward (tested).
 """
 
 from __future__ import annotations
@@ -21,12 +22,8 @@ from podhl.losses.pod.math import cosine_logits
 from podhl.pedcc import METHODS, generate_pedcc
 
 
-def _renormalize(module: "PEDCCCriterion", incompatible_keys) -> None:
-    module.unit_pedcc = F.normalize(module.pedcc, dim=1)  # from the loaded centroids
-
-
 class PEDCCCriterion(Criterion):
-    """Owns ``pedcc`` (k, n) unit rows and ``unit_pedcc`` = normalize(pedcc), the p̃ the losses use.
+    """Owns ``pedcc`` (k, n) unit rows; ``unit_pedcc`` = normalize(pedcc), the p̃ the losses use.
     ``pedcc_seed``/``pedcc_method`` choose the centroids."""
 
     def __init__(self, num_classes: int, feat_dim: int, pedcc_seed: int = 0, pedcc_method: str = "auto") -> None:
@@ -34,8 +31,20 @@ class PEDCCCriterion(Criterion):
         seed = integer("pedcc_seed", pedcc_seed)
         method = one_of("pedcc_method", pedcc_method, METHODS)
         self.register_buffer("pedcc", generate_pedcc(num_classes, feat_dim, seed=seed, method=method))
-        self.register_buffer("unit_pedcc", F.normalize(self.pedcc, dim=1), persistent=False)
-        self.register_load_state_dict_post_hook(_renormalize)
+        self._unit_cache: tuple[torch.Tensor, int, torch.Tensor] | None = None  # (pedcc, its version, p̃)
+
+    @property
+    def unit_pedcc(self) -> torch.Tensor:
+        """normalize(pedcc), computed again only when ``pedcc`` was replaced or modified in place."""
+        pedcc = self.pedcc
+        try:
+            version = pedcc._version
+        except RuntimeError:  # an inference-mode tensor has no version counter: normalize every time
+            return F.normalize(pedcc, dim=1)
+        cache = self._unit_cache
+        if cache is None or cache[0] is not pedcc or cache[1] != version:
+            cache = self._unit_cache = (pedcc, version, F.normalize(pedcc, dim=1))
+        return cache[2]
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return cosine_logits(features.float(), self.unit_pedcc, centroids_normalized=True)
