@@ -27,12 +27,13 @@ CASES = [
     ("pod", "delta_schedule", "linear", ()), ("pod", "pedcc_seed", "1.5", ()), ("pod", "pedcc_method", "grid", ()),
     ("pedcc", "s", "0", ()), ("pedcc", "m", "2", ()), ("pedcc", "lam", "-1", ()), ("pedcc", "n_root", "0.5", ()),
     ("pedcc", "pedcc_seed", "0.5", ()), ("pedcc", "pedcc_method", "lattice", ()),
+    ("pedcc", "mse_reduction", "mean", ()), ("pedcc", "n_form", "log", ()),
     ("am", "scale", "0", ()), ("am", "margin", "2.5", ()),
     ("arc", "margin", "-0.5", ()), ("arc", "scale", "-30", ()),
     ("cm", "scale", "0", ()), ("cm", "m1", "0", ()), ("cm", "m2", "3.2", ()), ("cm", "m3", "-0.1", ()),
     ("mml", "scale", "0", ()), ("mml", "angular_margin", "4", ()), ("mml", "cosine_margin", "2", ()),
     ("asl", "m", "2.5", ()), ("asl", "base", "-1", ()), ("asl", "gamma", "-1", ()), ("asl", "power", "-1", ()),
-    ("asl", "lambda_min", "-1", ()),
+    ("asl", "lambda_min", "-1", ()), ("asl", "backward", "autograd", ()),
     ("er", "lam", "-1", ()), ("er", "scale", "0", ()), ("er", "m1", "-1", ()), ("er", "m2", "4", ()),
     ("er", "m3", "2", ()),
     ("magface", "scale", "0", ()), ("magface", "l_a", "0", ()), ("magface", "u_a", "5", ()), ("magface", "l_m", "-0.1", ()),
@@ -47,7 +48,9 @@ CASES = [
     ("hl", "official.ramp_beta", "maybe", ()), ("hl", "official.total_epochs", "0", ()),
     ("hl", "official.total_epochs", "null", ("loss.official.ramp_beta=true",)),
     ("hl", "official.normalize_weight", "maybe", ()), ("hl", "official.bias", "maybe", ()),
-    ("hl", "official.classifier_weight_decay", "-1", ()),
+    ("hl", "official.classifier_weight_decay", "-1", ()), ("hl", "official.lambda_ramp_lags", "maybe", ()),
+    ("hl", "official.feature_radius_factor", "0", ()), ("hl", "official.feature_radius_factor", "1.5", ()),
+    ("hl", "official.absent_class_center", "drop", ()),
 ]
 
 

@@ -421,7 +421,8 @@ def test_hl_official_yaml_is_the_authors_code_column():
     from hydra.utils import instantiate
 
     loss = instantiate(cfg.loss, num_classes=10, feat_dim=16)
-    assert loss.official == OfficialSwitches.authors_code(total_epochs=7) and loss.epsilon == 0.5
+    assert loss.official == OfficialSwitches.authors_code(total_epochs=7) and loss.epsilon == 0.05
+    assert loss.threshold == pytest.approx(0.998 * 40 * 0.05)  # Cifar10_HL_main.py @ba67071: alpha*rho
     assert loss.classifier.bias is None and loss.param_groups()[0]["weight_decay"] == 0.0
     with pytest.raises(ValueError, match="^official.bogus must be one of the switches"):
         HypersphereLoss(10, 16, official={"bogus": 1})

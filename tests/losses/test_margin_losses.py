@@ -242,7 +242,7 @@ def test_asl_value_counter_and_state():
     x, y = _tiny(seed=3)
     for _ in range(10):
         loss.after_optimizer_step(x, y)
-    lam = 1000 / (1 + 0.12 * 10)
+    lam = 1000 / (1 + 0.12 * 11)  # the 11th step: the Caffe layer's counter is 11 after its pre-increment
     out = {k: v.detach() for k, v in loss(x, y).items()}
     assert float(out["lambda"]) == pytest.approx(lam) and int(loss.iteration) == 10  # forward changes nothing
     cos = cos_matrix(x, loss.weight.detach())
@@ -291,7 +291,7 @@ def test_er_loss_value_and_gradcheck():
     er = ExclusiveRegularizationLoss(4, 3, lam=0.7)
     x, y = _tiny(seed=7)
     cos = cos_matrix(x, er.weight.detach())
-    ce = ref_ce([[20.0 * c for c in row] for row in cos], y.tolist())
+    ce = ref_ce([[15.0 * c for c in row] for row in cos], y.tolist())  # s = 15, the default
     w = er.weight.detach().tolist()
     wc = cos_matrix(torch.tensor(w), torch.tensor(w))
     excl = sum(max(wc[i][j] for j in range(4) if j != i) for i in range(4)) / 4

@@ -107,12 +107,65 @@ def test_presets_from_the_cli_and_in_a_multirun_value_list(run_cli, tmp_path):
     assert OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml").loss.center_update == "dataset"
 
 
-def test_every_yaml_value_names_its_source():
-    """Each key with a value in podhl/conf/loss/**.yaml has a comment on its line (paper section,
-    equation or table, the authors' code, or "our choice" and why)."""
-    for path in sorted(LOSS_DIR.rglob("*.yaml")):
-        lines = path.read_text().splitlines()
-        for number, line in enumerate(lines, start=1):
-            if re.match(r"^\s*[A-Za-z_][\w]*:\s*\S", line) and not line.lstrip().startswith("_target_:"):
-                assert "#" in line, f"{path.relative_to(LOSS_DIR)}:{number}: {line}"
-        assert yaml.safe_load(path.read_text()) is not None
+# What a source comment must name (issue "every default traceable"): a paper's section, equation, table,
+# figure, algorithm or appendix; or the authors' code as repository + file + commit (the commit and the
+# file on the value's line, the repository on that line or in the file's header comment); or podhl's
+# own choice, said as such, with a reason after it.
+PAPER_PLACE = re.compile(r"§\s*[\dIVX]|\beqs?\.\s*\d|\bTable\s+[\dIVX]|\bFig\.\s*\d|\bAlgorithm\s+\d|\bAppendix\b")
+COMMIT = re.compile(r"@[0-9a-f]{7,40}\b|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b")  # @digits, or hex
+CODE_FILE = re.compile(r"[\w/-]+\.(?:py|yml|yaml|prototxt|cpp|cu|sh)\b")
+REPOSITORY = re.compile(r"\b[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*\b")
+OWN_CHOICE = re.compile(r"\b(?:our|podhl's) choice\b\W+\S+(?:\s+\S+){2,}")
+VALUE_LINE = re.compile(r"^\s*([A-Za-z_]\w*):\s*\S")
+HYDRA_KEYS = {"_target_", "_partial_"}
+SCHEDULE_DIR = Path(CONFIG_DIR) / "schedule"
+
+
+def source_problem(comment: str, header: str) -> str | None:
+    """Why a value's comment does not name a source (None when it does)."""
+    if PAPER_PLACE.search(comment) or OWN_CHOICE.search(comment):
+        return None
+    if COMMIT.search(comment):
+        if not CODE_FILE.search(comment):
+            return "a commit without the file it is in"
+        if not (REPOSITORY.search(comment) or REPOSITORY.search(header)):
+            return "a commit and a file, but no repository (owner/name) on the line or in the header"
+        return None
+    return "no paper section/equation/table, no repository+file+commit, no \"our choice\" with a reason"
+
+
+def yaml_value_problems(path: Path) -> list[str]:
+    lines = path.read_text().splitlines()
+    header = "\n".join(line for line in lines if line.lstrip().startswith("#"))
+    problems = []
+    for number, line in enumerate(lines, start=1):
+        match = VALUE_LINE.match(line)
+        if not match or match.group(1) in HYDRA_KEYS:
+            continue
+        comment = line.split("#", 1)[1] if "#" in line else ""
+        problem = source_problem(comment, header) if comment else "no comment"
+        if problem:
+            problems.append(f"{path.name}:{number}: {problem}: {line.strip()}")
+    return problems
+
+
+@pytest.mark.parametrize("path", sorted([*LOSS_DIR.rglob("*.yaml"), *SCHEDULE_DIR.rglob("*.yaml")]),
+                         ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_every_yaml_value_names_its_source(path):
+    """Each key with a value in podhl/conf/loss/**.yaml and podhl/conf/schedule/**.yaml has a comment on
+    its line naming its source: a paper section/equation/table, the authors' code (repository, file,
+    commit), or "our choice"/"podhl's choice" and why."""
+    assert yaml.safe_load(path.read_text()) is not None
+    assert not yaml_value_problems(path), "\n".join(yaml_value_problems(path))
+
+
+@pytest.mark.parametrize("comment,ok", [
+    ("λ ≥ 0 (POD §4.2.5)", True), ("HL Table II", True), ("eq. 17", True), ("POD Fig. 6 panel", True),
+    ("TCCofWANG/Hypersphere_loss Cifar10_HL_main.py @ba67071", True),
+    ("our choice: a fixed seed, not the run's", True),
+    ("podhl's choice, the smallest integer above 1", True),
+    ("the paper's value", False), ("official code", False), ("our choice", False),
+    ("Cifar10_HL_main.py", False), ("@ba67071 gCL", False), ("λ = 0.002", False),
+])
+def test_the_source_rule(comment, ok):
+    assert (source_problem(comment, "# header without a repository") is None) == ok

@@ -1,21 +1,33 @@
 """Constrained center loss, CCL (Shi, Wang & Leung, "Constrained Center Loss for Convolutional Neural
-Networks", IEEE TNNLS 2021; HL paper Sec. II-C, eqs. 7–9):
+Networks", IEEE TNNLS 34(2):1080–1088, DOI 10.1109/TNNLS.2021.3104392; HL paper ref. [12], §II-C,
+eqs. 7–9):
 
     min  CE(W f) + λ/(2N)·Σ_i ‖f_i − c_{y_i}‖²    s.t. ‖c_k‖ = r,
 
 solved alternately: with the network fixed, c_k = r·m_k/‖m_k‖ where m_k is the mean feature of class
-k over the WHOLE training set (eq. 9); with the centers fixed, SGD on the objective. Here the center
-step runs between epochs (``feature_pass`` over the train set, the HL paper's Table V row 1 setting
-"per epoch using all training set"); under DDP the per-class sums are all-reduced.
+k (HL eq. 9, the Lagrange solution); with the centers fixed, SGD on the objective.
+
+What could be checked: the form above as the HL paper restates it (§II-C, eqs. 7–9), r = 40 (HL §IV-A:
+"According to the setting in [12], we let r = 40"), and the abstracts of the TNNLS paper ("update the
+cluster centers based on an analytical formula, which can be implemented based on the minibatch
+concept. We then fix the cluster centers and update the connection weights for a number of SGD
+minibatch iterations") and of its ICONIP 2020 precursor ("we propose to use the entire training set
+to approximate class centers"). The TNNLS full text, its λ and its center-update period were not
+available here.
+
+What is assumed (podhl's choices):
+
+* the center step runs once per epoch over the WHOLE training set (``feature_pass``, model in eval
+  mode, no augmentation): the ICONIP abstract's "entire training set" and the HL paper's Table V row 1
+  ("per epoch using all training set"); the TNNLS version may update more often, from mini-batches;
+* λ = 0.002, the HL paper's tuned weight (§IV-B, Table II) of the same λ/(2N)·Σ‖f − c‖² penalty, for
+  comparability with HL; CCL's own λ may differ (``loss.lam``);
+* no classifier bias (HL eq. 7 has none).
 
 Before the first pass there are no centers (the trainer offers no feature pass before epoch 1), so
 epoch 1 trains the softmax alone (``ccl`` logs 0) and the penalty starts once the first epoch's pass
-has set the centers (``initialized`` buffer; checkpoints carry it and the centers).
-
-Defaults: r = 40 (the radius this project's baseline spec fixes for CCL); λ = 0.002 — the HL
-paper's tuned weight (Sec. IV-B, Table II) of the same λ/(2N)·Σ‖f − c‖² penalty; the CCL paper's own
-per-dataset λ was not available to us, so set ``loss.lam`` to match it. No classifier bias (eq. 7).
-Terms: ``ce``, ``ccl`` (the unweighted ½·mean ‖f − c_y‖²).
+has set the centers (``initialized`` buffer; checkpoints carry it and the centers). Under DDP the
+per-class sums are all-reduced. Terms: ``ce``, ``ccl`` (the unweighted ½·mean ‖f − c_y‖²).
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ from podhl.checks import in_range, integer, one_of, require
 from podhl.losses.hypersphere.centers import CenterState
 from podhl.losses.hypersphere.math import (
     class_center_separation,
-    feature_sphere_radius,
     generalized_center_penalty,
     pairwise_cosine_stats,
 )
@@ -62,8 +61,8 @@ class HypersphereLoss(CenterState):
         require(not self.generalized or feat_dim >= 2, "feat_dim", "≥ 2 for the generalized center (radius a)",
                 feat_dim)
         self.beta0 = self.beta0 if self.separation else 0.0  # separation off = β = 0 in the update
-        self.sphere_radius = (feature_sphere_radius(num_classes, feat_dim, self.radius) if self.generalized
-                              else float("nan"))
+        self.sphere_radius = (switches.feature_radius(num_classes, feat_dim, self.radius) if self.generalized
+                              else float("nan"))  # a (§III-A), or the code's 0.998·r
         self.threshold = self.epsilon * self.sphere_radius if self.generalized else 0.0  # ε·a (eq. 11)
         self.needs_feature_pass = self.center_update.needs_feature_pass
         self.epoch = 0
@@ -71,7 +70,7 @@ class HypersphereLoss(CenterState):
     # ------------------------------------------------------------------ schedule
     @property
     def lam(self) -> float:
-        return self.official.ramp(self.lam0, self.official.ramp_lambda, self.epoch)
+        return self.official.ramp(self.lam0, self.official.ramp_lambda, self.epoch, self.official.lambda_ramp_lags)
 
     @property
     def beta(self) -> float:

@@ -92,11 +92,15 @@ def ewma_center_update_from_sums(
     radius: float,
     step: int,
     bias_correction: bool = True,
+    keep_absent: bool = True,
 ) -> torch.Tensor:
     """Eq. 15–16 from per-class feature sums S_k and counts n_k (what DDP reduces):
 
     Σ_{i:y_i=k} (v_i − β/(C−1)·Σ_{l≠k} c_l) = (φ·n_k·c_k + (1−φ)·S_k)/(1 − φ^{N_c}) − n_k·β/(C−1)·(T − c_k),
-    c_k = r·normalize(·). A class with n_k = 0 (or a zero sum) keeps its center. ``step`` = N_c ≥ 1.
+    c_k = r·normalize(·). A class with n_k = 0 (or a zero sum) keeps its center; ``keep_absent=False``
+    sets it to zero instead, as the authors' code does (``get_center_momentum`` in
+    ``Cifar10_HL_main.py`` @ba67071 sums into a zero tensor and ``renorm`` leaves a zero row at zero).
+    ``step`` = N_c ≥ 1.
     """
     integer("step", step, low=1)  # N_c
     num_classes = centers.shape[0]
@@ -104,7 +108,7 @@ def ewma_center_update_from_sums(
     n = counts.to(centers.dtype).unsqueeze(1)
     others = centers.sum(dim=0, keepdim=True) - centers  # Σ_{l≠k} c_l, (C, d)
     u = (phi * n * centers + (1.0 - phi) * sums) * scale - n * (beta / (num_classes - 1)) * others
-    return sphere_centers(u, counts, radius, centers)
+    return sphere_centers(u, counts, radius, centers if keep_absent else torch.zeros_like(centers))
 
 
 def closed_form_centers(

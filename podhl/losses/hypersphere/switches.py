@@ -2,7 +2,10 @@
 
 Where the public code (TCCofWANG/Hypersphere_loss, ``Cifar10_HL_main.py``) departs from the paper
 (Wang et al., IEEE TII 2024). Every default is the paper's; :meth:`OfficialSwitches.authors_code` is
-the code's column (``loss=hl_official``, which also sets ε = 0.5).
+the column of the newest version of that file, ba67071 (2023-07-07), which ``loss=hl_official`` selects
+(with ε = 0.05, its ``rho``). The file's earlier versions differ only in the dead zone and the power
+of the penalty, which ``generalized``, ``epsilon`` and ``official.penalty_power`` express (README
+"Hypersphere Loss (HL)", presets ``loss=hl_official_versions/<name>``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from typing import Any, Mapping
 
 from podhl.checks import in_range, integer, one_of, require
 from podhl.errors import ConfigError
-from podhl.losses.hypersphere.math import PENALTY_NORMALIZATIONS, PENALTY_POWERS
+from podhl.losses.hypersphere.math import PENALTY_NORMALIZATIONS, PENALTY_POWERS, feature_sphere_radius
 
 FLAGS = (False, True)
+ABSENT_CLASS_CENTERS = ("keep", "zero")  # a class absent from the update's batch: keeps its center | code: zero
+CODE_FEATURE_RADIUS_FACTOR = 0.998  # the code's a: alpha = 0.998*radius (f27ae61 onwards)
 
 
 @dataclass
@@ -26,12 +31,15 @@ class OfficialSwitches:
     ramp_lambda: bool = False  # constant λ | code: λ ramps linearly 0 → lam, linspace(0, lam, T)[epoch − 1]
     ramp_beta: bool = False  # constant β | code: β ramps the same way
     total_epochs: int | None = None  # T of the ramps
+    lambda_ramp_lags: bool = False  # with ramp_lambda: λ(e) = linspace[e − 1] | code: linspace[e − 2] (set after epoch e−1)
     normalize_weight: bool = False  # logits W·f + b | code: f·normalize(W)ᵀ
     bias: bool = True  # classifier bias b | code: none
     classifier_weight_decay: float | None = None  # the schedule's on W, b | code: 0 (own optimizer)
+    feature_radius_factor: float | None = None  # a from C, d, r (§III-A) | code: a = 0.998·r
+    absent_class_center: str = "keep"  # EWMA update: an absent class keeps its center | code: "zero"
 
     def __post_init__(self) -> None:
-        for name in ("bias_correction", "ramp_lambda", "ramp_beta", "normalize_weight", "bias"):
+        for name in ("bias_correction", "ramp_lambda", "ramp_beta", "lambda_ramp_lags", "normalize_weight", "bias"):
             setattr(self, name, bool(one_of(f"official.{name}", getattr(self, name), FLAGS)))
         self.penalty_power = int(one_of("official.penalty_power", self.penalty_power, PENALTY_POWERS))
         self.penalty_normalization = one_of("official.penalty_normalization", self.penalty_normalization,
@@ -43,6 +51,11 @@ class OfficialSwitches:
         if self.classifier_weight_decay is not None:
             self.classifier_weight_decay = in_range("official.classifier_weight_decay",
                                                     self.classifier_weight_decay, 0.0)
+        if self.feature_radius_factor is not None:
+            self.feature_radius_factor = in_range("official.feature_radius_factor", self.feature_radius_factor,
+                                                  0.0, 1.0, low_open=True)
+        self.absent_class_center = one_of("official.absent_class_center", self.absent_class_center,
+                                          ABSENT_CLASS_CENTERS)
 
     @classmethod
     def of(cls, value: OfficialSwitches | Mapping[str, Any] | None) -> OfficialSwitches:
@@ -58,14 +71,29 @@ class OfficialSwitches:
 
     @classmethod
     def authors_code(cls, total_epochs: int) -> OfficialSwitches:
-        """Every switch as the authors' code has it (ramps over ``total_epochs``)."""
+        """Every switch as the newest authors' code (``Cifar10_HL_main.py`` @ba67071) has it (ramps over
+        ``total_epochs``)."""
         return cls(bias_correction=False, penalty_power=4, penalty_normalization="elements", ramp_lambda=True,
-                   ramp_beta=True, total_epochs=total_epochs, normalize_weight=True, bias=False,
-                   classifier_weight_decay=0.0)
+                   ramp_beta=True, total_epochs=total_epochs, lambda_ramp_lags=True, normalize_weight=True,
+                   bias=False, classifier_weight_decay=0.0, feature_radius_factor=CODE_FEATURE_RADIUS_FACTOR,
+                   absent_class_center="zero")
 
-    def ramp(self, base: float, on: bool, epoch: int) -> float:
-        """``base``, or the code's linear ramp linspace(0, base, T)[epoch − 1] when ``on``."""
+    def feature_radius(self, num_classes: int, feat_dim: int, radius: float) -> float:
+        """a, the feature spheres' radius of the dead zone ε·a: from C, d and r (§III-A), or the code's
+        ``alpha = 0.998*radius`` (``feature_radius_factor``; 0.99839·r by §III-A at C = 10, d = 512)."""
+        if self.feature_radius_factor is not None:
+            return self.feature_radius_factor * radius
+        return feature_sphere_radius(num_classes, feat_dim, radius)
+
+    def ramp(self, base: float, on: bool, epoch: int, lag: bool = False) -> float:
+        """``base``, or the code's linear ramp linspace(0, base, T)[epoch − 1] when ``on``; ``lag``: the
+        code's λ, set after each epoch, so epoch e uses linspace(0, base, T)[e − 2] and epoch 1 the initial
+        value ``base`` (the code spends its first epochs in the cross-entropy warm-up)."""
         if not on:
             return base
+        if lag:
+            if epoch <= 1:
+                return base
+            epoch -= 1
         t = self.total_epochs
         return base if t == 1 else base * min(max(epoch - 1, 0), t - 1) / (t - 1)

@@ -40,7 +40,8 @@ def batch_sums(loss, features: torch.Tensor, labels: torch.Tensor) -> tuple[torc
 def ewma_centers(loss, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """The loss's next update (eq. 15–16, N_c + 1) from per-class sums and counts, not stored."""
     return ewma_center_update_from_sums(loss.centers, sums, counts, loss.phi, loss.beta, loss.radius,
-                                        loss.n_c + 1, loss.official.bias_correction)
+                                        loss.n_c + 1, loss.official.bias_correction,
+                                        keep_absent=loss.official.absent_class_center == "keep")
 
 
 class CenterUpdate:

@@ -1,19 +1,24 @@
 """Hard-mining loss, HML (Srivastava, Murali & Dubey, "Hard-Mining Loss based Convolutional Neural
-Network for Face Recognition", CVIP 2020, arXiv:1908.09747; HL paper ref. [31], Tables IV, VI–VII;
-no equation number is cited: the paper's text was not available here).
+Network for Face Recognition", CVIP 2020 (Springer CCIS 1378, pp. 70–80), arXiv:1908.09747; HL paper
+ref. [31], Tables IV, VI, VII).
 
-The hard-mining loss raises each sample's loss to a power R so that hard samples (loss > 1) weigh
-more and easy ones (loss < 1) less; on the softmax cross-entropy (the variant the HL paper compares:
-its Table IV gives HML the softmax classifier's parameters and FLOPs):
+What could be checked. The paper's text beyond its abstract and introduction was not available here
+(searched: arXiv/ar5iv 1908.09747, the Springer chapter, paperswithcode — "no code implementations" —
+and public code for the title and the arXiv number); the HL paper gives no formula and no
+hyperparameter for HML. The abstract defines the idea only: "increasing the loss for harder examples
+and decreasing the loss for easy examples", "generic", tested "with Cross-Entropy, Angular-Softmax and
+ArcFace". HL Table IV gives HML the softmax's extra parameters (100 K) and FLOPs (50.00 M), so the HL
+comparison ran HML on the plain linear-softmax classifier.
 
-    L_HM = (1/N)·Σ_i (−log p_{i,y_i})^R,     p = softmax(W x + b).
+What is assumed (podhl's reconstruction, not the paper's equation):
 
-Constants and their sources: R = 2 (``power``) is our reading of the paper's setting — the paper's
-full text was not available in this environment, so the form above is reconstructed from its
-stated definition ("increasing the loss for harder examples and decreasing the loss for easy
-examples", generic over the base loss) and should be checked against the paper; R = 1 recovers
-cross-entropy. The linear classifier with bias matches ``softmax``. Terms: ``ce`` (plain mean
-cross-entropy, for reference; not optimized) and ``hm`` (L_HM, the optimized loss).
+    L_HM = (1/N)·Σ_i (−log p_{i,y_i})^R,     p = softmax(W x + b),
+
+a per-sample power of the cross-entropy: a sample with loss > 1 (p_y < 1/e, "hard") is weighted up,
+one with loss < 1 ("easy") down; R = 1 is cross-entropy. R = 2 (``power``) is podhl's choice (the
+smallest integer R > 1; the paper's R is not known here). Check both against the paper before using
+HML numbers for a comparison. Terms: ``ce`` (plain mean cross-entropy, for reference; not optimized)
+and ``hm`` (L_HM, the optimized loss).
 """
 
 from __future__ import annotations

@@ -10,5 +10,5 @@ from podhl.losses.pod.math import cosine_loss
 
 class CosineLoss(PEDCCCriterion):
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
-        loss = cosine_loss(features.float(), labels, self.pedcc)
+        loss = cosine_loss(features.float(), labels, self.unit_pedcc, centroids_normalized=True)
         return {"loss": loss, "cosine": loss}

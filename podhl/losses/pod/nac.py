@@ -92,7 +92,7 @@ class NaCLoss(PEDCCCriterion):
 
     # -------------------------------------------------------------- loss
     def nac(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return nac_loss(features.float(), labels, self.pedcc, self.delta, self.denominator)
+        return nac_loss(features.float(), labels, self.unit_pedcc, self.delta, self.denominator, centroids_normalized=True)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         loss = self.nac(features, labels)

@@ -33,7 +33,7 @@ class PODLoss(NaCLoss):
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         features = features.float()
         nac = self.nac(features, labels)
-        sc = sc_loss(features, labels, self.pedcc, self.sc_divide_by_n_minus_1)
+        sc = sc_loss(features, labels, self.unit_pedcc, self.sc_divide_by_n_minus_1, centroids_normalized=True)
         return {"loss": nac + self.lam * sc, "nac": nac, "sc": sc}
 
     def extra_repr(self) -> str:
