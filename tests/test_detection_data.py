@@ -97,7 +97,7 @@ def test_coco_reader_on_a_tiny_json(tmp_path):
     assert target["labels"].tolist() == [2, 1] and target["difficult"].tolist() == [False, True]  # iscrowd → difficult
     assert bundle.train_eval[1][1]["labels"].tolist() == [2]  # training drops it
     assert bundle.test[0][1]["boxes"].shape == (0, 4)  # an image without objects
-    with pytest.raises(ConfigError, match="declares num_classes=200 but its files hold 2"):
+    with pytest.raises(ConfigError, match="declares num_classes=200 but its training split holds 2"):
         build_detection_data(compose_config(overrides[:-1]).dataset)
     with pytest.raises(DatasetNotFoundError, match="instances_val2019.json"):
         build_detection_data(compose_config(["dataset=rpc", f"dataset.root={tmp_path}"]).dataset)

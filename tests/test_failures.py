@@ -208,7 +208,9 @@ def test_ctrl_c_exits_130_with_one_line_on_how_to_resume(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "podhl.train", *FAST, "schedule.epochs=500", f"hydra.run.dir={run}"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            # a terminal's Ctrl-C: restore SIGINT's default even if this test runs where it is ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in proc.stdout:
         lines.append(line)

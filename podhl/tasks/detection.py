@@ -102,8 +102,14 @@ class DetectionTask(Task):
                 f"{self.data.num_classes} object classes + background")
 
     # ------------------------------------------------------------------ training
-    def start_epoch(self, epoch: int, epoch_seed: int) -> None:
-        self.loaders.start_epoch(epoch, epoch_seed)
+    def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
+        self.loaders.start_epoch(epoch, epoch_seed, skip_batches)
+
+    def rng_state(self):
+        return self.loaders.rng_state()
+
+    def set_rng_state(self, state) -> None:
+        self.loaders.set_rng_state(state)
 
     def train_batches(self):
         return self.loaders.train
