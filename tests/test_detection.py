@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import FAST, build_trainer, read_metrics
+from podhl.engine.records import restore_training_state
 
 # A tiny detector on the digits composite (48 train / 16 test canvases, 64–96 px), few proposals and RoIs.
 TINY = [
@@ -115,7 +116,7 @@ def test_two_processes_evaluate_the_whole_test_set(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ddp = read_metrics(run)
     single = build_trainer(*common, run_dir=tmp_path / "single")
-    single.load_state_dict(torch.load(run / "last.pt", weights_only=False))
+    restore_training_state(single, torch.load(run / "last.pt", weights_only=False))
     again = single.task.evaluate(single.model, single.criterion)
     assert again["map50"] == pytest.approx(ddp["map50"], abs=1e-6)
     assert again["box_acc"] == pytest.approx(ddp["box_acc"], abs=1e-6)

@@ -115,6 +115,7 @@ class Trainer:
         stats = EpochStats(self.runtime.device)
         if mid:  # continue where the mid-epoch checkpoint stopped: loss state, random streams, statistics
             self.criterion.load_state_dict(mid["criterion"])
+            self.criterion.load_epoch_progress(mid.get("criterion_progress", {}))
             restore_rng(self.task, mid["rng"])
             stats.load(mid["stats"])
         lr = mid["lr"] if mid else self.optimizers[0].param_groups[0]["lr"]  # the rate this epoch trains with
@@ -167,7 +168,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{stats.running_mean('loss'):.4f}", img_s=f"{seen / (time.perf_counter() - t_start):.0f}")
             if save_every and self.global_step % int(save_every) == 0 and i + 1 < total:
                 self._check_finite(first_bad, epoch)
-                position = {"batches": i + 1, "lr": lr, "rng": capture_rng(self.task), "stats": stats.state()}
+                position = {"batches": i + 1, "lr": lr, "rng": capture_rng(self.task), "stats": stats.state(),
+                            "criterion_progress": self.criterion.epoch_progress()}
                 self.records.checkpoint(training_state(self, in_epoch=position), best=False)
         bar.close()
         return stats.reduce()

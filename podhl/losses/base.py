@@ -31,6 +31,8 @@ features (detection, background = class 0) go in; loss terms and class scores co
   passing ``step`` = 0, 1, ...; ``separate_step_optimizers`` gives each round its own optimizer
   state (COT alternates cross-entropy and complement-entropy steps).
 * ``epoch_metrics()``: scalars logged once per epoch (e.g. δ and M of NaC).
+* ``epoch_progress()`` / ``load_epoch_progress(state)``: what an unfinished epoch has accumulated
+  outside buffers (per-epoch sums), saved in mid-epoch checkpoints and restored after ``on_epoch_start``.
 * State that must survive resume lives in buffers/parameters, so ``state_dict`` carries it.
 """
 
@@ -88,6 +90,13 @@ class Criterion(nn.Module):
 
     def epoch_metrics(self) -> dict[str, float]:
         return {}
+
+    def epoch_progress(self) -> dict[str, Any]:
+        """Accumulated-so-far state of the running epoch kept outside buffers (mid-epoch checkpoints)."""
+        return {}
+
+    def load_epoch_progress(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`epoch_progress` (called after ``on_epoch_start`` when a run resumes mid-epoch)."""
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, feat_dim={self.feat_dim}"

@@ -52,3 +52,10 @@ class CenterState(LinearClassifier):
         """Store updated centers: N_c += 1 (and the iteration count += ``iterations``)."""
         self.centers.copy_(centers)
         self._set_counts(self.n_c + 1, self.n_iterations + iterations)
+
+    def epoch_progress(self) -> dict:
+        """The update strategy's per-epoch sums (``self.center_update``; mid-epoch checkpoints)."""
+        return self.center_update.epoch_progress()
+
+    def load_epoch_progress(self, state: dict) -> None:
+        self.center_update.load_epoch_progress(state)

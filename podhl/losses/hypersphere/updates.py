@@ -60,6 +60,13 @@ class CenterUpdate:
     def after_optimizer_step(self, loss, features: torch.Tensor, labels: torch.Tensor, prepared: Any) -> None:
         pass
 
+    def epoch_progress(self) -> dict[str, Any]:
+        """What the running epoch has accumulated (mid-epoch checkpoints)."""
+        return {}
+
+    def load_epoch_progress(self, state: dict[str, Any]) -> None:
+        pass
+
     def on_epoch_start(self, loss, epoch: int) -> None:
         pass
 
@@ -134,6 +141,13 @@ class EpochEWMA(CenterUpdate):
             sums, counts = class_sums(features.float(), labels, loss.num_classes)
             acc_sums += sums
             acc_counts += counts
+
+    def epoch_progress(self) -> dict[str, Any]:
+        return {} if self._sums is None else {"sums": self._sums.clone(), "counts": self._counts.clone()}
+
+    def load_epoch_progress(self, state: dict[str, Any]) -> None:
+        if state:
+            self._sums, self._counts = state["sums"].to(self._sums.device), state["counts"].to(self._counts.device)
 
     def on_epoch_end(self, loss, epoch: int) -> None:
         if epoch >= loss.warmup_epochs:

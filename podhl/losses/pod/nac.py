@@ -90,6 +90,12 @@ class NaCLoss(PEDCCCriterion):
     def epoch_metrics(self) -> dict[str, float]:
         return {"delta": float(self.delta), "M": float(self.mean_norm)}
 
+    def epoch_progress(self) -> dict:
+        return {"norm_sum": self._norm_sum, "norm_count": self._norm_count}
+
+    def load_epoch_progress(self, state: dict) -> None:
+        self._norm_sum, self._norm_count = state.get("norm_sum", 0.0), state.get("norm_count", 0)
+
     # -------------------------------------------------------------- loss
     def nac(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return nac_loss(features.float(), labels, self.unit_pedcc, self.delta, self.denominator, centroids_normalized=True)
