@@ -19,6 +19,9 @@ def test_quickstart_beats_chance_by_far(run_cli, tmp_path):
         assert m["test_acc"] > 85.0, (run, m)  # 10 classes: chance is 10 %
     summary = (sweep / "summary.md").read_text()
     assert summary.count("\n| ") == len(runs)  # one row per job
+    assert "loss=softmax" in summary and "loss=pod" in summary
+    pod_columns = (sweep / "1" / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"train_nac", "train_sc", "loss_delta", "loss_M"} <= set(pod_columns)  # POD's terms and δ, M per epoch
 
 
 def test_multirun_two_jobs(run_cli):

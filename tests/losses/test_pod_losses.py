@@ -280,13 +280,3 @@ def test_two_epoch_runs_on_digits(train, loss, tmp_path):
     assert metrics["test_acc"] > 50.0  # chance is 10 %
     assert not list(trainer.criterion.parameters())
 
-
-def test_quickstart_compares_softmax_and_pod_via_cli(run_cli):
-    proc, sweep = run_cli("experiment=quickstart", "schedule.epochs=2", multirun=True)
-    summary = (sweep / "summary.md").read_text()
-    assert "loss=softmax" in summary and "loss=pod" in summary
-    for job in ("0", "1"):
-        metrics = json.loads((sweep / job / "metrics.json").read_text())
-        assert metrics["completed"] and metrics["test_acc"] > 50.0
-    history = (sweep / "1" / "history.csv").read_text().splitlines()[0].split(",")
-    assert {"train_nac", "train_sc", "loss_delta", "loss_M"} <= set(history)
