@@ -106,3 +106,22 @@ class Task:
     def evaluate(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> dict[str, float]:
         """Metrics of the current model (exact over ranks); must contain ``primary_metric``."""
         raise NotImplementedError
+
+
+class LoadersTask(Task):
+    """A task whose training batches come from ``self.loaders`` (a :class:`podhl.data.Loaders` built in
+    ``setup``): epoch seeding, mid-epoch skipping and the loader's random state are the loaders'."""
+
+    loaders: Any
+
+    def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
+        self.loaders.start_epoch(epoch, epoch_seed, skip_batches)
+
+    def rng_state(self) -> Any:
+        return self.loaders.rng_state()
+
+    def set_rng_state(self, state: Any) -> None:
+        self.loaders.set_rng_state(state)
+
+    def train_batches(self) -> Iterable[Any]:
+        return self.loaders.train

@@ -10,11 +10,11 @@ from torch import nn
 
 from podhl.data import Loaders, build_data
 from podhl.models import build_model
-from podhl.tasks.base import Runtime, StepOutput, Task
+from podhl.tasks.base import LoadersTask, Runtime, StepOutput
 from podhl.tasks.stats import EpochStats
 
 
-class ClassificationTask(Task):
+class ClassificationTask(LoadersTask):
     """Train and test on one labelled image dataset (``dataset`` config group); ``test_acc`` is the top-1 accuracy."""
 
     primary_metric = "test_acc"
@@ -43,18 +43,6 @@ class ClassificationTask(Task):
         return f"{self.dataset_name}: {len(self.data.train)} train / {len(self.data.test)} test images, {self.num_classes} classes"
 
     # ------------------------------------------------------------------ training
-    def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
-        self.loaders.start_epoch(epoch, epoch_seed, skip_batches)
-
-    def rng_state(self):
-        return self.loaders.rng_state()
-
-    def set_rng_state(self, state) -> None:
-        self.loaders.set_rng_state(state)
-
-    def train_batches(self):
-        return self.loaders.train
-
     def to_device(self, batch):
         images, labels = batch
         return self.runtime.images_to_device(images), labels.to(self.runtime.device, non_blocking=True)

@@ -26,7 +26,7 @@ from podhl.checks import in_range, integer
 from podhl.data import Loaders, build_detection_data, collate_detection
 from podhl.errors import ConfigError
 from podhl.models.detection import Detector, build_detector
-from podhl.tasks.base import Runtime, StepOutput, Task
+from podhl.tasks.base import LoadersTask, Runtime, StepOutput
 from podhl.tasks.detection_metrics import ImageDetections, ImageTruth, average_precision, best_box_accuracy
 
 
@@ -40,7 +40,7 @@ def unwrap(model: nn.Module) -> Detector:
     return model
 
 
-class DetectionTask(Task):
+class DetectionTask(LoadersTask):
     """Faster R-CNN on a detection dataset (``dataset`` group: voc0712, rpc, digits_boxes); ``map50`` is
     AP@0.5 (%), ``box_acc`` the best-box classification accuracy (%)."""
 
@@ -102,18 +102,6 @@ class DetectionTask(Task):
                 f"{self.data.num_classes} object classes + background")
 
     # ------------------------------------------------------------------ training
-    def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
-        self.loaders.start_epoch(epoch, epoch_seed, skip_batches)
-
-    def rng_state(self):
-        return self.loaders.rng_state()
-
-    def set_rng_state(self, state) -> None:
-        self.loaders.set_rng_state(state)
-
-    def train_batches(self):
-        return self.loaders.train
-
     def _images_to_device(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         return [image.to(self.runtime.device, non_blocking=True) for image in images]
 
