@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import build_trainer
-from podhl.engine.records import load_checkpoint
+from podhl.engine.run_folder import read_checkpoint as load_checkpoint
 from podhl.errors import ConfigError, NonFiniteLossError
 
 DET = ["trainer.deterministic=true", "schedule.epochs=3", "seed=3"]

@@ -49,10 +49,6 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: Path, map_location="cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=False)
-
-
 def finite_or_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
 

@@ -34,12 +34,13 @@ def identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str | N
     return None
 
 
-def read_checkpoint(path: Path, map_location="cpu") -> dict[str, Any]:
-    """``torch.load`` of a run checkpoint; a damaged file raises ConfigError saying so and what else is there."""
+def read_checkpoint(path: Path, map_location="cpu", mmap: bool = False) -> dict[str, Any]:
+    """``torch.load`` of a run checkpoint; a damaged file raises ConfigError saying so and what else is there.
+    ``mmap=True`` maps the tensors instead of reading them (a check that only needs the config)."""
     import torch
 
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
         if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
             raise ValueError("not a podhl checkpoint")
         return state
@@ -89,7 +90,7 @@ class RunFolder:
                               f"point hydra.run.dir at the run to continue")
         if resume and last.is_file():
             try:
-                why = identity_mismatch(read_checkpoint(last).get("config", {}), config)
+                why = identity_mismatch(read_checkpoint(last, mmap=True).get("config", {}), config)
             except ConfigError:
                 self.release()
                 raise

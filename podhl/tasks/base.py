@@ -18,6 +18,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from podhl.data import Loaders
+
 
 @dataclass
 class Runtime:
@@ -112,7 +114,17 @@ class LoadersTask(Task):
     """A task whose training batches come from ``self.loaders`` (a :class:`podhl.data.Loaders` built in
     ``setup``): epoch seeding, mid-epoch skipping and the loader's random state are the loaders'."""
 
-    loaders: Any
+    loaders: Loaders
+
+    def build_loaders(self, cfg: DictConfig, runtime: Runtime, data: Any, **options: Any) -> None:
+        """``self.loaders`` for ``data``: the global batch split over ranks, the evaluation batch
+        (``schedule.eval_batch_size``, default the per-rank batch), workers and pinned memory (auto on CUDA)."""
+        per_rank = int(cfg.schedule.batch_size) // runtime.world
+        tcfg = cfg.trainer
+        pin = tcfg.pin_memory if tcfg.pin_memory != "auto" else runtime.device.type == "cuda"
+        self.loaders = Loaders(data, per_rank, int(cfg.schedule.get("eval_batch_size") or per_rank),
+                               int(tcfg.num_workers), int(cfg.seed), runtime.rank, runtime.world, runtime.device,
+                               pin_memory=bool(pin), name=str(cfg.dataset.name), **options)
 
     def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
         self.loaders.start_epoch(epoch, epoch_seed, skip_batches)

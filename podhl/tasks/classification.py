@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from podhl.data import Loaders, build_data
+from podhl.data import build_data
 from podhl.models import build_model
 from podhl.tasks.base import LoadersTask, Runtime, StepOutput
 from podhl.tasks.stats import EpochStats
@@ -23,14 +23,7 @@ class ClassificationTask(LoadersTask):
         self.runtime = runtime
         self.dataset_name = str(cfg.dataset.name)
         self.data = build_data(cfg.dataset)
-        per_rank = int(cfg.schedule.batch_size) // runtime.world
-        tcfg = cfg.trainer
-        pin = tcfg.pin_memory if tcfg.pin_memory != "auto" else runtime.device.type == "cuda"
-        self.loaders = Loaders(
-            self.data, per_rank, int(cfg.schedule.get("eval_batch_size") or per_rank), int(tcfg.num_workers),
-            int(cfg.seed), runtime.rank, runtime.world, runtime.device, gpu_resident=bool(tcfg.gpu_resident),
-            pin_memory=bool(pin), name=self.dataset_name,
-        )
+        self.build_loaders(cfg, runtime, self.data, gpu_resident=bool(cfg.trainer.gpu_resident))
 
     @property
     def num_classes(self) -> int:

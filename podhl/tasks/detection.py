@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from podhl import distributed as dist
 from podhl.checks import in_range, integer
-from podhl.data import Loaders, build_detection_data, collate_detection
+from podhl.data import build_detection_data, collate_detection
 from podhl.errors import ConfigError
 from podhl.models.detection import Detector, build_detector
 from podhl.tasks.base import LoadersTask, Runtime, StepOutput
@@ -65,21 +65,14 @@ class DetectionTask(LoadersTask):
         self.runtime = runtime
         self.dataset_name = str(cfg.dataset.name)
         self.data = build_detection_data(cfg.dataset)
-        per_rank = int(cfg.schedule.batch_size) // runtime.world
-        tcfg = cfg.trainer
-        pin = tcfg.pin_memory if tcfg.pin_memory != "auto" else runtime.device.type == "cuda"
-        if tcfg.gpu_resident:
+        if cfg.trainer.gpu_resident:
             raise ConfigError("trainer.gpu_resident=true applies to in-memory classification sets, not to task=detection")
-        self.loaders = Loaders(
-            self.data, per_rank, int(cfg.schedule.get("eval_batch_size") or per_rank), int(tcfg.num_workers),
-            int(cfg.seed), runtime.rank, runtime.world, runtime.device, pin_memory=bool(pin), name=self.dataset_name,
-            collate_fn=collate_detection,
-        )
+        self.build_loaders(cfg, runtime, self.data, collate_fn=collate_detection)
         # smoke runs (smoke=cpu): fewer proposals and sampled RoIs per image
         for key, targets in (("limit_proposals_per_image", [(self.rpn, "post_nms_top_n_train", 600),
                                                              (self.rpn, "post_nms_top_n_test", 300)]),
                              ("limit_rois_per_image", [(self.roi, "batch_size_per_image", 128)])):
-            limit = tcfg.get(key)
+            limit = cfg.trainer.get(key)
             if limit is not None:
                 integer(f"trainer.{key}", limit, low=1)
                 for node, name, default in targets:

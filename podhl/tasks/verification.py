@@ -75,8 +75,7 @@ class VerificationTask(ClassificationTask):
                                               f"<dir>), task.bin_dir=<dir> for all .bin files, or evaluate fewer sets: "
                                               f"task.eval_sets=[...]")
         super().setup(cfg, runtime)
-        per_rank = int(cfg.schedule.batch_size) // runtime.world
-        self.eval_batch_size = int(cfg.schedule.get("eval_batch_size") or per_rank)
+        self.eval_batch_size = self.loaders.eval_batch_size
         size = image_hw(self.data.image_size)
         self.pairs = {}
         for name in self.eval_sets:
