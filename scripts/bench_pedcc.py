@@ -21,7 +21,8 @@ import warnings
 
 import torch
 
-from podhl.pedcc import METHODS, _generate, pedcc_quality
+from podhl.pedcc import METHODS, pedcc_quality
+from podhl.pedcc.generate import generate_with_method
 
 TARGETS = {(1000, 768): (1.0, 0.012), (10575, 512): (5.0, 0.08)}  # (seconds, max NN cosine)
 
@@ -53,7 +54,7 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # n outside [2k, 40k] is the point of these cases
             t0 = time.perf_counter()
-            c, used = _generate(k, n, args.seed, args.method, cache=False, iters=args.iters, device="cpu")
+            c, used = generate_with_method(k, n, args.seed, args.method, cache=False, iters=args.iters, device="cpu")
             seconds = time.perf_counter() - t0
         load_after = _load()
         q = pedcc_quality(c)

@@ -3,14 +3,18 @@ and pinned output, auto routing, cache, CLI."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import sys
 
 import pytest
 import torch
 
-import podhl.pedcc as pedcc_mod
-from podhl.pedcc import generate_pedcc, main, pedcc_quality
+from podhl.errors import ConfigError
+import podhl.pedcc.generate as generate_mod
+import podhl.pedcc.physical as physical_mod
+from podhl.pedcc import generate_pedcc, load_pedcc_file, main, mub_bound, mub_capacity, pedcc_quality
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +76,7 @@ def test_warns_outside_recommended_dimension_range():
 @pytest.mark.filterwarnings("ignore:PEDCC")
 @pytest.mark.parametrize("dense_max_k", [4096, 50])  # dense Gram path, and the k-NN-list path
 def test_physical_model_quality(monkeypatch, dense_max_k):
-    monkeypatch.setattr(pedcc_mod, "_DENSE_MAX_K", dense_max_k)
+    monkeypatch.setattr(physical_mod, "DENSE_MAX_K", dense_max_k)
     k, n = 200, 24  # k > n + 1: no simplex exists
     c = generate_pedcc(k, n, seed=0, method="physical", cache=False)
     assert c.shape == (k, n) and c.dtype == torch.float32
@@ -108,17 +112,17 @@ def test_quality_of_a_known_set():
 def test_disk_cache_keyed_by_k_n_seed_method(tmp_path, monkeypatch):
     first = generate_pedcc(60, 10, seed=2, method="physical", iters=10)
     files = sorted(p.name for p in (tmp_path / "cache" / "pedcc").iterdir())
-    assert files == ["pedcc_k60_n10_seed2_physical_it10_v1.pt"]
+    assert files == ["pedcc_k60_n10_seed2_physical_it10_v2.pt"]
 
     def boom(*args, **kwargs):
         raise AssertionError("regenerated instead of reading the cache")
 
-    monkeypatch.setattr(pedcc_mod, "_physical", boom)
+    monkeypatch.setattr(generate_mod, "physical", boom)
     assert torch.equal(generate_pedcc(60, 10, seed=2, method="physical", iters=10), first)
     with pytest.raises(AssertionError, match="regenerated"):
         generate_pedcc(60, 10, seed=3, method="physical", iters=10)  # another seed: another key
     generate_pedcc(5, 10, seed=2)  # simplex: its own key
-    assert (tmp_path / "cache" / "pedcc" / "pedcc_k5_n10_seed2_simplex_v1.pt").is_file()
+    assert (tmp_path / "cache" / "pedcc" / "pedcc_k5_n10_seed2_simplex_v2.pt").is_file()
 
 
 def test_cli_prints_quality(capsys):
@@ -140,15 +144,14 @@ def test_cli_module_entry_point():
 
 # --- simplices, mub (unions of nearly mutually unbiased bases), auto routing, physical pinned, --threads ---
 
-# generate_pedcc(12, 4, seed=0, method="physical") before the mub method existed (1 CPU thread).
-_PHYSICAL_12x4_SEED0 = [
-    [-0.228448, -0.489963, 0.311728, -0.781392], [0.540446, 0.135704, -0.412126, -0.720871],
-    [-0.461506, -0.750847, 0.277172, 0.382645], [-0.587809, 0.316679, 0.743345, 0.040414],
-    [0.508468, 0.141394, -0.707362, 0.470220], [0.162862, 0.977092, 0.036481, 0.132049],
-    [-0.241763, -0.564303, -0.765537, -0.192523], [0.671979, -0.740045, 0.004297, 0.027540],
-    [-0.624075, 0.447505, -0.328017, -0.550159], [0.307067, 0.067867, 0.430499, 0.846034],
-    [-0.620409, 0.271299, -0.316570, 0.664283], [0.571635, 0.175689, 0.737405, -0.314007],
-]
+# sha256 (first 16 hex digits) of the float32 bytes of generate_pedcc(k, n, seed=0, method="physical"):
+# exact arithmetic makes these the same on every IEEE-754 machine (podhl/pedcc/physical.py).
+_PHYSICAL_SHA = {(12, 4): "d40d5bf04a9b4852", (5, 2): "d8858ced31a7e08b", (10, 2): "0ab9212cee3dbbd9"}
+_KNN_SHA = "0a696a92afe3f42d"  # k = 200, n = 24, 30 steps through the nearest-neighbour path (DENSE_MAX_K = 50)
+
+
+def _sha(c: torch.Tensor) -> str:
+    return hashlib.sha256(c.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def _pairwise_cos(c: torch.Tensor) -> torch.Tensor:
@@ -239,7 +242,7 @@ def test_mub_bound_by_brute_force(k, n, bound):
     others = cos[~antipodal]
     assert others.max() <= bound + 1e-5  # the guaranteed max cosine …
     assert others.max() >= bound - 1e-5  # … is attained
-    assert pedcc_mod.mub_bound(k, n) == pytest.approx(bound)
+    assert mub_bound(k, n) == pytest.approx(bound)
     # Different bases meet at |cos| ∈ {0, 2^(−r/2), 1/√p}; nothing else.
     p = 1 << (n.bit_length() - 1)
     levels = torch.tensor([0.0, bound, p**-0.5], dtype=torch.float64)
@@ -258,24 +261,91 @@ def test_mub_deterministic_per_seed_and_seeds_differ():
 
 @pytest.mark.filterwarnings("ignore:PEDCC")
 def test_mub_capacity_and_errors():
-    assert [pedcc_mod.mub_capacity(n) for n in (1, 2, 3, 4, 8, 16, 32, 512)] == [
+    assert [mub_capacity(n) for n in (1, 2, 3, 4, 8, 16, 32, 512)] == [
         2, 8, 8, 24, 144, 288, 2112, 2 * 512 * 513]
-    assert pedcc_mod.mub_capacity(768) == 2 * 512 * 513  # 512 of the 768 dimensions
+    assert mub_capacity(768) == 2 * 512 * 513  # 512 of the 768 dimensions
     generate_pedcc(24, 4, method="mub", cache=False)
     with pytest.raises(ValueError, match=r"method='mub' places at most 24 centroids in dim=4"):
         generate_pedcc(25, 4, method="mub", cache=False)
 
 
 @pytest.mark.filterwarnings("ignore:PEDCC")
-def test_physical_unchanged_when_named():
-    c = generate_pedcc(12, 4, seed=0, method="physical", cache=False)
-    assert torch.allclose(c, torch.tensor(_PHYSICAL_12x4_SEED0), atol=1e-5)
+@pytest.mark.filterwarnings("ignore:PEDCC")
+def test_physical_is_the_same_on_every_machine(monkeypatch):
+    """The pinned checksums hold here; float32 rounding of a chaotic float iteration would not survive
+    another CPU (the test below shows the old model moving under another instruction set)."""
+    for (k, n), sha in _PHYSICAL_SHA.items():
+        assert _sha(generate_pedcc(k, n, seed=0, method="physical", cache=False)) == sha, (k, n)
+    monkeypatch.setattr(physical_mod, "DENSE_MAX_K", 50)
+    assert _sha(generate_pedcc(200, 24, seed=0, method="physical", cache=False, iters=30)) == _KNN_SHA
+
+
+_SUBPROCESS_SHAS = """
+import hashlib, sys, warnings, torch
+warnings.simplefilter("ignore")
+import podhl.pedcc.physical as ph
+from podhl.pedcc import generate_pedcc
+sha = lambda c: hashlib.sha256(c.contiguous().numpy().tobytes()).hexdigest()[:16]
+out = [sha(generate_pedcc(12, 4, seed=0, method="physical", cache=False)),
+       sha(generate_pedcc(40, 8, seed=3, method="physical", cache=False))]
+ph.DENSE_MAX_K = 50
+out.append(sha(generate_pedcc(200, 24, seed=0, method="physical", cache=False, iters=30)))
+out.append(torch.backends.cpu.get_cpu_capability())
+print(" ".join(out))
+"""
+
+
+@pytest.mark.parametrize("capability,threads", [("default", 1), ("avx2", 2), ("avx512", 1)])
+def test_physical_identical_under_other_instruction_sets_and_threads(capability, threads):
+    """ATEN_CPU_CAPABILITY switches torch's CPU kernels (vector width, reduction order) as another machine would."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-c", _SUBPROCESS_SHAS], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    *shas, _ = proc.stdout.split()
+    assert shas[0] == _PHYSICAL_SHA[(12, 4)] and shas[2] == _KNN_SHA
+    with pytest.warns(UserWarning):
+        here = generate_pedcc(40, 8, seed=3, method="physical", cache=False)
+    assert shas[1] == _sha(here)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_physical_identical_on_gpu():
+    with pytest.warns(UserWarning):
+        assert _sha(generate_pedcc(12, 4, seed=0, method="physical", cache=False, device="cuda")) == _PHYSICAL_SHA[(12, 4)]
+
+
+def test_physical_keeps_rows_on_the_sphere_and_beats_random():
+    with pytest.warns(UserWarning):
+        c = generate_pedcc(5, 2, seed=0, method="physical", cache=False)
+    assert torch.allclose(c.double().norm(dim=1), torch.ones(5, dtype=torch.float64), atol=1e-6)
+    # five points on the circle: the optimum spaces them 72° apart (max cosine cos 72° = 0.309)
+    assert pedcc_quality(c)["max_nn_cos"] < 0.35
+
+
+def test_pedcc_file_round_trip_and_errors(tmp_path):
+    c = generate_pedcc(10, 16, seed=4, cache=False)
+    torch.save(c, tmp_path / "pedcc.pt")
+    assert torch.equal(load_pedcc_file(tmp_path / "pedcc.pt", 10, 16), torch.nn.functional.normalize(c.double(), dim=1).float())
+    import numpy as np
+
+    np.save(tmp_path / "p.npy", (3.0 * c).numpy())  # any positive scale: rows are normalized
+    assert torch.allclose(load_pedcc_file(tmp_path / "p.npy", 10, 16), c, atol=1e-6)
+    with pytest.raises(ConfigError, match=r"holds \(10, 16\), this run needs \(10, 8\)"):
+        load_pedcc_file(tmp_path / "pedcc.pt", 10, 8)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_pedcc_file(tmp_path / "missing.pt", 10, 16)
+    (tmp_path / "junk.pt").write_text("not a tensor")
+    with pytest.raises(ConfigError, match="junk.pt: not a tensor file"):
+        load_pedcc_file(tmp_path / "junk.pt", 10, 16)
+    torch.save(torch.zeros(10, 16), tmp_path / "zero.pt")
+    with pytest.raises(ConfigError, match="zero row"):
+        load_pedcc_file(tmp_path / "zero.pt", 10, 16)
 
 
 @pytest.mark.filterwarnings("ignore:PEDCC")
 def test_auto_routing(monkeypatch):
     def route(k, n):
-        c, chosen = pedcc_mod._generate(k, n, 0, "auto", cache=False, iters=None, device="cpu")
+        c, chosen = generate_mod.generate_with_method(k, n, 0, "auto", cache=False, iters=None, device="cpu")
         return c, chosen
 
     assert route(9, 8)[1] == "simplex"  # k ≤ n + 1
@@ -283,8 +353,8 @@ def test_auto_routing(monkeypatch):
         c, chosen = route(k, 8)
         assert chosen == "simplices" and torch.equal(c, generate_pedcc(k, 8, method="simplices", cache=False))
     # k > 2n and the physical model cheap: the better of the two
-    c, chosen = route(12, 4)  # physical 0.26 against mub's 0.5: the previous default's centroids
-    assert chosen == "physical" and torch.allclose(c, torch.tensor(_PHYSICAL_12x4_SEED0), atol=1e-5)
+    c, chosen = route(12, 4)  # physical 0.26 against mub's 0.5
+    assert chosen == "physical" and _sha(c) == _PHYSICAL_SHA[(12, 4)]
     c, chosen = route(24, 4)  # the 24-cell (0.5) beats the physical model's ≈ 0.54
     assert chosen == "mub" and torch.equal(c, generate_pedcc(24, 4, method="mub", cache=False))
     c, chosen = route(10, 2)  # beyond mub's capacity of 8 in R^2: physical
@@ -294,24 +364,24 @@ def test_auto_routing(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("ran the physical model")
 
-    monkeypatch.setattr(pedcc_mod, "_physical", boom)
-    monkeypatch.setattr(pedcc_mod, "_AUTO_PHYSICAL_MAX_COST", 0)  # as if k were large
+    monkeypatch.setattr(generate_mod, "physical", boom)
+    monkeypatch.setattr(generate_mod, "AUTO_PHYSICAL_MAX_COST", 0)  # as if k were large
     c, chosen = route(12, 4)
     assert chosen == "mub" and pedcc_quality(c)["max_nn_cos"] == pytest.approx(0.5, abs=1e-6)
     with pytest.raises(AssertionError, match="ran the physical model"):
         route(25, 4)  # beyond the capacity the physical model is the only option
-    assert pedcc_mod._resolve_method(10575, 512, "auto") == "mub"
-    assert pedcc_mod._resolve_method(1000, 768, "auto") == "simplices"
+    assert generate_mod.resolve_method(10575, 512, "auto") == "mub"
+    assert generate_mod.resolve_method(1000, 768, "auto") == "simplices"
 
 
 @pytest.mark.filterwarnings("ignore:PEDCC")
 def test_disk_cache_for_mub_and_auto(tmp_path):
     cache = tmp_path / "cache" / "pedcc"
     a = generate_pedcc(20, 8, seed=1, method="mub", iters=7)  # iters does not apply to mub
-    assert sorted(p.name for p in cache.iterdir()) == ["pedcc_k20_n8_seed1_mub_v1.pt"]
+    assert sorted(p.name for p in cache.iterdir()) == ["pedcc_k20_n8_seed1_mub_v2.pt"]
     assert torch.equal(generate_pedcc(20, 8, seed=1, method="mub"), a)
     generate_pedcc(12, 4, seed=1)  # auto with k > 2n: both candidates are cached under their own keys
-    assert {"pedcc_k12_n4_seed1_mub_v1.pt", "pedcc_k12_n4_seed1_physical_v1.pt"} <= {p.name for p in cache.iterdir()}
+    assert {"pedcc_k12_n4_seed1_mub_v2.pt", "pedcc_k12_n4_seed1_physical_v2.pt"} <= {p.name for p in cache.iterdir()}
 
 
 @pytest.mark.filterwarnings("ignore:PEDCC")

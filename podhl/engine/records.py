@@ -110,6 +110,12 @@ class RunRecords:
             if best:
                 save_checkpoint(state, self.run_dir / "best.pt")
 
+    def tensors(self, files: dict[str, torch.Tensor]) -> None:
+        """Save each tensor as ``<run dir>/<name>`` (e.g. the criterion's ``pedcc.pt``)."""
+        if self.enabled:
+            for name, tensor in files.items():
+                atomic_write(self.run_dir / name, lambda tmp, t=tensor: torch.save(t, tmp))
+
     def write(self, name: str, obj: dict[str, Any]) -> None:
         """``<run dir>/<name>`` as JSON (``metrics.json``, ``analysis.json``)."""
         if self.enabled:

@@ -77,6 +77,7 @@ class Trainer:
         if self.cfg.resume:
             self.resume()
         self.records.open()
+        self.records.tensors(self.criterion.run_files())
         stop_after = self.settings.stop_after
         last = self.epochs if stop_after is None else min(self.epochs, self.epoch + int(stop_after))
         self.running = True

@@ -30,6 +30,8 @@ features (detection, background = class 0) go in; loss terms and class scores co
 * ``steps_per_batch`` > 1: the loop runs that many forward/backward/step rounds per batch,
   passing ``step`` = 0, 1, ...; ``separate_step_optimizers`` gives each round its own optimizer
   state (COT alternates cross-entropy and complement-entropy steps).
+* ``run_files()``: tensors the run folder keeps as files, written when the run starts (POD's
+  ``pedcc.pt``, so a run can be repeated with its own centroids).
 * ``epoch_metrics()``: scalars logged once per epoch (e.g. δ and M of NaC).
 * ``epoch_progress()`` / ``load_epoch_progress(state)``: what an unfinished epoch has accumulated
   outside buffers (per-epoch sums), saved in mid-epoch checkpoints and restored after ``on_epoch_start``.
@@ -87,6 +89,10 @@ class Criterion(nn.Module):
 
     def on_epoch_end(self, epoch: int, stats: dict[str, float]) -> None:
         """Called after epoch ``epoch`` trained, with statistics gathered over it."""
+
+    def run_files(self) -> dict[str, torch.Tensor]:
+        """File name → tensor, saved into the run folder when the run starts (see the module docstring)."""
+        return {}
 
     def epoch_metrics(self) -> dict[str, float]:
         return {}

@@ -163,8 +163,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-o", "--out", required=True, help="PNG file to write")
     parser.add_argument("--column", default="test_acc", help="curves: history.csv column (default test_acc)")
     parser.add_argument("--by", default=None, help="group runs by these override keys (comma list; default: all that differ but seed)")
+    parser.add_argument("--seed", type=int, default=None, help="features: only the runs of this seed (one panel per setting)")
     args = parser.parse_args(argv)
     runs = load_runs(args.dirs)
+    if args.seed is not None:
+        runs = [r for r in runs if r.lookup("seed") is not None and int(r.lookup("seed")) == args.seed]
     keys = args.by.split(",") if args.by else varying_keys(runs)
     if args.kind == "curves":
         groups: dict[str, list[Path]] = {}

@@ -95,6 +95,34 @@ def test_sc_loss_by_hand():
     assert float(sc_loss(x, y, c)) == pytest.approx(_sc_by_loop(x, y, c), rel=1e-5)
 
 
+def _sc_subtracting_the_diagonal(features, labels, centroids):
+    """The same sum as ‖ZZᵀ‖² − Σ_i (ZᵀZ)_ii² over (B−1)² (podhl before issue 18): the diagonal subtracted."""
+    z = torch.nn.functional.normalize(features, dim=1) - torch.nn.functional.normalize(centroids, dim=1)[labels]
+    gram = z @ z.t() if z.shape[0] < z.shape[1] else z.t() @ z
+    return (gram.square().sum() - z.square().sum(0).square().sum()) / (z.shape[0] - 1) ** 2
+
+
+def _median_grad_error(fn, centroids, seed):
+    """Median over elements of |∇ in float32 − ∇ in float64| / |∇ in float64| for features near their centroids."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, centroids.shape[0], (64,), generator=g)
+    x = centroids[labels] * 3 + 0.3 * torch.randn(64, centroids.shape[1], generator=g)
+    x32, x64 = x.clone().requires_grad_(), x.double().requires_grad_()
+    fn(x32, labels, centroids).backward()
+    fn(x64, labels, centroids.double()).backward()
+    return float(((x32.grad.double() - x64.grad).abs() / x64.grad.abs().clamp_min(1e-30)).median())
+
+
+def test_sc_gradient_as_exact_in_float32_as_masking_allows():
+    """The 2-D POD Fig. 6 runs move by points with a rounding residue in SC's gradient (issue 18): the
+    diagonal must cancel exactly, so float32 stays as close to float64 as the masked form (measured here:
+    median 7e-7 masked, 1.7e-6 subtracting the diagonal, 2-D, 5 PEDCC classes)."""
+    centroids = generate_pedcc(5, 2, cache=False)
+    ours = sorted(_median_grad_error(sc_loss, centroids, s) for s in range(15))[7]
+    subtracted = sorted(_median_grad_error(_sc_subtracting_the_diagonal, centroids, s) for s in range(15))[7]
+    assert ours < 1e-6 and subtracted > 1.5 * ours, (ours, subtracted)
+
+
 def test_sc_loss_single_sample_is_zero_with_grad():
     x = torch.randn(1, 4, requires_grad=True)
     loss = sc_loss(x, torch.tensor([0]), torch.eye(4)[:2])
@@ -271,6 +299,17 @@ def test_pod_three_epochs_delta_schedule_frozen_pedcc_and_analyses(train, tmp_pa
     assert fv["mean_energy"] == pytest.approx(1 / fv["dim"], rel=1e-6)
     g = analysis["gda"]
     assert g["cosine_acc"] == pytest.approx(metrics["test_acc"], rel=1e-6) and 0 <= g["gda_acc"] <= 100
+
+
+def test_run_keeps_its_pedcc_and_a_new_run_repeats_it_from_the_file(train, tmp_path):
+    """<run dir>/pedcc.pt holds the run's centroids; loss.pedcc_file=<it> wins over pedcc_seed and gives the same run."""
+    first, m1 = train("loss=pod", "schedule.epochs=1", "loss.pedcc_seed=7", run_dir=tmp_path / "a")
+    saved = torch.load(tmp_path / "a" / "pedcc.pt", weights_only=True)
+    assert torch.equal(saved, generate_pedcc(10, first.model.feat_dim, seed=7))
+    again, m2 = train("loss=pod", "schedule.epochs=1", f"loss.pedcc_file={tmp_path / 'a' / 'pedcc.pt'}",
+                      run_dir=tmp_path / "b")
+    assert torch.equal(again.criterion.pedcc, saved) and not torch.equal(saved, generate_pedcc(10, saved.shape[1], seed=0))
+    assert m2["test_acc"] == m1["test_acc"] and m2["train_loss"] == m1["train_loss"]
 
 
 @pytest.mark.parametrize("loss", ["cosine", "nac", "pedcc"])

@@ -19,18 +19,27 @@ import torch.nn.functional as F
 from podhl.checks import integer, one_of
 from podhl.losses.base import Criterion
 from podhl.losses.pod.math import cosine_logits
-from podhl.pedcc import METHODS, generate_pedcc
+from podhl.pedcc import METHODS, generate_pedcc, load_pedcc_file
 
 
 class PEDCCCriterion(Criterion):
     """Owns ``pedcc`` (k, n) unit rows; ``unit_pedcc`` = normalize(pedcc), the p̃ the losses use.
-    ``pedcc_seed``/``pedcc_method`` choose the centroids."""
 
-    def __init__(self, num_classes: int, feat_dim: int, pedcc_seed: int = 0, pedcc_method: str = "auto") -> None:
+    ``pedcc_seed``/``pedcc_method`` choose the centroids (:func:`podhl.pedcc.generate_pedcc`, the same
+    on every machine); ``pedcc_file`` loads them instead from a ``.pt``/``.npy`` (k, n) file, e.g. the
+    ``pedcc.pt`` every run writes into its folder, so a published run can be repeated exactly.
+    """
+
+    def __init__(self, num_classes: int, feat_dim: int, pedcc_seed: int = 0, pedcc_method: str = "auto",
+                 pedcc_file: str | None = None) -> None:
         super().__init__(num_classes, feat_dim)
-        seed = integer("pedcc_seed", pedcc_seed)
-        method = one_of("pedcc_method", pedcc_method, METHODS)
-        self.register_buffer("pedcc", generate_pedcc(num_classes, feat_dim, seed=seed, method=method))
+        if pedcc_file:
+            pedcc = load_pedcc_file(pedcc_file, self.num_classes, self.feat_dim)
+        else:
+            seed = integer("pedcc_seed", pedcc_seed)
+            method = one_of("pedcc_method", pedcc_method, METHODS)
+            pedcc = generate_pedcc(num_classes, feat_dim, seed=seed, method=method)
+        self.register_buffer("pedcc", pedcc)
         self._unit_cache: tuple[torch.Tensor, int, torch.Tensor] | None = None  # (pedcc, its version, p̃)
 
     @property
@@ -45,6 +54,10 @@ class PEDCCCriterion(Criterion):
         if cache is None or cache[0] is not pedcc or cache[1] != version:
             cache = self._unit_cache = (pedcc, version, F.normalize(pedcc, dim=1))
         return cache[2]
+
+    def run_files(self) -> dict[str, torch.Tensor]:
+        """The run folder keeps the centroids as ``pedcc.pt`` (loadable with ``loss.pedcc_file``)."""
+        return {"pedcc.pt": self.pedcc.detach().cpu()}
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return cosine_logits(features.float(), self.unit_pedcc, centroids_normalized=True)

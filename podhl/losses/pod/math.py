@@ -87,11 +87,12 @@ def sc_loss(
     if batch < 2:
         return features.sum() * 0.0
     z = F.normalize(features, dim=1, eps=COSINE_EPS) - _unit(centroids, centroids_normalized)[labels]
-    # Σ_{i≠j} R_ij² = ‖ZᵀZ‖_F² − Σ_i (ZᵀZ)_ii², and ‖ZᵀZ‖_F² = ‖ZZᵀ‖_F²: use the smaller Gram
-    # matrix (B×B when B < n), so the cost is min(B, n)²·max(B, n) without forming R.
-    gram = z @ z.t() if batch < z.shape[1] else z.t() @ z
-    diagonal = z.square().sum(dim=0)  # (ZᵀZ)_ii
-    loss = (gram.square().sum() - diagonal.square().sum()) / (batch - 1) ** 2
+    # The diagonal is masked out of the n × n matrix, never subtracted: ‖ZᵀZ‖² − ‖diag‖² (or the
+    # B × B Gram matrix ZZᵀ) is the same sum, but in float32 its gradient keeps a rounding residue of
+    # the diagonal that moves sensitive runs (2-D POD Fig. 6) by points (tested against float64).
+    r = z.t() @ z / (batch - 1)
+    off = r.masked_fill(torch.eye(r.shape[0], dtype=torch.bool, device=r.device), 0.0)
+    loss = off.square().sum()
     if divide_by_n_minus_1:
         loss = loss / max(features.shape[1] - 1, 1)
     return loss

@@ -43,13 +43,15 @@ class NaCLoss(PEDCCCriterion):
         delta_schedule: str = "paper",
         pedcc_seed: int = 0,
         pedcc_method: str = "auto",
+        pedcc_file: str | None = None,
     ) -> None:
         alpha = in_range("alpha", alpha, 0.0)  # paper: 0.01
         initial_m = in_range("initial_m", initial_m, 0.0)  # paper: 0.05
         norm_source = one_of("norm_source", norm_source, NORM_SOURCES)
         denominator = one_of("denominator", denominator, DENOMINATORS)
         delta_schedule = one_of("delta_schedule", delta_schedule, DELTA_SCHEDULES)
-        super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method)
+        super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method,
+                         pedcc_file=pedcc_file)
         self.alpha = alpha
         self.norm_source = norm_source
         self.denominator = denominator

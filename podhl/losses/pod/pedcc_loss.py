@@ -50,12 +50,14 @@ class PEDCCLoss(PEDCCCriterion):
         n_form: str = "root",
         pedcc_seed: int = 0,
         pedcc_method: str = "auto",
+        pedcc_file: str | None = None,
     ) -> None:
         checked = (in_range("s", s, 0.0, low_open=True), in_range("m", m, 0.0, 2.0, high_open=True),
                    in_range("lam", lam, 0.0), in_range("n_root", n_root, 1.0),
                    one_of("mse_reduction", mse_reduction, MSE_REDUCTIONS),
                    one_of("n_form", n_form, N_FORMS))  # before the PEDCC is generated
-        super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method)
+        super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method,
+                         pedcc_file=pedcc_file)
         self.s, self.m, self.lam, self.n_root, self.mse_reduction, self.n_form = checked
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:

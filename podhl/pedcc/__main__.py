@@ -1,0 +1,3 @@
+from podhl.pedcc.cli import main
+
+raise SystemExit(main())
