@@ -37,7 +37,15 @@ def init_unit_rows(weight: torch.Tensor) -> None:
 
 
 class NormalizedClassifier(Criterion):
-    """Learnable class weights W (C × d), rows normalized in the forward; ``logits`` = s·cos θ."""
+    r"""Learnable class weights $W$ ($C \times d$, unit-norm random rows at start), rows L2-normalized in
+    every forward; scores $s\cos\theta_j$. The base of every margin head.
+
+    Args:
+        num_classes: $C$, number of classes.
+        feat_dim: $d$, feature dimension.
+        scale: $s > 0$, scale of the logits. Default 64 (the ArcFace/CosFace papers'); the presets
+            pass their own (module docstring: "Scale s").
+    """
 
     def __init__(self, num_classes: int, feat_dim: int, scale: float = 64.0) -> None:
         super().__init__(num_classes, feat_dim)
@@ -52,6 +60,7 @@ class NormalizedClassifier(Criterion):
         return x @ w.t()
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
+        r"""$(B, C)$ scores $s\cos\theta_j$, fp32, without margin; argmax = prediction."""
         return self.scale * self.cosine(features)
 
     def extra_repr(self) -> str:
@@ -59,7 +68,14 @@ class NormalizedClassifier(Criterion):
 
 
 class MarginHead(NormalizedClassifier):
-    """CE on s·target(cos θ_y) target / s·cos θ_j non-target logits. Subclasses define :meth:`target`."""
+    r"""Cross-entropy of $s\cdot[\cos\theta_j\ (j \ne y);\ \psi(\theta_y)\ (j = y)]$; subclasses define
+    the target $\psi$ in :meth:`target` (ArcFace: $\cos(\theta_y + m)$, ...).
+
+    Args:
+        num_classes: $C$, number of classes.
+        feat_dim: $d$, feature dimension.
+        scale: $s > 0$, scale of the logits. Default 64.
+    """
 
     def target(self, cos_y: torch.Tensor, **kwargs) -> torch.Tensor:
         """The target logit before the scale, from cos θ_y (B,) (fp32 or fp64)."""
@@ -72,8 +88,10 @@ class MarginHead(NormalizedClassifier):
         return scatter_target(cosine, labels, self.target(cos_y, **kwargs), self.scale)
 
     def margin_ce(self, features: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Mean cross-entropy of :meth:`margin_logits` (a scalar); ``kwargs`` go to :meth:`target`."""
         return F.cross_entropy(self.margin_logits(self.cosine(features), labels, **kwargs), labels)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+        """``{"loss": ce, "ce": ce}``, the cross-entropy with the margin (``step`` is unused)."""
         ce = self.margin_ce(features, labels)
         return {"loss": ce, "ce": ce}
