@@ -45,44 +45,57 @@ def ewma_centers(loss, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
 
 
 class CenterUpdate:
-    """No-op hooks; ``min_warmup_epochs``: the least t1 the strategy works with."""
+    """Base of the center-update strategies: every hook a no-op. Subclass it for your own strategy.
+
+    Each hook receives the :class:`~podhl.losses.hypersphere.loss.HypersphereLoss` (``loss``) and stores
+    an update with ``loss.commit(centers)``. ``min_warmup_epochs`` is the least $t_1$ the strategy
+    works with; ``needs_feature_pass`` asks the trainer for :meth:`feature_pass`.
+    """
 
     name = "custom"
     min_warmup_epochs = 0
     needs_feature_pass = False
 
     def needs_prepared_batch(self, loss) -> bool:
+        """Whether the coming optimizer step needs :meth:`prepare_batch` (the loss's hook)."""
         return False
 
     def prepare_batch(self, loss, features: torch.Tensor, labels: torch.Tensor) -> Any:
+        """Per-step state from the whole batch's detached features, handed to ``forward`` and
+        :meth:`after_optimizer_step` (``None`` here)."""
         return None
 
     def after_optimizer_step(self, loss, features: torch.Tensor, labels: torch.Tensor, prepared: Any) -> None:
-        pass
+        """After each optimizer step, with that batch's detached features and :meth:`prepare_batch`'s result."""
 
     def epoch_progress(self) -> dict[str, Any]:
         """What the running epoch has accumulated (mid-epoch checkpoints)."""
         return {}
 
     def load_epoch_progress(self, state: dict[str, Any]) -> None:
-        pass
+        """Restore :meth:`epoch_progress` (a run resumed mid-epoch)."""
 
     def on_epoch_start(self, loss, epoch: int) -> None:
-        pass
+        """Before 1-based ``epoch`` trains."""
 
     def feature_pass(self, loss, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        pass
+        """(features, labels) over the whole training set at each epoch end (if ``needs_feature_pass``)."""
 
     def on_epoch_end(self, loss, epoch: int) -> None:
-        pass
+        """After 1-based ``epoch`` trained."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
 class BatchEWMA(CenterUpdate):
-    """Eq. 15–16 from every ``every``-th penalized mini-batch (the loss counts iterations), prepared from
-    the whole batch before its step and committed after it. Steps in between keep the centers."""
+    """HL eq. 15–16 from every ``every``-th penalized mini-batch (the loss counts iterations), prepared
+    from the whole batch before its step and committed after it (Algorithm 1, lines 9–13). Steps in
+    between keep the centers. ``center_update: batch`` in YAML, the default.
+
+    Args:
+        every: N ≥ 1, update period in penalized iterations. Default 1 (HL Table IV "HL(10)": 10).
+    """
 
     name = "batch"
 
@@ -116,8 +129,9 @@ class BatchEWMA(CenterUpdate):
 
 
 class EpochEWMA(CenterUpdate):
-    """One eq. 15–16 step per epoch from the per-class sums of all its training steps' features, from
-    the end of epoch t1 on (so epoch t1 + 1 starts with centers)."""
+    """One HL eq. 15–16 step per epoch from the per-class sums of all its training steps' features, from
+    the end of epoch t1 on (so epoch t1 + 1 starts with centers). ``center_update: epoch`` in YAML
+    (HL Table V). No parameters."""
 
     name = "epoch"
     min_warmup_epochs = 1
@@ -157,8 +171,10 @@ class EpochEWMA(CenterUpdate):
 
 
 class WholeTrainingSet(CenterUpdate):
-    """Eq. 13 over the whole training set at each epoch end from epoch t1 on (HL Table V row 1: eq. 9,
-    β = 0, no dead zone). The first update has no centers to measure δ against: it uses every sample."""
+    """HL eq. 13 over the whole training set (a feature pass in eval mode) at each epoch end from epoch
+    t1 on (HL Table V row 1: eq. 9, β = 0, no dead zone); δ (eq. 14) leaves out samples inside the dead
+    zone. The first update has no centers to measure δ against: it uses every sample.
+    ``center_update: dataset`` in YAML. No parameters."""
 
     name = "dataset"
     min_warmup_epochs = 1
@@ -186,7 +202,16 @@ CENTER_UPDATES = {"batch": BatchEWMA, "epoch": EpochEWMA, "dataset": WholeTraini
 
 
 def make_center_update(center_update: str | CenterUpdate = "batch", update_every: int = 1) -> CenterUpdate:
-    """The strategy an HL config names (``center_update``, ``update_every``), or the object given."""
+    """The strategy an HL config names, or the object given.
+
+    Args:
+        center_update: ``"batch"`` (default, :class:`BatchEWMA`), ``"epoch"`` (:class:`EpochEWMA`),
+            ``"dataset"`` (:class:`WholeTrainingSet`), or a :class:`CenterUpdate` returned as is.
+        update_every: the period of ``"batch"``; must be 1 otherwise. Default 1.
+
+    Returns:
+        A new strategy object (or ``center_update`` itself).
+    """
     update_every = integer("update_every", update_every, low=1)
     if isinstance(center_update, CenterUpdate):
         require(update_every == 1, "update_every", "1 when center_update is an object (give it its own period)",

@@ -23,8 +23,15 @@ from podhl.pedcc import METHODS, generate_pedcc
 
 
 class PEDCCCriterion(Criterion):
-    """Owns ``pedcc`` (k, n) unit rows; ``unit_pedcc`` = normalize(pedcc), the p̃ the losses use.
-    ``pedcc_seed``/``pedcc_method`` choose the centroids."""
+    r"""The POD family's base: owns the frozen PEDCC ``pedcc`` ($k \times n$ unit rows, a buffer) and
+    predicts by cosine argmax (POD eq. 21–24); ``unit_pedcc`` is $\tilde p$ = normalize(pedcc).
+
+    Args:
+        num_classes: $k$, number of classes (PEDCC points).
+        feat_dim: $n$, latent feature dimension.
+        pedcc_seed: seed of the PEDCC construction. Default 0 (a fixed seed: the PEDCC is predefined).
+        pedcc_method: PEDCC construction, one of ``podhl.pedcc.METHODS``. Default ``"auto"``.
+    """
 
     def __init__(self, num_classes: int, feat_dim: int, pedcc_seed: int = 0, pedcc_method: str = "auto") -> None:
         super().__init__(num_classes, feat_dim)
@@ -47,4 +54,5 @@ class PEDCCCriterion(Criterion):
         return cache[2]
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
+        r"""$(B, k)$ cosines between the features and the PEDCC points; argmax = prediction (eq. 21–24)."""
         return cosine_logits(features.float(), self.unit_pedcc, centroids_normalized=True)
