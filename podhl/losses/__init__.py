@@ -1,5 +1,5 @@
 """The loss zoo, one package per family, each with ``math.py`` (the equations, pure functions) and one
-file per loss (a :class:`Criterion`, see ``base.py``):
+file per loss (a ``Criterion``, see ``base.py``):
 
 * ``pod/``: Cosine, NaC, POD Loss, PEDCC-Loss (frozen PEDCC classifier);
 * ``margin/``: AM-Softmax, ArcFace, combined margin, MML (AMCM-Softmax), A-Softmax, RegularFace, MagFace;

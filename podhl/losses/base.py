@@ -23,7 +23,7 @@ features (detection, background = class 0) go in; loss terms and class scores co
   gathered over the epoch and over ranks); ``feature_pass(batches)`` when ``needs_feature_pass``
   (an iterator of (features, labels) over the whole training set without augmentation, in eval
   mode, at each epoch end before ``on_epoch_end``; under DDP each rank gets its shard, so reduce
-  with :func:`podhl.distributed.all_reduce_sum`).
+  with ``podhl.distributed.all_reduce_sum``).
 * Optimizer wiring: ``param_groups()`` lists the loss's own trainable parameters as optimizer
   groups; a group may override ``lr``/``weight_decay``/``momentum`` (e.g. ``weight_decay=0``).
   Buffers (frozen PEDCC, EWMA centers) never reach the optimizer.
@@ -49,8 +49,8 @@ from podhl.checks import integer
 class Criterion(nn.Module):
     """Base class of every loss: an ``nn.Module`` owning its classifier, with the training loop's hooks.
 
-    Subclasses implement :meth:`forward` and :meth:`logits`; every hook is a no-op by default (the
-    protocol: :mod:`podhl.losses.base`). No formula of its own.
+    Subclasses implement ``forward`` and ``logits``; every hook is a no-op by default (the
+    protocol: ``podhl.losses.base``). No formula of its own.
 
     Args:
         num_classes: $C$, number of classes (≥ 2), supplied by the task.
@@ -74,7 +74,7 @@ class Criterion(nn.Module):
             features: $(B, d)$ features from the model (any float dtype; losses compute in fp32).
             labels: $(B,)$ class indices in $[0, C)$.
             step: the round within a batch, 0 ... ``steps_per_batch`` − 1 (COT's two steps).
-            prepared: :meth:`prepare_batch`'s result for this optimizer step, or None (test batches).
+            prepared: ``prepare_batch``'s result for this optimizer step, or None (test batches).
 
         Returns:
             ``{"loss": ..., <term>: ...}``: ``loss`` is back-propagated, every other entry is a scalar
@@ -129,7 +129,7 @@ class Criterion(nn.Module):
         return {}
 
     def load_epoch_progress(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`epoch_progress` (called after ``on_epoch_start`` when a run resumes mid-epoch)."""
+        """Restore ``epoch_progress`` (called after ``on_epoch_start`` when a run resumes mid-epoch)."""
 
     def extra_repr(self) -> str:
         """``num_classes`` and ``feat_dim`` in the module's ``repr``."""

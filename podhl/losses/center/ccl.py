@@ -1,6 +1,6 @@
 """Constrained center loss, CCL (Shi, Wang & Leung, "Constrained Center Loss for Convolutional Neural
 Networks", IEEE TNNLS 34(2):1080–1088, DOI 10.1109/TNNLS.2021.3104392; HL paper ref. [12], §II-C,
-eqs. 7–9): :class:`ConstrainedCenterLoss`.
+eqs. 7–9): ``ConstrainedCenterLoss``.
 
 What could be checked: the form as the HL paper restates it (§II-C, eqs. 7–9), r = 40 (HL §IV-A:
 "According to the setting in [12], we let r = 40"), and the abstracts of the TNNLS paper ("update the

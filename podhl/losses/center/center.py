@@ -1,5 +1,5 @@
 """Center loss (Wen, Zhang, Li & Qiao, "A Discriminative Feature Learning Approach for Deep Face
-Recognition", ECCV 2016, eq. 2/4/5; HL eq. 3): :class:`CenterLoss`, centers updated by the paper's rule.
+Recognition", ECCV 2016, eq. 2/4/5; HL eq. 3): ``CenterLoss``, centers updated by the paper's rule.
 """
 
 from __future__ import annotations

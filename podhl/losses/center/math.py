@@ -1,6 +1,6 @@
 """Center-type math (center loss, CCL; shared with HL): pure functions on tensors, no state.
 
-Everything is vectorized over classes with ``index_add_`` (:func:`class_sums`) or per-class (C, d)
+Everything is vectorized over classes with ``index_add_`` (``class_sums``) or per-class (C, d)
 algebra: no loop over classes and no B×C×d tensor. Every function computes in the dtype it is given
 (the losses pass fp32; tests pass float64 for gradcheck).
 """

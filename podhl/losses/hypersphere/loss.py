@@ -1,4 +1,4 @@
-"""Hypersphere Loss (HL; Wang et al., IEEE TII 2024, §III, eqs. 10–17 and Algorithm 1): :class:`HypersphereLoss`.
+"""Hypersphere Loss (HL; Wang et al., IEEE TII 2024, §III, eqs. 10–17 and Algorithm 1): ``HypersphereLoss``.
 
 Pure maths: ``math.py``; centers and N_c: ``centers.py``; update ways (Tables IV, V): ``updates.py``;
 the authors'-code switches: ``switches.py``.
@@ -64,10 +64,10 @@ class HypersphereLoss(CenterState):
         separation: True (default); False: $\beta = 0$ (Table V "class center separation" ×).
         center_update: how the centers are updated (Table V): ``"batch"`` (default, EWMA per
             mini-batch, eq. 15–16), ``"epoch"`` (one EWMA step per epoch), ``"dataset"`` (closed form
-            over the whole training set, eq. 13), or a :class:`~podhl.losses.hypersphere.updates.CenterUpdate`.
+            over the whole training set, eq. 13), or a ``podhl.losses.hypersphere.updates.CenterUpdate``.
         update_every: with ``"batch"``, update at every N-th penalized iteration. Default 1 (Table IV
             "HL(10)": 10).
-        official: the authors'-code switches, a :class:`~podhl.losses.hypersphere.switches.OfficialSwitches`
+        official: the authors'-code switches, a ``podhl.losses.hypersphere.switches.OfficialSwitches``
             or its mapping (YAML ``official:``). Default None: every switch as the paper.
 
     Returns:

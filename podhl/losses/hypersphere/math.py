@@ -1,7 +1,7 @@
 """Hypersphere Loss (HL, Wang et al., IEEE TII 2024): pure math, no state.
 
 Equation numbers are the HL paper's. Everything is vectorized over classes, from per-class sums and
-counts (:func:`podhl.losses.center.math.class_sums`, shared with center loss and CCL) or per-class
+counts (``podhl.losses.center.math.class_sums``, shared with center loss and CCL) or per-class
 (C, d) algebra: no loop over classes and no B×C×d tensor, so C = 10,575 (CASIA-WebFace) is cheap.
 """
 

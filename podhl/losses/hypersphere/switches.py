@@ -1,7 +1,7 @@
 """The authors'-code switches of Hypersphere Loss, one group (``official:`` in ``podhl/conf/loss/hl.yaml``).
 
 Where the public code (TCCofWANG/Hypersphere_loss, ``Cifar10_HL_main.py``) departs from the paper
-(Wang et al., IEEE TII 2024). Every default is the paper's; :meth:`OfficialSwitches.authors_code` is
+(Wang et al., IEEE TII 2024). Every default is the paper's; ``OfficialSwitches.authors_code`` is
 the column of the newest version of that file, ba67071 (2023-07-07), which ``loss=hl_official`` selects
 (with ε = 0.05, its ``rho``). The file's earlier versions differ only in the dead zone and the power
 of the penalty, which ``generalized``, ``epsilon`` and ``official.penalty_power`` express (README
@@ -27,7 +27,7 @@ CODE_FEATURE_RADIUS_FACTOR = 0.998  # the code's a: alpha = 0.998*radius (f27ae6
 class OfficialSwitches:
     r"""Where the authors' code departs from the HL paper, one switch each; every default is the paper's.
 
-    ``OfficialSwitches()`` is the paper (Wang et al., IEEE TII 2024); :meth:`authors_code` is
+    ``OfficialSwitches()`` is the paper (Wang et al., IEEE TII 2024); ``authors_code`` is
     TCCofWANG/Hypersphere_loss ``Cifar10_HL_main.py`` @ba67071 (``loss=hl_official``). No formula of
     its own: each switch names the equation it replaces.
 

@@ -1,20 +1,20 @@
 """How and when Hypersphere Loss updates its class centers: HL Table V's "class center updating way"
-and Table IV's HL(10), as small strategy objects :class:`~podhl.losses.HypersphereLoss` is given.
+and Table IV's HL(10), as small strategy objects ``podhl.losses.HypersphereLoss`` is given.
 
-* :class:`BatchEWMA` (``every`` = N): eq. 15–16 from each N-th penalized mini-batch, before that
+* ``BatchEWMA`` (``every`` = N): eq. 15–16 from each N-th penalized mini-batch, before that
   batch's SGD step (Algorithm 1, lines 9–13). Default, N = 1; HL(10) is N = 10.
-* :class:`EpochEWMA`: one eq. 15–16 step at each epoch end over all of that epoch's samples (their
+* ``EpochEWMA``: one eq. 15–16 step at each epoch end over all of that epoch's samples (their
   features as they were at their step): Σ v_i = (φ·n_k·c_k + (1−φ)·S_k)/(1−φ^{N_c}).
-* :class:`WholeTrainingSet`: eq. 13 (eq. 9 when β = 0) after a feature pass over the whole training
+* ``WholeTrainingSet``: eq. 13 (eq. 9 when β = 0) after a feature pass over the whole training
   set (eval mode) at each epoch end; δ (eq. 14) leaves out samples inside the dead zone.
 
 YAML selects one by name (``center_update: batch|epoch|dataset`` and ``update_every: N``, see
-:func:`make_center_update`); Python passes an object (``HypersphereLoss(..., center_update=BatchEWMA(10))``).
+``make_center_update``); Python passes an object (``HypersphereLoss(..., center_update=BatchEWMA(10))``).
 The loss keeps what must survive resume (``centers``, N_c, the iteration count: buffers, ``centers.py``)
 and its hyperparameters (r, φ, β, ...); a strategy decides when, and from which features, to update,
 through the criterion protocol's hooks (``podhl/losses/base.py``), each receiving the loss, and
-stores an update with ``loss.commit(centers)``. Write your own by subclassing :class:`CenterUpdate`;
-give each loss its own object (:class:`EpochEWMA` keeps per-epoch sums).
+stores an update with ``loss.commit(centers)``. Write your own by subclassing ``CenterUpdate``;
+give each loss its own object (``EpochEWMA`` keeps per-epoch sums).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def ewma_centers(loss, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
 class CenterUpdate:
     """Base of the center-update strategies: every hook a no-op. Subclass it for your own strategy.
 
-    Each hook receives the :class:`~podhl.losses.hypersphere.loss.HypersphereLoss` (``loss``) and stores
+    Each hook receives the ``podhl.losses.hypersphere.loss.HypersphereLoss`` (``loss``) and stores
     an update with ``loss.commit(centers)``. ``min_warmup_epochs`` is the least $t_1$ the strategy
-    works with; ``needs_feature_pass`` asks the trainer for :meth:`feature_pass`.
+    works with; ``needs_feature_pass`` asks the trainer for ``feature_pass``.
     """
 
     name = "custom"
@@ -57,23 +57,23 @@ class CenterUpdate:
     needs_feature_pass = False
 
     def needs_prepared_batch(self, loss) -> bool:
-        """Whether the coming optimizer step needs :meth:`prepare_batch` (the loss's hook)."""
+        """Whether the coming optimizer step needs ``prepare_batch`` (the loss's hook)."""
         return False
 
     def prepare_batch(self, loss, features: torch.Tensor, labels: torch.Tensor) -> Any:
         """Per-step state from the whole batch's detached features, handed to ``forward`` and
-        :meth:`after_optimizer_step` (``None`` here)."""
+        ``after_optimizer_step`` (``None`` here)."""
         return None
 
     def after_optimizer_step(self, loss, features: torch.Tensor, labels: torch.Tensor, prepared: Any) -> None:
-        """After each optimizer step, with that batch's detached features and :meth:`prepare_batch`'s result."""
+        """After each optimizer step, with that batch's detached features and ``prepare_batch``'s result."""
 
     def epoch_progress(self) -> dict[str, Any]:
         """What the running epoch has accumulated (mid-epoch checkpoints)."""
         return {}
 
     def load_epoch_progress(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`epoch_progress` (a run resumed mid-epoch)."""
+        """Restore ``epoch_progress`` (a run resumed mid-epoch)."""
 
     def on_epoch_start(self, loss, epoch: int) -> None:
         """Before 1-based ``epoch`` trains."""
@@ -205,8 +205,8 @@ def make_center_update(center_update: str | CenterUpdate = "batch", update_every
     """The strategy an HL config names, or the object given.
 
     Args:
-        center_update: ``"batch"`` (default, :class:`BatchEWMA`), ``"epoch"`` (:class:`EpochEWMA`),
-            ``"dataset"`` (:class:`WholeTrainingSet`), or a :class:`CenterUpdate` returned as is.
+        center_update: ``"batch"`` (default, ``BatchEWMA``), ``"epoch"`` (``EpochEWMA``),
+            ``"dataset"`` (``WholeTrainingSet``), or a ``CenterUpdate`` returned as is.
         update_every: the period of ``"batch"``; must be 1 otherwise. Default 1.
 
     Returns:

@@ -1,5 +1,5 @@
 """Complement Objective Training, COT (Chen et al., ICLR 2019, eq. 2; POD paper ref. [14], Table 4):
-:class:`COTLoss`, two optimizer steps per batch as in the official code (henry8527/COT ``code/main.py``:
+``COTLoss``, two optimizer steps per batch as in the official code (henry8527/COT ``code/main.py``:
 ``optimizer`` then ``complement_optimizer``, same hyperparameters). The official loss
 Σ_{j≠g} P log P / (N·K) equals −C with ``normalize_by=k`` (checked in the tests).
 """

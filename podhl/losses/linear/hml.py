@@ -1,5 +1,5 @@
 """Hard-mining loss, HML (Srivastava, Murali & Dubey, CVIP 2020, arXiv:1908.09747; HL paper ref. [31],
-Tables IV, VI, VII): :class:`HardMiningLoss`, podhl's reconstruction (no equation of the paper was
+Tables IV, VI, VII): ``HardMiningLoss``, podhl's reconstruction (no equation of the paper was
 available).
 
 What could be checked. The paper's text beyond its abstract and introduction was not available here

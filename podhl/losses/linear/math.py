@@ -43,7 +43,7 @@ def complement_entropy(logits: torch.Tensor, labels: torch.Tensor, normalize_by:
 
 def hard_mining_loss(logits: torch.Tensor, labels: torch.Tensor, power: float = 2.0) -> torch.Tensor:
     r"""Hard-mining loss $\frac{1}{N}\sum_i (-\log p_{i,y_i})^R$: podhl's reconstruction of Srivastava, Murali &
-    Dubey (CVIP 2020), no equation number (the paper's was not available; :mod:`podhl.losses.linear.hml`).
+    Dubey (CVIP 2020), no equation number (the paper's was not available; ``podhl.losses.linear.hml``).
 
     Raising each sample's loss to $R > 1$ increases it where it exceeds 1 (hard samples, $p < 1/e$) and
     decreases it below (easy samples); $R = 1$ is plain cross-entropy.

@@ -1,4 +1,4 @@
-"""Softmax loss (POD eq. 1; HL eq. 1): :class:`SoftmaxLoss`."""
+"""Softmax loss (POD eq. 1; HL eq. 1): ``SoftmaxLoss``."""
 
 from __future__ import annotations
 

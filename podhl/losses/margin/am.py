@@ -1,4 +1,4 @@
-"""AM-Softmax / CosFace: additive cosine margin on a normalized classifier, :class:`AMSoftmaxLoss`
+"""AM-Softmax / CosFace: additive cosine margin on a normalized classifier, ``AMSoftmaxLoss``
 (Wang et al., IEEE SPL 2018; CosFace's LMCL, Wang et al., CVPR 2018, eq. 4)."""
 
 from __future__ import annotations

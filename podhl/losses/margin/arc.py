@@ -1,5 +1,5 @@
 """ArcFace (Deng, Guo, Xue & Zafeiriou, CVPR 2019, eq. 3): additive angular margin on a normalized
-classifier, :class:`ArcFaceLoss` (formula, parameters and sources in its docstring)."""
+classifier, ``ArcFaceLoss`` (formula, parameters and sources in its docstring)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class ArcFaceLoss(MarginHead):
     with $\cos\theta_j$ between the feature and the L2-normalized class weight $W_j$. Past
     $\theta_y = \pi - m$, where $\theta_y + m$ would leave $[0, \pi]$, the target logit follows the
     continuous, monotone fallback $\cos\theta_y - (1 - \cos m)$
-    (:func:`~podhl.losses.margin.math.monotone_fallback`). Config: ``loss=arc``.
+    (``podhl.losses.margin.math.monotone_fallback``). Config: ``loss=arc``.
 
     Not pytorch-metric-learning's ``ArcFaceLoss(num_classes, embedding_size, margin=28.6, scale=64)``:
     here the margin is in **radians** (pml: degrees; 28.6° = 0.5 rad), the feature size is
@@ -34,7 +34,7 @@ class ArcFaceLoss(MarginHead):
         feat_dim: $d$, feature dimension.
         scale: $s > 0$, scale of the logits. Default 30: podhl's choice, AM-Softmax's value
             (neither POD nor HL states $s$; the ArcFace paper's 64 trains far slower on small sets,
-            see :mod:`podhl.losses.margin.head`).
+            see ``podhl.losses.margin.head``).
         margin: $m \in [0, \pi)$, additive angular margin in radians. Default 0.5: the ArcFace
             paper's value, POD Table 4 "ArcFace (m = 0.5)".
 

@@ -1,5 +1,5 @@
 """ASL: SphereFace's angular softmax (A-Softmax, Liu et al., CVPR 2017, §3.3; equation numbers not
-checked), :class:`ASoftmaxLoss`, annealed as the authors' Caffe layer does.
+checked), ``ASoftmaxLoss``, annealed as the authors' Caffe layer does.
 
 ``backward=caffe``: the Caffe layer's hand-written backward (wy1iu/sphereface
 ``margin_inner_product_layer.cpp`` @966c44c), which differs from autograd's in two ways (same forward):

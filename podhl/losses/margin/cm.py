@@ -1,5 +1,5 @@
 """CM, combined margin (ArcFace paper, Deng et al., CVPR 2019, eq. 4, Table 2 "CM2"; POD Table 4):
-:class:`CombinedMarginLoss`, the head ``er.py`` builds on."""
+``CombinedMarginLoss``, the head ``er.py`` builds on."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ class CombinedMarginLoss(MarginHead):
     insightface's PyTorch ``CombinedMarginLoss`` (which drops $m_1, m_2$ when $m_3 > 0$), all three
     margins apply. Past $\theta_y = \theta^* = (\pi - m_2)/m_1$ the target logit follows the
     continuous, monotone fallback $\cos\theta_y - (1 + \cos\theta^*) - m_3$
-    (:func:`~podhl.losses.margin.math.monotone_fallback`). Config: ``loss=cm``.
+    (``podhl.losses.margin.math.monotone_fallback``). Config: ``loss=cm``.
 
     Args:
         num_classes: $C$, number of classes (rows of $W$, $C \times d$).
         feat_dim: $d$, feature dimension.
         scale: $s > 0$, scale of the logits. Default 30: podhl's choice, AM-Softmax's value (neither
-            POD nor HL states $s$; the ArcFace paper uses 64), see :mod:`podhl.losses.margin.head`.
+            POD nor HL states $s$; the ArcFace paper uses 64), see ``podhl.losses.margin.head``.
         m1: $m_1 > 0$, multiplicative angular margin (unitless factor on $\theta_y$). Default 0.9:
             POD Table 4 "CM (m1 = 0.9, m2 = 0.4, m3 = 0.15)", from ArcFace Table 2 CM2.
         m2: $m_2 \in [0, \pi)$, additive angular margin in radians. Default 0.4 (same sources).

@@ -1,10 +1,10 @@
 """ER: RegularFace's exclusive regularization on the classifier weights (Zhao, Xu & Cheng, CVPR 2019;
-equation numbers not checked), :class:`ExclusiveRegularizationLoss`.
+equation numbers not checked), ``ExclusiveRegularizationLoss``.
 
 Implementation: as in the first author's ``ExclusiveLinear`` (zeakey/face2019 ``pytorch/ops.py``,
 unchanged since c71a9fa), the neighbour is chosen without gradient and the gradient of each selected
 cosine reaches both W_i and its neighbour; the search runs in row blocks
-(:func:`podhl.losses.margin.math.nearest_other_rows`), so no C×C matrix is kept for autograd.
+(``podhl.losses.margin.math.nearest_other_rows``), so no C×C matrix is kept for autograd.
 Other values of the defaults in that repository: ``ExclusiveLinear``'s own radius default is 10 since
 c71a9fa (32 before), the project page's demo shows 20; ``--exclusive_weight`` was 2 in dedb565 and 10
 in 270c71b, and other scripts of the repository use 10 or 15.
@@ -28,7 +28,7 @@ class ExclusiveRegularizationLoss(CombinedMarginLoss):
     the mean cosine between each class weight and its nearest other class (Zhao, Xu & Cheng,
     CVPR 2019; no equation number: the paper's text was not available here, the formula is the one
     on the first author's project page, kaizhao.net/regularface). $L_s$ is the combined-margin head of
-    :class:`~podhl.losses.margin.cm.CombinedMarginLoss`, by default without margin (logits
+    ``podhl.losses.margin.cm.CombinedMarginLoss``, by default without margin (logits
     $s\cos\theta_j$, as the author's ``ExclusiveLinear``); margins give the paper's
     "SphereFace/CosFace/ArcFace + ER" variants. Config: ``loss=er``. The defaults are from
     zeakey/face2019, the RegularFace author's training code (the paper's own values were not available).

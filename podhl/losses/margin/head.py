@@ -1,11 +1,11 @@
 """The normalized-classifier margin head shared by am, arc, cm, mml, er and magface.
 
 A learnable W (C × d) whose rows are L2-normalized in every forward, so the classifier scores are
-cosines cos θ_j = ⟨x/‖x‖, W_j/‖W_j‖⟩. A :class:`MarginHead` takes cross-entropy of
+cosines cos θ_j = ⟨x/‖x‖, W_j/‖W_j‖⟩. A ``MarginHead`` takes cross-entropy of
 
     L = CE(s·[cos θ_j (j ≠ y);  ψ(θ_y) (j = y)], y)
 
-where each preset's file defines its target ψ in :meth:`MarginHead.target` (ArcFace: cos(θ_y + m), ...).
+where each preset's file defines its target ψ in ``MarginHead.target`` (ArcFace: cos(θ_y + m), ...).
 Prediction is the argmax of s·cos θ (no margin at test time). Everything runs in fp32.
 
 Scale s. am/arc/cm/mml default to s = 30, AM-Softmax's value (Wang et al. SPL 2018; the POD
@@ -69,7 +69,7 @@ class NormalizedClassifier(Criterion):
 
 class MarginHead(NormalizedClassifier):
     r"""Cross-entropy of $s\cdot[\cos\theta_j\ (j \ne y);\ \psi(\theta_y)\ (j = y)]$; subclasses define
-    the target $\psi$ in :meth:`target` (ArcFace: $\cos(\theta_y + m)$, ...).
+    the target $\psi$ in ``target`` (ArcFace: $\cos(\theta_y + m)$, ...).
 
     Args:
         num_classes: $C$, number of classes.
@@ -82,13 +82,13 @@ class MarginHead(NormalizedClassifier):
         raise NotImplementedError
 
     def margin_logits(self, cosine: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        """(B, C) training logits from a (B, C) cosine matrix; ``kwargs`` go to :meth:`target`."""
+        """(B, C) training logits from a (B, C) cosine matrix; ``kwargs`` go to ``target``."""
         cosine = fp32(cosine)
         cos_y = cosine.gather(1, labels.view(-1, 1)).squeeze(1)
         return scatter_target(cosine, labels, self.target(cos_y, **kwargs), self.scale)
 
     def margin_ce(self, features: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        """Mean cross-entropy of :meth:`margin_logits` (a scalar); ``kwargs`` go to :meth:`target`."""
+        """Mean cross-entropy of ``margin_logits`` (a scalar); ``kwargs`` go to ``target``."""
         return F.cross_entropy(self.margin_logits(self.cosine(features), labels, **kwargs), labels)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:

@@ -1,5 +1,5 @@
 """MagFace (Meng, Zhao, Huang & Zhou, CVPR 2021, §3.2, eq. 3): magnitude-aware angular margin plus a
-magnitude regularizer, :class:`MagFaceLoss`, with the official repository's values (IrvingMeng/MagFace).
+magnitude regularizer, ``MagFaceLoss``, with the official repository's values (IrvingMeng/MagFace).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class MagFaceLoss(MarginHead):
     (Meng et al., CVPR 2021, §3.2, eq. 3), $a = \lVert x\rVert$ clamped to $[l_a, u_a]$ as the official
     code does (so $m$ and $g$ are flat outside); gradients flow through $m(a)$ into $\lVert x\rVert$.
     Past $\theta_y = \pi - m(a)$ the target logit follows the continuous, monotone fallback
-    (:func:`~podhl.losses.margin.math.monotone_fallback`). Config: ``loss=magface``. The defaults are
+    (``podhl.losses.margin.math.monotone_fallback``). Config: ``loss=magface``. The defaults are
     IrvingMeng/MagFace ``run/run.sh`` @2952266.
 
     Args:

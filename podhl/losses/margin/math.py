@@ -5,7 +5,7 @@ All functions compute in (at least) fp32, are out-of-place (exact autograd) and 
 from ±1 by clamping the cosine to ±(1 − 1e-7), so gradients stay finite at cos = ±1.
 
 Each margin head's own file computes its target logit (ArcFace: cos(θ_y + m); CM: cos(m1·θ_y + m2) − m3;
-...) and uses :func:`angle` for θ_y and :func:`monotone_fallback` past the angle where its argument
+...) and uses ``angle`` for θ_y and ``monotone_fallback`` past the angle where its argument
 m1·θ + m2 would leave [0, π] and cos would rise again. Past θ* = (π − m2)/m1 the target logit continues
 as the **continuous CosFace-style extension**
 
@@ -289,7 +289,7 @@ class _SelectedPairDots(torch.autograd.Function):
 
 
 def exclusive_regularizer_of_unit_rows(unit_rows: torch.Tensor, block_size: int = 1024) -> torch.Tensor:
-    r"""RegularFace's $L_r$ (:func:`exclusive_regularizer`) from rows that are already unit vectors.
+    r"""RegularFace's $L_r$ (``exclusive_regularizer``) from rows that are already unit vectors.
 
     Args:
         unit_rows: $(C, d)$ unit-norm rows (e.g. the margin head's normalized $W$, shared).
@@ -307,7 +307,7 @@ def exclusive_regularizer(weight: torch.Tensor, block_size: int = 1024) -> torch
     equation number not checked).
 
     As the first author's ``ExclusiveLinear`` (zeakey/face2019 ``pytorch/ops.py`` @d217fe0) does, each
-    row's nearest other row is found without gradient (:func:`nearest_other_rows`, in row blocks, never
+    row's nearest other row is found without gradient (``nearest_other_rows``, in row blocks, never
     a C×C matrix), then only the C selected pairs are differentiated: the same value and gradient as
     the dense max over the C×C cosine matrix (where the max is unique; at an exact tie the dense
     ``amax`` splits the gradient, this picks one pair), at O(C·d) memory.

@@ -1,5 +1,5 @@
 """MML, the HL paper's "multimargin loss" [32]: Li et al.'s AMCM-Softmax (Neural Comput. Appl. 2022), a
-combined angular and cosine margin, :class:`AMCMSoftmaxLoss` (assumed form: ArcFace paper eq. 4 with
+combined angular and cosine margin, ``AMCMSoftmaxLoss`` (assumed form: ArcFace paper eq. 4 with
 m1 = 1). ``MultiMarginLoss``, its name until 0.2.0, is a deprecated alias (it shadowed
 ``torch.nn.MultiMarginLoss``, an unrelated multi-class hinge loss) and goes in the next release.
 """
@@ -30,7 +30,7 @@ class AMCMSoftmaxLoss(MarginHead):
     CVPR 2019, eq. 4) with $m_1 = 1$; if AMCM's angular margin is multiplicative,
     $\cos(m_a\theta_y) - m_c$, use ``loss=cm loss.m2=0`` with $m_1 = m_a$. Past
     $\theta_y = \pi - m_a$ the target logit follows the continuous, monotone fallback
-    $\cos\theta_y - (1 + \cos(\pi - m_a)) - m_c$ (:func:`~podhl.losses.margin.math.monotone_fallback`).
+    $\cos\theta_y - (1 + \cos(\pi - m_a)) - m_c$ (``podhl.losses.margin.math.monotone_fallback``).
     Config: ``loss=mml``. Formerly ``MultiMarginLoss`` (deprecated alias, removed in the next release).
 
     Args:

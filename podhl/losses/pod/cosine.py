@@ -1,4 +1,4 @@
-"""Cosine Loss (POD §3.1.1, eq. 9–11) on the frozen PEDCC: :class:`CosineLoss`."""
+"""Cosine Loss (POD §3.1.1, eq. 9–11) on the frozen PEDCC: ``CosineLoss``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class CosineLoss(PEDCCCriterion):
             predefined, POD §2.1, so a fixed seed, not the run's).
         pedcc_method: PEDCC construction, ``"auto"`` (default, podhl's choice: the best of podhl's
             constructions for $(k, n)$; the exact simplex when $k \le n + 1$), ``"simplex"``,
-            ``"simplices"``, ``"mub"`` or ``"physical"`` (:mod:`podhl.pedcc`).
+            ``"simplices"``, ``"mub"`` or ``"physical"`` (``podhl.pedcc``).
 
     Returns:
         forward (dict[str, torch.Tensor]): ``loss`` (back-propagated) and ``cosine``, the same value.

@@ -101,14 +101,14 @@ def nac_loss(
     features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, delta: float | torch.Tensor,
     denominator: str = "sum", centroids_normalized: bool = False,
 ) -> torch.Tensor:
-    r"""NaC Loss (POD eq. 17): $\frac{1}{N}\sum_i (1 - \cos_{Na}\theta_{y_i})^2$ (eq. 16, :func:`nac_cosine`).
+    r"""NaC Loss (POD eq. 17): $\frac{1}{N}\sum_i (1 - \cos_{Na}\theta_{y_i})^2$ (eq. 16, ``nac_cosine``).
 
     Args:
         features: $(B, n)$ latent features $x$, not normalized.
         labels: $(B,)$ class indices.
         centroids: $(k, n)$ PEDCC centroids $p$.
         delta: $\delta(e, M) = \alpha e M \ge 0$, this epoch's value (feature-norm units).
-        denominator: ``"sum"`` (default, eq. 16) or ``"sqrt"`` (official code), see :func:`nac_cosine`.
+        denominator: ``"sum"`` (default, eq. 16) or ``"sqrt"`` (official code), see ``nac_cosine``.
         centroids_normalized: True when the caller passes $\tilde p$ already normalized. Default False.
 
     Returns:

@@ -1,4 +1,4 @@
-"""Norm-adaptive Cosine (NaC) Loss (POD §3.1.3, eq. 16–17) on the frozen PEDCC: :class:`NaCLoss`, with
+"""Norm-adaptive Cosine (NaC) Loss (POD §3.1.3, eq. 16–17) on the frozen PEDCC: ``NaCLoss``, with
 the official code's switches (TianYuZu/POD-Loss ``train.py``)."""
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class NaCLoss(PEDCCCriterion):
             code): $\sqrt{\lVert x\rVert^2 + \delta^2}$.
         delta_schedule: ``"paper"`` (default): $\delta = \alpha e M_{e-1}$; ``"official"``:
             $\delta = 0.05$ in epoch 1, then $\alpha (e - 1) M_{e-1}$.
-        pedcc_seed: seed of the PEDCC construction. Default 0 (podhl's choice, see :class:`CosineLoss`).
-        pedcc_method: PEDCC construction. Default ``"auto"`` (podhl's choice, see :class:`CosineLoss`).
+        pedcc_seed: seed of the PEDCC construction. Default 0 (podhl's choice, see ``CosineLoss``).
+        pedcc_method: PEDCC construction. Default ``"auto"`` (podhl's choice, see ``CosineLoss``).
 
     Returns:
         forward (dict[str, torch.Tensor]): ``loss`` (back-propagated) and ``nac``, the same value.

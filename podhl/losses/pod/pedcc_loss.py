@@ -1,4 +1,4 @@
-"""PEDCC-Loss (Zhu et al., IEEE Access 2020; POD §2.2, eq. 2–4) on the frozen PEDCC: :class:`PEDCCLoss`.
+"""PEDCC-Loss (Zhu et al., IEEE Access 2020; POD §2.2, eq. 2–4) on the frozen PEDCC: ``PEDCCLoss``.
 
 The authors' code (ZLeopard/PEDCC-Loss) computes the MSE term differently, in two places, each a
 switch (``loss=pedcc_official`` turns both on): ``tools/train_net.py`` @a7db70f (the newest change to
@@ -50,7 +50,7 @@ class PEDCCLoss(PEDCCCriterion):
         n_form: ``"root"`` (default, eq. 4): $L_{\mathrm{MSE}}^{1/n}$; ``"power"``: $L_{\mathrm{MSE}}^n$
             (``engine/trainer.py`` @907ad7f).
         pedcc_seed: seed of the PEDCC construction. Default 0 (podhl's choice, see
-            :class:`~podhl.losses.pod.cosine.CosineLoss`).
+            ``podhl.losses.pod.cosine.CosineLoss``).
         pedcc_method: PEDCC construction. Default ``"auto"`` (podhl's choice).
 
     Returns:

@@ -1,5 +1,5 @@
 """POD Loss (Zhu & Zu, POD §3.4, eq. 20): NaC plus the SC decorrelation term on the frozen PEDCC,
-:class:`PODLoss`."""
+``PODLoss``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class PODLoss(NaCLoss):
     Z_b = \frac{x_b}{\lVert x_b\rVert} - \tilde p_{y_b}$$
 
     (Zhu & Zu, POD Loss, §3.4, eq. 20; SC eq. 18–19; NaC eq. 16–17 with the adaptive
-    $\delta(e, M) = \alpha e M$, inherited from :class:`~podhl.losses.pod.nac.NaCLoss` with its
+    $\delta(e, M) = \alpha e M$, inherited from ``podhl.losses.pod.nac.NaCLoss`` with its
     switches). Config: ``loss=pod`` (Fig. 6 presets ``pod_alpha_0``, ``pod_alpha_0_1``).
 
     Args:
@@ -31,7 +31,7 @@ class PODLoss(NaCLoss):
         lam: $\lambda \ge 0$, weight of SC (unitless). Default 1: POD §4.2.5 and Fig. 6.
         sc_divide_by_n_minus_1: False (default, eq. 18–19); True: SC divided by $n - 1$, as the
             official code (TianYuZu/POD-Loss ``train.py`` @3237322).
-        **nac_kwargs: the other :class:`~podhl.losses.pod.nac.NaCLoss` parameters, same
+        **nac_kwargs: the other ``podhl.losses.pod.nac.NaCLoss`` parameters, same
             defaults: ``initial_m`` (0.05), ``norm_source``, ``denominator``, ``delta_schedule``,
             ``pedcc_seed`` (0), ``pedcc_method`` (``"auto"``).
 
