@@ -25,7 +25,7 @@ from podhl.losses.margin import (
     ExclusiveRegularizationLoss,
     MagFaceLoss,
 )
-from podhl.losses.margin.mml import deprecated_attribute
+from podhl.losses.margin.mml import deprecated_attribute as _deprecated_attribute
 from podhl.losses.pod import CosineLoss, NaCLoss, PEDCCLoss, PODLoss
 
 __all__ = [
@@ -40,4 +40,4 @@ __all__ = [
 
 
 def __getattr__(name: str) -> type:
-    return deprecated_attribute(__name__, name)  # MultiMarginLoss → AMCMSoftmaxLoss, with a DeprecationWarning
+    return _deprecated_attribute(__name__, name)  # MultiMarginLoss → AMCMSoftmaxLoss, with a DeprecationWarning

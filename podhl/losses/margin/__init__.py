@@ -12,11 +12,12 @@ from podhl.losses.margin.cm import CombinedMarginLoss
 from podhl.losses.margin.er import ExclusiveRegularizationLoss
 from podhl.losses.margin.head import MarginHead, NormalizedClassifier
 from podhl.losses.margin.magface import MagFaceLoss
-from podhl.losses.margin.mml import AMCMSoftmaxLoss, deprecated_attribute
+from podhl.losses.margin.mml import AMCMSoftmaxLoss
+from podhl.losses.margin.mml import deprecated_attribute as _deprecated_attribute
 
 __all__ = ["NormalizedClassifier", "MarginHead", "AMSoftmaxLoss", "ArcFaceLoss", "CombinedMarginLoss",
            "AMCMSoftmaxLoss", "ASoftmaxLoss", "ExclusiveRegularizationLoss", "MagFaceLoss"]
 
 
 def __getattr__(name: str) -> type:
-    return deprecated_attribute(__name__, name)  # MultiMarginLoss → AMCMSoftmaxLoss, with a DeprecationWarning
+    return _deprecated_attribute(__name__, name)  # MultiMarginLoss → AMCMSoftmaxLoss, with a DeprecationWarning
