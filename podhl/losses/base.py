@@ -23,7 +23,7 @@ features (detection, background = class 0) go in; loss terms and class scores co
   gathered over the epoch and over ranks); ``feature_pass(batches)`` when ``needs_feature_pass``
   (an iterator of (features, labels) over the whole training set without augmentation, in eval
   mode, at each epoch end before ``on_epoch_end``; under DDP each rank gets its shard, so reduce
-  with :func:`podhl.distributed.all_reduce_sum`).
+  with ``podhl.distributed.all_reduce_sum``).
 * Optimizer wiring: ``param_groups()`` lists the loss's own trainable parameters as optimizer
   groups; a group may override ``lr``/``weight_decay``/``momentum`` (e.g. ``weight_decay=0``).
   Buffers (frozen PEDCC, EWMA centers) never reach the optimizer.
@@ -49,6 +49,16 @@ from podhl.checks import integer
 
 
 class Criterion(nn.Module):
+    """Base class of every loss: an ``nn.Module`` owning its classifier, with the training loop's hooks.
+
+    Subclasses implement ``forward`` and ``logits``; every hook is a no-op by default (the
+    protocol: ``podhl.losses.base``). No formula of its own.
+
+    Args:
+        num_classes: $C$, number of classes (≥ 2), supplied by the task.
+        feat_dim: $d$, dimension of the features the model hands to the loss (≥ 1), supplied by the task.
+    """
+
     steps_per_batch: int = 1
     separate_step_optimizers: bool = False
     needs_feature_pass: bool = False
@@ -60,12 +70,34 @@ class Criterion(nn.Module):
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0,
                 prepared: Any = None) -> dict[str, torch.Tensor]:
+        """The loss terms of a batch; must not change state (it also runs on test batches).
+
+        Args:
+            features: $(B, d)$ features from the model (any float dtype; losses compute in fp32).
+            labels: $(B,)$ class indices in $[0, C)$.
+            step: the round within a batch, 0 ... ``steps_per_batch`` − 1 (COT's two steps).
+            prepared: ``prepare_batch``'s result for this optimizer step, or None (test batches).
+
+        Returns:
+            ``{"loss": ..., <term>: ...}``: ``loss`` is back-propagated, every other entry is a scalar
+            term logged as ``train/<term>``.
+        """
         raise NotImplementedError
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Class scores of a batch.
+
+        Args:
+            features: $(B, d)$ features from the model.
+
+        Returns:
+            $(B, C)$ scores whose argmax is the prediction.
+        """
         raise NotImplementedError
 
     def param_groups(self) -> list[dict[str, Any]]:
+        """The loss's own trainable parameters as optimizer groups (a group may set ``lr``,
+        ``weight_decay``, ``momentum``); empty when it has none (frozen PEDCC)."""
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params}] if params else []
 
@@ -95,6 +127,7 @@ class Criterion(nn.Module):
         return {}
 
     def epoch_metrics(self) -> dict[str, float]:
+        """Scalars logged once per epoch as ``loss/<name>`` (e.g. NaC's ``delta`` and ``M``)."""
         return {}
 
     def epoch_progress(self) -> dict[str, Any]:
@@ -102,7 +135,8 @@ class Criterion(nn.Module):
         return {}
 
     def load_epoch_progress(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`epoch_progress` (called after ``on_epoch_start`` when a run resumes mid-epoch)."""
+        """Restore ``epoch_progress`` (called after ``on_epoch_start`` when a run resumes mid-epoch)."""
 
     def extra_repr(self) -> str:
+        """``num_classes`` and ``feat_dim`` in the module's ``repr``."""
         return f"num_classes={self.num_classes}, feat_dim={self.feat_dim}"

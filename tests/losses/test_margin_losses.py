@@ -14,13 +14,13 @@ import torch.nn.functional as F
 
 from conftest import read_history
 from podhl.losses import (
+    AMCMSoftmaxLoss,
     AMSoftmaxLoss,
     ArcFaceLoss,
     ASoftmaxLoss,
     CombinedMarginLoss,
     ExclusiveRegularizationLoss,
     MagFaceLoss,
-    MultiMarginLoss,
 )
 from podhl.losses.margin import MarginHead
 from podhl.losses.margin import math as fm
@@ -36,7 +36,7 @@ def head(m1: float, m2: float, m3: float, scale: float = 1.0) -> MarginHead:
     if m1 == 1.0 and m3 == 0.0:
         return ArcFaceLoss(2, 1, scale=scale, margin=m2)
     if m1 == 1.0:
-        return MultiMarginLoss(2, 1, scale=scale, angular_margin=m2, cosine_margin=m3)
+        return AMCMSoftmaxLoss(2, 1, scale=scale, angular_margin=m2, cosine_margin=m3)
     return CombinedMarginLoss(2, 1, scale=scale, m1=m1, m2=m2, m3=m3)
 
 
@@ -169,7 +169,7 @@ def _tiny(num_classes=4, dim=3, batch=5, seed=0):
     (AMSoftmaxLoss, {}, (1.0, 0.0, 0.35)),
     (ArcFaceLoss, {}, (1.0, 0.5, 0.0)),
     (CombinedMarginLoss, {}, (0.9, 0.4, 0.15)),
-    (MultiMarginLoss, {}, (1.0, 0.3, 0.2)),
+    (AMCMSoftmaxLoss, {}, (1.0, 0.3, 0.2)),
 ])
 def test_margin_losses_value(cls, kwargs, margins):
     torch.manual_seed(1)
@@ -189,7 +189,7 @@ def test_defaults_of_the_presets():
     assert (AMSoftmaxLoss(3, 2).margin, ArcFaceLoss(3, 2).margin) == (0.35, 0.5)
     cm = CombinedMarginLoss(3, 2)
     assert (cm.m1, cm.m2, cm.m3) == (0.9, 0.4, 0.15)
-    mml = MultiMarginLoss(3, 2)
+    mml = AMCMSoftmaxLoss(3, 2)
     assert (mml.angular_margin, mml.cosine_margin) == (0.3, 0.2)
 
 
@@ -355,7 +355,7 @@ def test_magface_easy_margin_switch():
     (lambda: CombinedMarginLoss(3, 2, m3=-0.1), "m3"),
     (lambda: ArcFaceLoss(3, 2, margin=-0.5), "margin"),
     (lambda: AMSoftmaxLoss(3, 2, margin=2.5), "margin"),
-    (lambda: MultiMarginLoss(3, 2, angular_margin=4.0), "angular_margin"),
+    (lambda: AMCMSoftmaxLoss(3, 2, angular_margin=4.0), "angular_margin"),
     (lambda: ASoftmaxLoss(3, 2, m=2.5), "m must"),
     (lambda: ASoftmaxLoss(3, 2, gamma=-1.0), "gamma"),
     (lambda: ExclusiveRegularizationLoss(3, 2, lam=-1.0), "lam"),

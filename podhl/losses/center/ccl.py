@@ -1,33 +1,14 @@
 """Constrained center loss, CCL (Shi, Wang & Leung, "Constrained Center Loss for Convolutional Neural
 Networks", IEEE TNNLS 34(2):1080–1088, DOI 10.1109/TNNLS.2021.3104392; HL paper ref. [12], §II-C,
-eqs. 7–9):
+eqs. 7–9): ``ConstrainedCenterLoss``.
 
-    min  CE(W f) + λ/(2N)·Σ_i ‖f_i − c_{y_i}‖²    s.t. ‖c_k‖ = r,
-
-solved alternately: with the network fixed, c_k = r·m_k/‖m_k‖ where m_k is the mean feature of class
-k (HL eq. 9, the Lagrange solution); with the centers fixed, SGD on the objective.
-
-What could be checked: the form above as the HL paper restates it (§II-C, eqs. 7–9), r = 40 (HL §IV-A:
+What could be checked: the form as the HL paper restates it (§II-C, eqs. 7–9), r = 40 (HL §IV-A:
 "According to the setting in [12], we let r = 40"), and the abstracts of the TNNLS paper ("update the
 cluster centers based on an analytical formula, which can be implemented based on the minibatch
 concept. We then fix the cluster centers and update the connection weights for a number of SGD
 minibatch iterations") and of its ICONIP 2020 precursor ("we propose to use the entire training set
 to approximate class centers"). The TNNLS full text, its λ and its center-update period were not
 available here.
-
-What is assumed (podhl's choices):
-
-* the center step runs once per epoch over the WHOLE training set (``feature_pass``, model in eval
-  mode, no augmentation): the ICONIP abstract's "entire training set" and the HL paper's Table V row 1
-  ("per epoch using all training set"); the TNNLS version may update more often, from mini-batches;
-* λ = 0.002, the HL paper's tuned weight (§IV-B, Table II) of the same λ/(2N)·Σ‖f − c‖² penalty, for
-  comparability with HL; CCL's own λ may differ (``loss.lam``);
-* no classifier bias (HL eq. 7 has none).
-
-Before the first pass there are no centers (the trainer offers no feature pass before epoch 1), so
-epoch 1 trains the softmax alone (``ccl`` logs 0) and the penalty starts once the first epoch's pass
-has set the centers (``initialized`` buffer; checkpoints carry it and the centers). Under DDP the
-per-class sums are all-reduced. Terms: ``ce``, ``ccl`` (the unweighted ½·mean ‖f − c_y‖²).
 """
 
 from __future__ import annotations
@@ -44,6 +25,33 @@ from podhl.losses.linear.head import LinearClassifier
 
 
 class ConstrainedCenterLoss(LinearClassifier):
+    r"""Constrained center loss: center loss with the centers on a radius-$r$ sphere, set in closed form.
+
+    $$\min\ \mathrm{CE}(W f) + \frac{\lambda}{2N}\sum_i \lVert f_i - c_{y_i}\rVert^2
+    \quad \text{s.t.}\ \lVert c_k\rVert = r$$
+
+    (Shi, Wang & Leung, TNNLS 2021, as the HL paper restates it: §II-C, eq. 7–9), solved alternately:
+    with the network fixed, $c_k = r\, m_k/\lVert m_k\rVert$, $m_k$ the mean feature of class $k$
+    (HL eq. 9); with the centers fixed, SGD on the objective. podhl's assumptions (module
+    docstring): the center step runs once per epoch over the **whole training set** (``feature_pass``:
+    eval mode, no augmentation; HL Table V row 1), so epoch 1 trains the softmax alone (``ccl`` logs 0)
+    until the first pass has set the centers (``initialized`` buffer). Config: ``loss=ccl``.
+
+    Args:
+        num_classes: $C$, number of classes (rows of $W$ and of the centers).
+        feat_dim: $d$, feature dimension.
+        lam: $\lambda \ge 0$, weight of the center term (unitless). Default 0.002: podhl's choice, HL's
+            tuned $\lambda$ for the same penalty (HL §IV-B, Table II); CCL's own is not known here.
+        radius: $r > 0$, norm of every class center (feature-norm units). Default 40: HL §IV-A
+            ("according to the setting in [12], we let r = 40").
+        bias: whether the classifier has a bias. Default False (HL eq. 7 has none).
+
+    Returns:
+        forward (dict[str, torch.Tensor]): ``loss`` (back-propagated), ``ce`` and ``ccl`` (the
+            unweighted $\frac{1}{2N}\sum_i \lVert f_i - c_{y_i}\rVert^2$).
+        logits (torch.Tensor): $(B, C)$ scores $W f (+ b)$; argmax = prediction.
+    """
+
     needs_feature_pass = True
 
     def __init__(

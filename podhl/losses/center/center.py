@@ -1,17 +1,5 @@
 """Center loss (Wen, Zhang, Li & Qiao, "A Discriminative Feature Learning Approach for Deep Face
-Recognition", ECCV 2016): softmax + λ·L_C with L_C = ½·mean_i ‖x_i − c_{y_i}‖² (their eq. 2/5; HL eq. 3).
-
-Centers are a buffer updated after every optimizer step by the paper's rule (eq. 4, Algorithm 1),
-never by the (weight-decayed, momentum) optimizer:
-
-    Δc_j = Σ_{y_i=j} (c_j − x_i) / (1 + n_j),     c_j ← c_j − α·Δc_j
-
-with the batch's features from the forward pass of that step (as in the official Caffe layer, whose
-center update runs in the same backward pass).
-
-Defaults: λ = 0.003 and α = 0.5, the values Wen et al. fix for their face-recognition experiments
-(Sec. 4). Centers start from a Xavier-uniform draw (the official Caffe
-prototxt's ``center_filler { type: "xavier" }``). Terms: ``ce``, ``center`` (L_C, unweighted).
+Recognition", ECCV 2016, eq. 2/4/5; HL eq. 3): ``CenterLoss``, centers updated by the paper's rule.
 """
 
 from __future__ import annotations
@@ -27,6 +15,33 @@ from podhl.losses.linear.head import LinearClassifier
 
 
 class CenterLoss(LinearClassifier):
+    r"""Center loss: softmax plus $\lambda$ times the distance of each feature to its class center.
+
+    $$L = \mathrm{CE}(W x + b) + \lambda L_C, \qquad
+    L_C = \frac{1}{2N}\sum_i \lVert x_i - c_{y_i}\rVert^2$$
+
+    (Wen et al., ECCV 2016, eq. 2/5; HL eq. 3). The centers are a buffer, never touched by the
+    (weight-decayed, momentum) optimizer: after every optimizer step, from that step's batch,
+
+    $$\Delta c_j = \frac{\sum_{y_i = j}(c_j - x_i)}{1 + n_j}, \qquad c_j \leftarrow c_j - \alpha\,\Delta c_j$$
+
+    (eq. 4, Algorithm 1; summed over ranks under DDP). They start from a Xavier-uniform draw (the
+    official Caffe prototxt's ``center_filler { type: "xavier" }``). Config: ``loss=center``.
+
+    Args:
+        num_classes: $C$, number of classes (rows of $W$ and of the centers).
+        feat_dim: $d$, feature dimension.
+        lam: $\lambda \ge 0$, weight of $L_C$ (unitless). Default 0.003: Wen et al. §4 (their face
+            experiments).
+        alpha: $\alpha \in (0, 1]$, center update rate (per optimizer step). Default 0.5: Wen et al. §4.
+        bias: whether the classifier has the bias $b$. Default True (Wen et al. eq. 2).
+
+    Returns:
+        forward (dict[str, torch.Tensor]): ``loss`` (back-propagated), ``ce`` and ``center``
+            ($L_C$, unweighted).
+        logits (torch.Tensor): $(B, C)$ scores $W x + b$; argmax = prediction.
+    """
+
     def __init__(
         self, num_classes: int, feat_dim: int, lam: float = 0.003, alpha: float = 0.5, bias: bool = True
     ) -> None:

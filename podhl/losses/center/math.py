@@ -1,6 +1,6 @@
 """Center-type math (center loss, CCL; shared with HL): pure functions on tensors, no state.
 
-Everything is vectorized over classes with ``index_add_`` (:func:`class_sums`) or per-class (C, d)
+Everything is vectorized over classes with ``index_add_`` (``class_sums``) or per-class (C, d)
 algebra: no loop over classes and no B×C×d tensor. Every function computes in the dtype it is given
 (the losses pass fp32; tests pass float64 for gradcheck).
 """
@@ -13,7 +13,16 @@ __all__ = ["class_sums", "center_penalty", "center_update_from_sums", "sphere_ce
 
 
 def class_sums(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class feature sums (C, d) and counts (C,) via ``index_add_`` (no loop, no B×C×d tensor)."""
+    """Per-class feature sums and counts via ``index_add_`` (no loop, no B×C×d tensor; no equation).
+
+    Args:
+        features: $(B, d)$ features.
+        labels: $(B,)$ class indices.
+        num_classes: $C$.
+
+    Returns:
+        ``(sums, counts)``: $(C, d)$ and $(C,)$, in ``features``' dtype.
+    """
     sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype, device=features.device)
     sums.index_add_(0, labels, features)
     counts = torch.zeros(num_classes, dtype=features.dtype, device=features.device)
@@ -22,16 +31,34 @@ def class_sums(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -
 
 
 def center_penalty(features: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """½·mean_i ‖x_i − c_{y_i}‖² (Wen et al. 2016 eq. 2 with the 1/m of their Caffe code; HL eq. 2/7)."""
+    r"""Center penalty $\frac{1}{2N}\sum_i \lVert x_i - c_{y_i}\rVert^2$ (Wen et al., ECCV 2016, eq. 2 with the
+    $1/m$ of their Caffe code; HL eq. 2/7).
+
+    Args:
+        features: $(B, d)$ features.
+        centers: $(C, d)$ class centers.
+        labels: $(B,)$ class indices.
+
+    Returns:
+        The scalar penalty (squared feature-norm units).
+    """
     return 0.5 * (features - centers[labels]).pow(2).sum(dim=1).mean()
 
 
 def center_update_from_sums(centers: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Wen et al. 2016 eq. 4 + Algorithm 1 from per-class sums S_j and counts n_j (summed over DDP ranks):
+    r"""Center loss's update (Wen et al., ECCV 2016, eq. 4 and Algorithm 1) from per-class sums and counts:
 
-        Δc_j = Σ_{y_i=j} (c_j − x_i) / (1 + n_j) = (n_j·c_j − S_j) / (1 + n_j),     c_j ← c_j − α·Δc_j.
+    $$\Delta c_j = \frac{\sum_{y_i = j}(c_j - x_i)}{1 + n_j} = \frac{n_j c_j - S_j}{1 + n_j}, \qquad
+    c_j \leftarrow c_j - \alpha\,\Delta c_j$$
 
-    Returns the new centers (C, d); classes absent from the batch (n_j = 0) are unchanged.
+    Args:
+        centers: $(C, d)$ current centers.
+        sums: $(C, d)$ per-class feature sums $S_j$ (summed over DDP ranks).
+        counts: $(C,)$ per-class counts $n_j$.
+        alpha: $\alpha \in (0, 1]$, the update rate.
+
+    Returns:
+        $(C, d)$ new centers; classes absent from the batch ($n_j = 0$) are unchanged.
     """
     delta = (counts[:, None] * centers - sums) / (1.0 + counts[:, None])
     return centers - alpha * delta
@@ -40,9 +67,19 @@ def center_update_from_sums(centers: torch.Tensor, sums: torch.Tensor, counts: t
 def sphere_centers(
     directions: torch.Tensor, counts: torch.Tensor, radius: float, previous: torch.Tensor, eps: float = 0.0
 ) -> torch.Tensor:
-    """c_k = r·u_k/‖u_k‖: put each class's direction u_k on the radius-r sphere (the constraint ‖c_k‖ = r of
-    CCL, HL eq. 7–10). A class with no sample (n_k = 0) or with ‖u_k‖ ≤ ``eps`` keeps ``previous``.
-    Shared by CCL (eq. 9) and HL (eq. 13, 16)."""
+    r"""$c_k = r\,u_k/\lVert u_k\rVert$: each class's direction on the radius-$r$ sphere (the constraint
+    $\lVert c_k\rVert = r$ of CCL, HL eq. 7–10). Shared by CCL (eq. 9) and HL (eq. 13, 16).
+
+    Args:
+        directions: $(C, d)$ directions $u_k$.
+        counts: $(C,)$ samples behind each direction.
+        radius: $r > 0$ (feature-norm units).
+        previous: $(C, d)$ centers kept where there is no update.
+        eps: a direction with $\lVert u_k\rVert \le$ ``eps`` is no update. Default 0.
+
+    Returns:
+        $(C, d)$ centers in ``previous``' dtype; a class with $n_k = 0$ or a too short $u_k$ keeps ``previous``.
+    """
     norms = directions.norm(dim=1, keepdim=True)
     valid = (counts > 0)[:, None] & (norms > eps)
     floor = eps if eps > 0 else torch.finfo(directions.dtype).tiny
@@ -53,9 +90,17 @@ def sphere_centers(
 def constrained_centers(
     sums: torch.Tensor, counts: torch.Tensor, radius: float, previous: torch.Tensor, eps: float = 1e-12
 ) -> torch.Tensor:
-    """CCL (Shi, Wang & Leung, TNNLS 2021; HL paper eq. 9): c_k = r·m_k/‖m_k‖ with m_k the class mean.
+    r"""CCL's centers (Shi, Wang & Leung, TNNLS 2021; HL eq. 9): $c_k = r\,m_k/\lVert m_k\rVert$, $m_k$ the
+    class mean.
 
-    ``sums``/``counts`` are per-class feature sums and counts over the whole training set (the mean's
-    direction is the sum's). Classes with no sample, or a zero mean, keep ``previous``.
+    Args:
+        sums: $(C, d)$ per-class feature sums over the whole training set (the mean's direction is the sum's).
+        counts: $(C,)$ per-class counts.
+        radius: $r > 0$ (feature-norm units).
+        previous: $(C, d)$ centers kept by classes with no sample or a zero mean.
+        eps: a sum with norm $\le$ ``eps`` counts as zero. Default 1e-12.
+
+    Returns:
+        $(C, d)$ new centers.
     """
     return sphere_centers(sums, counts, radius, previous, eps)

@@ -1,6 +1,6 @@
 """Hypersphere Loss (HL, Wang et al., IEEE TII 2024).
 
-``loss.py``: :class:`HypersphereLoss`; ``math.py``: eqs. 9–17 and the feature-sphere radius;
+``loss.py``: ``HypersphereLoss``; ``math.py``: eqs. 9–17 and the feature-sphere radius;
 ``centers.py``: the centers and N_c; ``updates.py``: the center-update strategies (per mini-batch
 EWMA with a period, per-epoch EWMA, whole training set); ``switches.py``: the authors'-code switches.
 """

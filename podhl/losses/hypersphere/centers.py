@@ -17,7 +17,7 @@ def _forget_host_counts(module: "CenterState", incompatible_keys) -> None:
 
 class CenterState(LinearClassifier):
     """A linear classifier plus ``centers`` (zeros until the first update), ``num_updates`` (N_c) and
-    ``iterations`` (penalized steps, counted by :class:`~podhl.losses.hypersphere.updates.BatchEWMA`)."""
+    ``iterations`` (penalized steps, counted by ``podhl.losses.hypersphere.updates.BatchEWMA``)."""
 
     def __init__(self, num_classes: int, feat_dim: int, bias: bool = True) -> None:
         super().__init__(num_classes, feat_dim, bias)

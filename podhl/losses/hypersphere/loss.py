@@ -1,11 +1,5 @@
-"""Hypersphere Loss (HL; Wang et al., IEEE TII 2024, §III, eqs. 10–17 and Algorithm 1).
+"""Hypersphere Loss (HL; Wang et al., IEEE TII 2024, §III, eqs. 10–17 and Algorithm 1): ``HypersphereLoss``.
 
-    L = CE(W f + b) + λ·(1/2B)·Σ_i [ι(d_i)·d_i]²,  d_i = ‖f_i − c_{y_i}‖,  ι(d) = [d ≥ ε·a]     (eq. 17, 11)
-
-with class centers on the radius-r sphere (‖c_k‖ = r, eq. 10), a = r·sin θ_C the feature-sphere radius
-(§III-A), and the centers updated with the network fixed: bias-corrected EWMA per mini-batch (eq. 15–16)
-by default, after a t1-epoch softmax warm start (Algorithm 1). β (eq. 10's separation) acts through the
-update (eq. 16); the separation is logged, not back-propagated (it holds no network parameter).
 Pure maths: ``math.py``; centers and N_c: ``centers.py``; update ways (Tables IV, V): ``updates.py``;
 the authors'-code switches: ``switches.py``.
 
@@ -39,6 +33,51 @@ FLAGS = (False, True)
 
 
 class HypersphereLoss(CenterState):
+    r"""Hypersphere Loss: softmax plus a generalized center penalty, centers on a radius-$r$ sphere (HL eq. 17).
+
+    $$L = \mathrm{CE}(W f + b) + \frac{\lambda}{2B}\sum_i \big[\iota(d_i)\, d_i\big]^2, \qquad
+    d_i = \lVert f_i - c_{y_i}\rVert, \qquad \iota(d) = [d \ge \varepsilon a]$$
+
+    (Wang et al., IEEE TII 2024, eq. 17 and eq. 11), class centers with $\lVert c_k\rVert = r$
+    (eq. 10), $a = r\sin\theta_C$ the feature-sphere radius (§III-A), the centers updated with the
+    network fixed: by default a bias-corrected EWMA per mini-batch (eq. 15–16), after a $t_1$-epoch
+    softmax warm start (Algorithm 1). $\beta$ (eq. 10's separation) acts through the update (eq. 16);
+    the separation is logged, not back-propagated. Config: ``loss=hl`` (presets ``hl10``,
+    ``hl_ablation/<row>``, ``hl_official``); HL feeds the backbone's pooled features to the loss
+    (``model.fc1=false``).
+
+    Args:
+        num_classes: $C$, number of classes (rows of $W$ and of the centers).
+        feat_dim: $d$, feature dimension (≥ 2 when ``generalized``).
+        radius: $r > 0$, norm of every class center (feature-norm units, eq. 10). Default 40: §IV-A.
+        epsilon: $\varepsilon \in [0, 1]$, dead-zone radius as a fraction of $a$ (eq. 11). Default
+            0.05: §III-B.
+        phi: $\varphi \in (0, 1)$, EWMA factor of the center update (eq. 15). Default 0.99: §III-B.
+        lam: $\lambda \ge 0$, weight of the center penalty (eq. 17). Default 0.002: best of Table II
+            (§IV-B).
+        beta: $\beta \ge 0$, class-center separation weight, used by the update (eq. 16). Default
+            0.1: Table II (§IV-B).
+        warmup_epochs: $t_1 \ge 0$, epochs of plain softmax first (≥ 1 for ``center_update`` epoch or
+            dataset). Default 5: Algorithm 1, §III-B.
+        generalized: True (default): dead zone $\varepsilon a$; False: plain center penalty (Table V
+            "generalized class center" ×).
+        separation: True (default); False: $\beta = 0$ (Table V "class center separation" ×).
+        center_update: how the centers are updated (Table V): ``"batch"`` (default, EWMA per
+            mini-batch, eq. 15–16), ``"epoch"`` (one EWMA step per epoch), ``"dataset"`` (closed form
+            over the whole training set, eq. 13), or a ``podhl.losses.hypersphere.updates.CenterUpdate``.
+        update_every: with ``"batch"``, update at every N-th penalized iteration. Default 1 (Table IV
+            "HL(10)": 10).
+        official: the authors'-code switches, a ``podhl.losses.hypersphere.switches.OfficialSwitches``
+            or its mapping (YAML ``official:``). Default None: every switch as the paper.
+
+    Returns:
+        forward (dict[str, torch.Tensor]): ``loss`` (back-propagated), ``ce``, ``center`` (the penalty,
+            unweighted), ``separation`` (eq. 10's term, logged only), ``dead_zone_fraction`` and
+            ``center_distance`` (mean $d_i$); zeros for the last four during the warm start.
+        logits (torch.Tensor): $(B, C)$ scores $W f + b$ ($f\,\mathrm{normalize}(W)^\top$ with
+            ``official.normalize_weight``); argmax = prediction.
+    """
+
     def __init__(self, num_classes: int, feat_dim: int, radius: float = 40.0, epsilon: float = 0.05,
                  phi: float = 0.99, lam: float = 0.002, beta: float = 0.1, warmup_epochs: int = 5,
                  generalized: bool = True, separation: bool = True, center_update: str | CenterUpdate = "batch",

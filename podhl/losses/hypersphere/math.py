@@ -1,7 +1,7 @@
 """Hypersphere Loss (HL, Wang et al., IEEE TII 2024): pure math, no state.
 
 Equation numbers are the HL paper's. Everything is vectorized over classes, from per-class sums and
-counts (:func:`podhl.losses.center.math.class_sums`, shared with center loss and CCL) or per-class
+counts (``podhl.losses.center.math.class_sums``, shared with center loss and CCL) or per-class
 (C, d) algebra: no loop over classes and no B×C×d tensor, so C = 10,575 (CASIA-WebFace) is cheap.
 """
 
@@ -31,10 +31,18 @@ PENALTY_NORMALIZATIONS = ("batch", "elements")  # 1/(2B) (eq. 17) | 1/(2·B·d) 
 
 
 def feature_sphere_radius(num_classes: int, dim: int, r: float) -> float:
-    """Radius a of the feature hyperspheres (HL §III-A): a = r·sin θ_C, where a cap of half-angle θ_C
-    covers 1/C of the radius-r sphere in R^dim, i.e. ½·I_{sin²θ_C}((d−1)/2, ½) = 1/C.
+    r"""Radius $a = r\sin\theta_C$ of the feature hyperspheres (HL §III-A; no equation number), where a cap of
+    half-angle $\theta_C$ covers $1/C$ of the radius-$r$ sphere in $\mathbb{R}^d$:
+    $\frac{1}{2} I_{\sin^2\theta_C}\big(\frac{d-1}{2}, \frac{1}{2}\big) = \frac{1}{C}$. $C = 10$, $d = 512$ gives
+    $a \approx 0.99839\,r$.
 
-    C = 10, d = 512 gives a ≈ 0.99839·r.
+    Args:
+        num_classes: $C \ge 2$.
+        dim: $d \ge 2$, feature dimension.
+        r: $r > 0$, radius of the centers' sphere (feature-norm units).
+
+    Returns:
+        $a$, in $r$'s units.
     """
     integer("num_classes", num_classes, low=2)
     integer("dim", dim, low=2)  # a cap needs a sphere of dimension ≥ 1
@@ -54,12 +62,21 @@ def generalized_center_penalty(
     normalization: str = "batch",
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Generalized center penalty (eq. 17 without λ): (1/(2B))·Σ_i [ι(d_i)·d_i]², d_i = ‖f_i − c_{y_i}‖,
-    ι = 0 inside the dead zone d < ``threshold`` (= ε·a), 1 outside (eq. 11).
+    r"""Generalized center penalty (HL eq. 17 without $\lambda$): $\frac{1}{2B}\sum_i [\iota(d_i)\,d_i]^2$,
+    $d_i = \lVert f_i - c_{y_i}\rVert$, $\iota = 0$ inside the dead zone $d <$ ``threshold`` $(= \varepsilon a)$,
+    1 outside (eq. 11). Computed from $d^2$ (no square root), so the gradient is defined at $d = 0$.
 
-    ``power=4`` and ``normalization="elements"`` (divide by 2·B·d) are the authors' code (switches);
-    ``valid`` (B,) bool zeroes samples whose center is not initialized yet.
-    Computed from d² (no square root), so the gradient is defined at d = 0.
+    Args:
+        features: $(B, d)$ features $f$.
+        labels: $(B,)$ class indices.
+        centers: $(C, d)$ class centers.
+        threshold: $\varepsilon a \ge 0$, the dead-zone radius (feature-norm units).
+        power: 2 (default, eq. 17) or 4 ($d^4$, the authors' code).
+        normalization: ``"batch"`` (default, $1/(2B)$, eq. 17) or ``"elements"`` ($1/(2Bd)$, the authors' code).
+        valid: $(B,)$ bool, False for samples whose center is not set yet (left out). Default None (all).
+
+    Returns:
+        The scalar penalty.
     """
     one_of("power", power, PENALTY_POWERS)
     one_of("normalization", normalization, PENALTY_NORMALIZATIONS)
@@ -73,9 +90,16 @@ def generalized_center_penalty(
 
 
 def class_center_separation(labels: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Class center separation (eq. 10 without β): (1/(B(C−1)))·Σ_i Σ_{l≠y_i} c_{y_i}ᵀc_l.
+    r"""Class center separation (HL eq. 10 without $\beta$): $\frac{1}{B(C-1)}\sum_i\sum_{l \ne y_i} c_{y_i}^\top c_l$.
 
-    Uses Σ_{l≠k} c_l = T − c_k with T = Σ_l c_l (O(C·d)).
+    Uses $\sum_{l \ne k} c_l = T - c_k$ with $T = \sum_l c_l$ ($O(Cd)$).
+
+    Args:
+        labels: $(B,)$ class indices.
+        centers: $(C, d)$ class centers.
+
+    Returns:
+        The scalar separation (squared feature-norm units).
     """
     num_classes = centers.shape[0]
     total = centers.sum(dim=0)
@@ -94,13 +118,28 @@ def ewma_center_update_from_sums(
     bias_correction: bool = True,
     keep_absent: bool = True,
 ) -> torch.Tensor:
-    """Eq. 15–16 from per-class feature sums S_k and counts n_k (what DDP reduces):
+    r"""HL's EWMA center update (eq. 15–16) from per-class feature sums $S_k$ and counts $n_k$ (what DDP reduces):
 
-    Σ_{i:y_i=k} (v_i − β/(C−1)·Σ_{l≠k} c_l) = (φ·n_k·c_k + (1−φ)·S_k)/(1 − φ^{N_c}) − n_k·β/(C−1)·(T − c_k),
-    c_k = r·normalize(·). A class with n_k = 0 (or a zero sum) keeps its center; ``keep_absent=False``
-    sets it to zero instead, as the authors' code does (``get_center_momentum`` in
-    ``Cifar10_HL_main.py`` @ba67071 sums into a zero tensor and ``renorm`` leaves a zero row at zero).
-    ``step`` = N_c ≥ 1.
+    $$u_k = \frac{\varphi n_k c_k + (1-\varphi) S_k}{1 - \varphi^{N_c}} - \frac{n_k\beta}{C-1}(T - c_k), \qquad
+    c_k \leftarrow r\,\frac{u_k}{\lVert u_k\rVert}$$
+
+    i.e. $\sum_{i: y_i = k}(v_i - \frac{\beta}{C-1}\sum_{l \ne k} c_l)$ with $T = \sum_l c_l$.
+
+    Args:
+        centers: $(C, d)$ current centers.
+        sums: $(C, d)$ per-class feature sums $S_k$.
+        counts: $(C,)$ per-class counts $n_k$.
+        phi: $\varphi \in (0, 1)$, EWMA factor.
+        beta: $\beta \ge 0$, separation weight.
+        radius: $r > 0$ (feature-norm units).
+        step: $N_c \ge 1$, the number of this update.
+        bias_correction: divide by $1 - \varphi^{N_c}$ (eq. 15). Default True; False: the authors' code.
+        keep_absent: a class with $n_k = 0$ (or a zero sum) keeps its center. Default True; False sets
+            it to zero, as the authors' code does (``get_center_momentum`` in ``Cifar10_HL_main.py``
+            @ba67071 sums into a zero tensor and ``renorm`` leaves a zero row at zero).
+
+    Returns:
+        $(C, d)$ new centers.
     """
     integer("step", step, low=1)  # N_c
     num_classes = centers.shape[0]
@@ -114,8 +153,19 @@ def ewma_center_update_from_sums(
 def closed_form_centers(
     centers: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor, beta: float, radius: float
 ) -> torch.Tensor:
-    """Whole-training-set update (eq. 13; eq. 9 when β = 0): c_k = r·normalize(S_k − n_k·β/(C−1)·(T − c_k)),
-    S_k, n_k over the samples with δ(k, y_i) = 1 (eq. 14). A class with no such sample keeps its center."""
+    r"""Whole-training-set update (HL eq. 13; eq. 9 when $\beta = 0$):
+    $c_k = r\,\mathrm{normalize}\big(S_k - \frac{n_k\beta}{C-1}(T - c_k)\big)$.
+
+    Args:
+        centers: $(C, d)$ current centers.
+        sums: $(C, d)$ feature sums $S_k$ over the samples with $\delta(k, y_i) = 1$ (eq. 14).
+        counts: $(C,)$ their counts $n_k$.
+        beta: $\beta \ge 0$, separation weight.
+        radius: $r > 0$ (feature-norm units).
+
+    Returns:
+        $(C, d)$ new centers; a class with no such sample keeps its center.
+    """
     num_classes = centers.shape[0]
     others = centers.sum(dim=0, keepdim=True) - centers
     u = sums - counts.to(centers.dtype).unsqueeze(1) * (beta / (num_classes - 1)) * others
@@ -123,8 +173,16 @@ def closed_form_centers(
 
 
 def pairwise_cosine_stats(centers: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:
-    """Mean and max cosine over the pairs k < l of nonzero centers (mean in closed form, max by row
-    chunks: memory O(chunk·C), never C×C at once)."""
+    """Mean and max cosine over the pairs k < l of nonzero centers, a diagnostic (no equation): mean in
+    closed form, max by row chunks (memory O(chunk·C), never C×C at once).
+
+    Args:
+        centers: $(C, d)$ class centers (zero rows: not set yet, left out).
+        chunk: rows per chunk. Default 1024.
+
+    Returns:
+        ``(mean, max)`` as floats; NaN, NaN with fewer than two nonzero centers.
+    """
     c = centers[centers.norm(dim=1) > 0].float()
     m = c.shape[0]
     if m < 2:

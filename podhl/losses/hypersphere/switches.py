@@ -1,7 +1,7 @@
 """The authors'-code switches of Hypersphere Loss, one group (``official:`` in ``podhl/conf/loss/hl.yaml``).
 
 Where the public code (TCCofWANG/Hypersphere_loss, ``Cifar10_HL_main.py``) departs from the paper
-(Wang et al., IEEE TII 2024). Every default is the paper's; :meth:`OfficialSwitches.authors_code` is
+(Wang et al., IEEE TII 2024). Every default is the paper's; ``OfficialSwitches.authors_code`` is
 the column of the newest version of that file, ba67071 (2023-07-07), which ``loss=hl_official`` selects
 (with ε = 0.05, its ``rho``). The file's earlier versions differ only in the dead zone and the power
 of the penalty, which ``generalized``, ``epsilon`` and ``official.penalty_power`` express (README
@@ -25,18 +25,45 @@ CODE_FEATURE_RADIUS_FACTOR = 0.998  # the code's a: alpha = 0.998*radius (f27ae6
 
 @dataclass
 class OfficialSwitches:
-    bias_correction: bool = True  # 1/(1 − φ^{N_c}) of eq. 15 | code: none
-    penalty_power: int = 2  # [ι·d]² of eq. 17 | code: 4
-    penalty_normalization: str = "batch"  # 1/(2B) of eq. 17 | code: "elements", 1/(2·B·d)
-    ramp_lambda: bool = False  # constant λ | code: λ ramps linearly 0 → lam, linspace(0, lam, T)[epoch − 1]
-    ramp_beta: bool = False  # constant β | code: β ramps the same way
-    total_epochs: int | None = None  # T of the ramps
-    lambda_ramp_lags: bool = False  # with ramp_lambda: λ(e) = linspace[e − 1] | code: linspace[e − 2] (set after epoch e−1)
-    normalize_weight: bool = False  # logits W·f + b | code: f·normalize(W)ᵀ
-    bias: bool = True  # classifier bias b | code: none
-    classifier_weight_decay: float | None = None  # the schedule's on W, b | code: 0 (own optimizer)
-    feature_radius_factor: float | None = None  # a from C, d, r (§III-A) | code: a = 0.998·r
-    absent_class_center: str = "keep"  # EWMA update: an absent class keeps its center | code: "zero"
+    r"""Where the authors' code departs from the HL paper, one switch each; every default is the paper's.
+
+    ``OfficialSwitches()`` is the paper (Wang et al., IEEE TII 2024); ``authors_code`` is
+    TCCofWANG/Hypersphere_loss ``Cifar10_HL_main.py`` @ba67071 (``loss=hl_official``). No formula of
+    its own: each switch names the equation it replaces.
+
+    Args:
+        bias_correction: True (default): the $1/(1 - \varphi^{N_c})$ of eq. 15; code: False.
+        penalty_power: 2 (default): $[\iota d]^2$ of eq. 17; code: 4 ($d^4$).
+        penalty_normalization: ``"batch"`` (default): $1/(2B)$ of eq. 17; code: ``"elements"``,
+            $1/(2Bd)$.
+        ramp_lambda: False (default): constant $\lambda$; code: True, $\lambda$ ramps linearly,
+            ``linspace(0, lam, T)[epoch − 1]``.
+        ramp_beta: False (default): constant $\beta$; code: True, $\beta$ ramps the same way.
+        total_epochs: $T$ of the ramps, in epochs (required when a ramp is on). Default None.
+        lambda_ramp_lags: with ``ramp_lambda``, False (default): $\lambda(e)$ = ``linspace[e − 1]``;
+            code: True, ``linspace[e − 2]`` (set after epoch $e - 1$).
+        normalize_weight: False (default): logits $W f + b$; code: True, $f\,\mathrm{normalize}(W)^\top$.
+        bias: True (default): classifier bias $b$; code: False.
+        classifier_weight_decay: None (default): the schedule's weight decay on $W, b$; code: 0.0 (own
+            optimizer).
+        feature_radius_factor: None (default): $a$ from $C$, $d$, $r$ (§III-A); code: 0.998
+            ($a = 0.998 r$).
+        absent_class_center: ``"keep"`` (default): a class absent from an EWMA update keeps its
+            center; code: ``"zero"``.
+    """
+
+    bias_correction: bool = True
+    penalty_power: int = 2
+    penalty_normalization: str = "batch"
+    ramp_lambda: bool = False
+    ramp_beta: bool = False
+    total_epochs: int | None = None
+    lambda_ramp_lags: bool = False
+    normalize_weight: bool = False
+    bias: bool = True
+    classifier_weight_decay: float | None = None
+    feature_radius_factor: float | None = None
+    absent_class_center: str = "keep"
 
     def __post_init__(self) -> None:
         for name in ("bias_correction", "ramp_lambda", "ramp_beta", "lambda_ramp_lags", "normalize_weight", "bias"):

@@ -1,20 +1,20 @@
 """How and when Hypersphere Loss updates its class centers: HL Table V's "class center updating way"
-and Table IV's HL(10), as small strategy objects :class:`~podhl.losses.HypersphereLoss` is given.
+and Table IV's HL(10), as small strategy objects ``podhl.losses.HypersphereLoss`` is given.
 
-* :class:`BatchEWMA` (``every`` = N): eq. 15–16 from each N-th penalized mini-batch, before that
+* ``BatchEWMA`` (``every`` = N): eq. 15–16 from each N-th penalized mini-batch, before that
   batch's SGD step (Algorithm 1, lines 9–13). Default, N = 1; HL(10) is N = 10.
-* :class:`EpochEWMA`: one eq. 15–16 step at each epoch end over all of that epoch's samples (their
+* ``EpochEWMA``: one eq. 15–16 step at each epoch end over all of that epoch's samples (their
   features as they were at their step): Σ v_i = (φ·n_k·c_k + (1−φ)·S_k)/(1−φ^{N_c}).
-* :class:`WholeTrainingSet`: eq. 13 (eq. 9 when β = 0) after a feature pass over the whole training
+* ``WholeTrainingSet``: eq. 13 (eq. 9 when β = 0) after a feature pass over the whole training
   set (eval mode) at each epoch end; δ (eq. 14) leaves out samples inside the dead zone.
 
 YAML selects one by name (``center_update: batch|epoch|dataset`` and ``update_every: N``, see
-:func:`make_center_update`); Python passes an object (``HypersphereLoss(..., center_update=BatchEWMA(10))``).
+``make_center_update``); Python passes an object (``HypersphereLoss(..., center_update=BatchEWMA(10))``).
 The loss keeps what must survive resume (``centers``, N_c, the iteration count: buffers, ``centers.py``)
 and its hyperparameters (r, φ, β, ...); a strategy decides when, and from which features, to update,
 through the criterion protocol's hooks (``podhl/losses/base.py``), each receiving the loss, and
-stores an update with ``loss.commit(centers)``. Write your own by subclassing :class:`CenterUpdate`;
-give each loss its own object (:class:`EpochEWMA` keeps per-epoch sums).
+stores an update with ``loss.commit(centers)``. Write your own by subclassing ``CenterUpdate``;
+give each loss its own object (``EpochEWMA`` keeps per-epoch sums).
 """
 
 from __future__ import annotations
@@ -45,44 +45,57 @@ def ewma_centers(loss, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
 
 
 class CenterUpdate:
-    """No-op hooks; ``min_warmup_epochs``: the least t1 the strategy works with."""
+    """Base of the center-update strategies: every hook a no-op. Subclass it for your own strategy.
+
+    Each hook receives the ``podhl.losses.hypersphere.loss.HypersphereLoss`` (``loss``) and stores
+    an update with ``loss.commit(centers)``. ``min_warmup_epochs`` is the least $t_1$ the strategy
+    works with; ``needs_feature_pass`` asks the trainer for ``feature_pass``.
+    """
 
     name = "custom"
     min_warmup_epochs = 0
     needs_feature_pass = False
 
     def needs_prepared_batch(self, loss) -> bool:
+        """Whether the coming optimizer step needs ``prepare_batch`` (the loss's hook)."""
         return False
 
     def prepare_batch(self, loss, features: torch.Tensor, labels: torch.Tensor) -> Any:
+        """Per-step state from the whole batch's detached features, handed to ``forward`` and
+        ``after_optimizer_step`` (``None`` here)."""
         return None
 
     def after_optimizer_step(self, loss, features: torch.Tensor, labels: torch.Tensor, prepared: Any) -> None:
-        pass
+        """After each optimizer step, with that batch's detached features and ``prepare_batch``'s result."""
 
     def epoch_progress(self) -> dict[str, Any]:
         """What the running epoch has accumulated (mid-epoch checkpoints)."""
         return {}
 
     def load_epoch_progress(self, state: dict[str, Any]) -> None:
-        pass
+        """Restore ``epoch_progress`` (a run resumed mid-epoch)."""
 
     def on_epoch_start(self, loss, epoch: int) -> None:
-        pass
+        """Before 1-based ``epoch`` trains."""
 
     def feature_pass(self, loss, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        pass
+        """(features, labels) over the whole training set at each epoch end (if ``needs_feature_pass``)."""
 
     def on_epoch_end(self, loss, epoch: int) -> None:
-        pass
+        """After 1-based ``epoch`` trained."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
 class BatchEWMA(CenterUpdate):
-    """Eq. 15–16 from every ``every``-th penalized mini-batch (the loss counts iterations), prepared from
-    the whole batch before its step and committed after it. Steps in between keep the centers."""
+    """HL eq. 15–16 from every ``every``-th penalized mini-batch (the loss counts iterations), prepared
+    from the whole batch before its step and committed after it (Algorithm 1, lines 9–13). Steps in
+    between keep the centers. ``center_update: batch`` in YAML, the default.
+
+    Args:
+        every: N ≥ 1, update period in penalized iterations. Default 1 (HL Table IV "HL(10)": 10).
+    """
 
     name = "batch"
 
@@ -116,8 +129,9 @@ class BatchEWMA(CenterUpdate):
 
 
 class EpochEWMA(CenterUpdate):
-    """One eq. 15–16 step per epoch from the per-class sums of all its training steps' features, from
-    the end of epoch t1 on (so epoch t1 + 1 starts with centers)."""
+    """One HL eq. 15–16 step per epoch from the per-class sums of all its training steps' features, from
+    the end of epoch t1 on (so epoch t1 + 1 starts with centers). ``center_update: epoch`` in YAML
+    (HL Table V). No parameters."""
 
     name = "epoch"
     min_warmup_epochs = 1
@@ -157,8 +171,10 @@ class EpochEWMA(CenterUpdate):
 
 
 class WholeTrainingSet(CenterUpdate):
-    """Eq. 13 over the whole training set at each epoch end from epoch t1 on (HL Table V row 1: eq. 9,
-    β = 0, no dead zone). The first update has no centers to measure δ against: it uses every sample."""
+    """HL eq. 13 over the whole training set (a feature pass in eval mode) at each epoch end from epoch
+    t1 on (HL Table V row 1: eq. 9, β = 0, no dead zone); δ (eq. 14) leaves out samples inside the dead
+    zone. The first update has no centers to measure δ against: it uses every sample.
+    ``center_update: dataset`` in YAML. No parameters."""
 
     name = "dataset"
     min_warmup_epochs = 1
@@ -186,7 +202,16 @@ CENTER_UPDATES = {"batch": BatchEWMA, "epoch": EpochEWMA, "dataset": WholeTraini
 
 
 def make_center_update(center_update: str | CenterUpdate = "batch", update_every: int = 1) -> CenterUpdate:
-    """The strategy an HL config names (``center_update``, ``update_every``), or the object given."""
+    """The strategy an HL config names, or the object given.
+
+    Args:
+        center_update: ``"batch"`` (default, ``BatchEWMA``), ``"epoch"`` (``EpochEWMA``),
+            ``"dataset"`` (``WholeTrainingSet``), or a ``CenterUpdate`` returned as is.
+        update_every: the period of ``"batch"``; must be 1 otherwise. Default 1.
+
+    Returns:
+        A new strategy object (or ``center_update`` itself).
+    """
     update_every = integer("update_every", update_every, low=1)
     if isinstance(center_update, CenterUpdate):
         require(update_every == 1, "update_every", "1 when center_update is an object (give it its own period)",

@@ -1,17 +1,7 @@
-"""Complement Objective Training, COT (Chen, Wang, Liu, Chang, Pan, Chen, Wei & Juan, ICLR 2019;
-POD paper ref. [14], Table 4). Two optimizer steps per batch, each with its own optimizer state
-(``separate_step_optimizers``), as in the official code (henry8527/COT ``code/main.py``: ``optimizer``
-then ``complement_optimizer``, same hyperparameters):
-
-* step 0: cross-entropy CE(W x + b) (the "primary" objective);
-* step 1: a second forward of the same batch and a step on −C, the negative complement entropy
-  C = mean_i H(ŷ_{i,c̄}) / (K − 1) (paper eq. 2; H is the entropy of ŷ_{ij}/(1 − ŷ_{ig}), j ≠ g), i.e.
-  the step MAXIMIZES C, flattening the non-target probabilities (maximum at uniform, C = log(K−1)/(K−1)).
-
-``normalize_by``: ``k_minus_1`` (paper, default) or ``k`` (the official code's ``loss /= classes``).
-The official loss Σ_{j≠g} P log P / (N·K) equals −C with ``normalize_by=k`` (checked in the tests).
-Terms: step 0 ``ce``; step 1 ``complement`` (C itself, positive; the step's loss ``loss_step1`` = −C).
-Evaluation (step 0) reports cross-entropy.
+"""Complement Objective Training, COT (Chen et al., ICLR 2019, eq. 2; POD paper ref. [14], Table 4):
+``COTLoss``, two optimizer steps per batch as in the official code (henry8527/COT ``code/main.py``:
+``optimizer`` then ``complement_optimizer``, same hyperparameters). The official loss
+Σ_{j≠g} P log P / (N·K) equals −C with ``normalize_by=k`` (checked in the tests).
 """
 
 from __future__ import annotations
@@ -25,6 +15,34 @@ from podhl.losses.linear.math import COT_NORMALIZATIONS, complement_entropy
 
 
 class COTLoss(LinearClassifier):
+    r"""COT: alternate a cross-entropy step and a step maximizing the complement entropy (COT eq. 2).
+
+    Two optimizer steps per batch, each with its own optimizer state (``separate_step_optimizers``):
+    step 0 minimizes $\mathrm{CE}(W x + b)$; step 1, on a second forward of the same batch,
+    minimizes $-C$ with
+
+    $$C = \frac{1}{N}\sum_i \frac{H(\hat y_{i,\bar c})}{K - 1}, \qquad
+    H(\hat y_{i,\bar c}) = -\sum_{j \ne g} \frac{\hat y_{ij}}{1 - \hat y_{ig}}
+    \log\frac{\hat y_{ij}}{1 - \hat y_{ig}}$$
+
+    the complement entropy (Chen, Wang, Liu, Chang, Pan, Chen, Wei & Juan, ICLR 2019, eq. 2), so
+    the non-target probabilities flatten (maximum $\log(K-1)/(K-1)$ at uniform). Evaluation
+    (step 0) reports cross-entropy. Config: ``loss=cot``.
+
+    Args:
+        num_classes: $K$, number of classes (rows of $W$).
+        feat_dim: $d$, feature dimension.
+        normalize_by: ``"k_minus_1"`` (default, COT eq. 2: $K - 1$ complement classes) or ``"k"``
+            (henry8527/COT ``code/COT.py`` @12a3f61, ``loss /= classes``).
+        bias: whether the classifier has the bias $b$. Default True (henry8527/COT
+            ``code/models/PreActResNet.py`` @9667d0b, ``nn.Linear`` with bias).
+
+    Returns:
+        forward (dict[str, torch.Tensor]): step 0: ``loss`` = ``ce``; step 1: ``loss`` $= -C$ and
+            ``complement`` ($C$, positive).
+        logits (torch.Tensor): $(B, K)$ scores $W x + b$; argmax = prediction.
+    """
+
     steps_per_batch = 2
     separate_step_optimizers = True
 

@@ -10,11 +10,18 @@ from podhl.losses.base import Criterion
 
 
 class LinearClassifier(Criterion):
-    """Owns ``classifier`` = ``nn.Linear(feat_dim, num_classes, bias)``; ``logits`` = W x + b on fp32 features."""
+    r"""Owns ``classifier`` = ``nn.Linear(feat_dim, num_classes, bias)``; ``logits`` = $W x + b$ on fp32 features.
+
+    Args:
+        num_classes: $C$, number of classes (rows of $W$).
+        feat_dim: $d$, feature dimension.
+        bias: whether the classifier has the bias $b$. Default True.
+    """
 
     def __init__(self, num_classes: int, feat_dim: int, bias: bool = True) -> None:
         super().__init__(num_classes, feat_dim)
         self.classifier = nn.Linear(feat_dim, num_classes, bias=one_of("bias", bias, (True, False)))
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
+        r"""$(B, C)$ scores $W x + b$ (fp32); argmax = prediction."""
         return self.classifier(features.float())

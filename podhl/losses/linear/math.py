@@ -16,13 +16,21 @@ COT_NORMALIZATIONS = ("k_minus_1", "k")
 
 
 def complement_entropy(logits: torch.Tensor, labels: torch.Tensor, normalize_by: str = "k_minus_1") -> torch.Tensor:
-    """Complement entropy (Chen et al., COT, ICLR 2019, eq. 2): mean_i H(ŷ_{i,c̄}) / norm.
+    r"""Complement entropy (Chen et al., COT, ICLR 2019, eq. 2): $\frac{1}{N}\sum_i H(\hat y_{i,\bar c})/\mathrm{norm}$.
 
-    ŷ_{ij}/(1 − ŷ_{ig}) for j ≠ g is exactly the softmax of the logits with the target masked out, so
-    it is computed as that (log-sum-exp stable, no ε). H = −Σ_{j≠g} P_j log P_j is maximal, log(K−1),
-    when the non-target probabilities are uniform. ``normalize_by``: ``k_minus_1`` divides by K − 1
-    (the paper's normalization), ``k`` by K (the official code, henry8527/COT ``code/COT.py``).
-    COT's second step minimizes −complement_entropy (the official code's loss, Σ P log P / (N·K)).
+    $\hat y_{ij}/(1 - \hat y_{ig})$ for $j \ne g$ is exactly the softmax of the logits with the target
+    masked out, so it is computed as that (log-sum-exp stable, no $\varepsilon$). $H$ is maximal,
+    $\log(K-1)$, when the non-target probabilities are uniform. COT's second step minimizes
+    $-C$ (the official code's loss, $\sum P\log P/(NK)$).
+
+    Args:
+        logits: $(B, K)$ logits.
+        labels: $(B,)$ class indices $g$.
+        normalize_by: ``"k_minus_1"`` (default, the paper's $K - 1$) or ``"k"`` (the official code,
+            henry8527/COT ``code/COT.py``).
+
+    Returns:
+        The scalar $C \ge 0$ (nats).
     """
     num_classes = logits.shape[1]
     norm = num_classes - 1 if one_of("normalize_by", normalize_by, COT_NORMALIZATIONS) == "k_minus_1" else num_classes
@@ -34,10 +42,19 @@ def complement_entropy(logits: torch.Tensor, labels: torch.Tensor, normalize_by:
 
 
 def hard_mining_loss(logits: torch.Tensor, labels: torch.Tensor, power: float = 2.0) -> torch.Tensor:
-    """Hard-mining loss on cross-entropy (Srivastava, Murali & Dubey, CVIP 2020): mean_i (−log p_{i,y_i})^R.
+    r"""Hard-mining loss $\frac{1}{N}\sum_i (-\log p_{i,y_i})^R$: podhl's reconstruction of Srivastava, Murali &
+    Dubey (CVIP 2020), no equation number (the paper's was not available; ``podhl.losses.linear.hml``).
 
-    Raising each sample's loss to R > 1 increases it where it exceeds 1 (hard samples, p < 1/e) and
-    decreases it below (easy samples); R = 1 is plain cross-entropy.
+    Raising each sample's loss to $R > 1$ increases it where it exceeds 1 (hard samples, $p < 1/e$) and
+    decreases it below (easy samples); $R = 1$ is plain cross-entropy.
+
+    Args:
+        logits: $(B, C)$ logits.
+        labels: $(B,)$ class indices.
+        power: $R \ge 1$. Default 2 (podhl's choice).
+
+    Returns:
+        The scalar loss.
     """
     ce = F.cross_entropy(logits, labels, reduction="none")
     return ce.pow(power).mean()

@@ -1,33 +1,16 @@
-"""ASL: SphereFace's angular softmax (A-Softmax), multiplicative angular margin m = 4.
+"""ASL: SphereFace's angular softmax (A-Softmax, Liu et al., CVPR 2017, §3.3; equation numbers not
+checked), ``ASoftmaxLoss``, annealed as the authors' Caffe layer does.
 
-Liu et al., CVPR 2017, §3.3 (equation numbers not checked: the paper's text was not available
-here): normalized class weights, no bias, un-normalized features; logits
-‖x‖·cos θ_j off-target and ‖x‖·ψ(θ_y) on target with ψ(θ) = (−1)^k cos(mθ) − 2k for
-θ ∈ [kπ/m, (k+1)π/m] (continuous, decreasing). Training anneals from softmax to A-Softmax as the
-authors' Caffe layer does (wy1iu/sphereface ``margin_inner_product_layer.cpp`` @966c44c, with
-``train/code/sphereface_model.prototxt`` @7f9acb1: base 1000, gamma 0.12, power 1, lambda_min 5):
-the target logit is ‖x‖·(λ·cos θ_y + ψ(θ_y))/(1 + λ), λ = max(5, 1000·(1 + 0.12·it)^−1).
-
-λ sequence. The layer increments its counter *before* computing λ (``iter_ += 1`` then
-``lambda_ = base_ * pow(1 + gamma_ * iter_, -power_)``), so the first training step already uses
-it = 1: the k-th optimizer step (0-based) uses it = k + 1, λ = 892.9, 806.5, 735.3, ... (step 10:
-431.0; λ reaches 5 at step 1658). ``iteration`` (a buffer, so resume continues the sequence) counts
-the optimizer steps taken; ``forward`` never changes it (test batches do not advance λ, as Caffe's
-separate test net does not advance the training layer's counter).
-
-Backward (``backward``). ``exact`` (default): autograd's gradient of the forward above. ``caffe``: the
-Caffe layer's hand-written backward, which differs in two ways (the forward values are the same):
+``backward=caffe``: the Caffe layer's hand-written backward (wy1iu/sphereface
+``margin_inner_product_layer.cpp`` @966c44c), which differs from autograd's in two ways (same forward):
 
 * d/dx of the target logit's ψ part: the exact gradient is (ψ'(c)·ŵ_y + (ψ(c) − c·ψ'(c))·x/‖x‖)/(1 + λ)
   (c = cos θ_y); Caffe divides both coefficients (``coeff_w``, ``coeff_x`` = the x coefficient over ‖x‖)
   by sqrt(coeff_w² + coeff_x²), a per-sample rescaling (the λ part and the off-target logits are exact);
 * d/dW: Caffe back-propagates Σ_i top_diff_ij·x_i to its weight blob, as a plain inner product would —
   no ψ, no 1/(1 + λ) mixing, no Jacobian of the normalization — and normalizes the blob in place at the
-  next forward. With ``backward=caffe`` the same gradient reaches ``weight`` and ``after_optimizer_step``
-  renormalizes its rows in place (the layer's in-place normalization, done after the step because
-  ``forward`` must not change state).
-
-Terms: ``ce`` and ``lambda``. Prediction: argmax of ‖x‖·cos θ_j.
+  next forward. Here the same gradient reaches ``weight`` and ``after_optimizer_step`` renormalizes its
+  rows in place (done after the step because ``forward`` must not change state).
 """
 
 from __future__ import annotations
@@ -83,6 +66,41 @@ class _CaffeMarginInnerProduct(torch.autograd.Function):
 
 
 class ASoftmaxLoss(Criterion):
+    r"""A-Softmax (SphereFace): multiplicative angular margin $m$ on un-normalized features, annealed.
+
+    Normalized class weights, no bias, un-normalized features $x$; off-target logits
+    $\lVert x\rVert\cos\theta_j$, target logit (Liu et al., CVPR 2017, §3.3, and the authors' Caffe
+    layer's annealing; no equation number: the paper's text was not available here)
+
+    $$\lVert x\rVert\,\frac{\lambda\cos\theta_y + \psi(\theta_y)}{1 + \lambda}, \qquad
+    \psi(\theta) = (-1)^k\cos(m\theta) - 2k,\ \theta \in \big[\tfrac{k\pi}{m}, \tfrac{(k+1)\pi}{m}\big]$$
+
+    $$\lambda = \max\big(\lambda_{\min},\ \mathrm{base}\cdot(1 + \gamma\cdot it)^{-\mathrm{power}}\big)$$
+
+    and cross-entropy. As in wy1iu/sphereface ``margin_inner_product_layer.cpp`` @966c44c (counter
+    incremented before $\lambda$ is computed), the $k$-th optimizer step (0-based) uses $it = k + 1$:
+    $\lambda$ = 892.9, 806.5, 735.3, ..., reaching $\lambda_{\min} = 5$ at step 1658. ``iteration``
+    (a buffer, so resume continues the sequence) counts optimizer steps; ``forward`` never changes it.
+    With $\lambda = 0$ this is pytorch-metric-learning's ``SphereFaceLoss``. Config: ``loss=asl``;
+    the defaults are ``train/code/sphereface_model.prototxt`` @7f9acb1.
+
+    Args:
+        num_classes: $C$, number of classes (rows of $W$, $C \times d$).
+        feat_dim: $d$, feature dimension.
+        m: integer margin in $[1, 8]$, multiple of the target angle. Default 4 (``type: QUADRUPLE``).
+        base: $\ge 0$, $\lambda$'s starting scale (unitless). Default 1000 (``base: 1000``).
+        gamma: $\gamma \ge 0$, decay rate per optimizer step. Default 0.12 (``gamma: 0.12``).
+        power: $\ge 0$, decay exponent. Default 1 (``power: 1``).
+        lambda_min: $\lambda_{\min} \ge 0$, floor of $\lambda$. Default 5 (``lambda_min: 5``).
+        backward: ``"exact"`` (default, podhl's choice): autograd's gradient of the loss it reports;
+            ``"caffe"``: the Caffe layer's hand-written backward (module docstring).
+
+    Returns:
+        forward (dict[str, torch.Tensor]): ``loss`` (back-propagated), ``ce`` (the same
+            cross-entropy) and ``lambda`` (the step's $\lambda$).
+        logits (torch.Tensor): $(B, C)$ scores $\lVert x\rVert\cos\theta_j$; argmax = prediction.
+    """
+
     def __init__(self, num_classes: int, feat_dim: int, m: int = 4, base: float = 1000.0, gamma: float = 0.12,
                  power: float = 1.0, lambda_min: float = 5.0, backward: str = "exact") -> None:
         super().__init__(num_classes, feat_dim)

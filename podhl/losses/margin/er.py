@@ -1,31 +1,13 @@
-"""ER: RegularFace's exclusive regularization on the classifier weights.
+"""ER: RegularFace's exclusive regularization on the classifier weights (Zhao, Xu & Cheng, CVPR 2019;
+equation numbers not checked), ``ExclusiveRegularizationLoss``.
 
-Zhao, Xu & Cheng, CVPR 2019 (equation numbers not checked: the paper's text was not available
-here; the formula is the one on the first author's project page, kaizhao.net/regularface):
-L = L_s + λ·L_r(W), L_r(W) = (1/C)·Σ_i max_{j≠i} cos(W_i, W_j), the mean cosine between each class
-weight and its nearest other class. As in the first author's ``ExclusiveLinear`` (zeakey/face2019
-``pytorch/ops.py``, unchanged since c71a9fa), the neighbour is chosen without gradient and the
-gradient of each selected cosine reaches both W_i and its neighbour; the search runs in row blocks
-(:func:`podhl.losses.margin.math.nearest_other_rows`), so no C×C matrix is kept for autograd.
-
-L_s is the combined-margin head of ``cm.py``; by default the ``ExclusiveLinear`` head: features and
-weights normalized, logits s·cos θ_j, no margin. Margins (``m1``, ``m2``, ``m3``) give the paper's
-"SphereFace/CosFace/ArcFace + ER" variants.
-
-Defaults and their sources (zeakey/face2019, the RegularFace author's training code; the paper's own
-values were not available here):
-
-* s = 15: ``--radius`` default 15 of ``pytorch/train_center_exclusive.py`` (added in f001c43, still
-  15 at its last change d3b9ea2) and of ``pytorch/train_center_exclusive_filter.py`` @600cf6e, the
-  newest RegularFace script, both passed as ``CenterExclusive(..., radius=args.radius)``.
-  (``ExclusiveLinear``'s own default is radius=10 since c71a9fa, 32 before; the project page's demo
-  shows 20; the HL paper §IV-A sets r = 40 for "the comparison methods that utilize this
-  hyperparameter": ``loss.scale=40``.)
-* λ = 6: ``--exclusive_weight`` default of ``train_center_exclusive.py`` @d3b9ea2 (it was 2 in
-  dedb565, 10 in 270c71b) and of ``train_center_exclusive_filter.py`` @600cf6e; other scripts of the
-  repository use 10 or 15.
-
-Terms: ``ce``, ``exclusive`` (L_r, unweighted).
+Implementation: as in the first author's ``ExclusiveLinear`` (zeakey/face2019 ``pytorch/ops.py``,
+unchanged since c71a9fa), the neighbour is chosen without gradient and the gradient of each selected
+cosine reaches both W_i and its neighbour; the search runs in row blocks
+(``podhl.losses.margin.math.nearest_other_rows``), so no C×C matrix is kept for autograd.
+Other values of the defaults in that repository: ``ExclusiveLinear``'s own radius default is 10 since
+c71a9fa (32 before), the project page's demo shows 20; ``--exclusive_weight`` was 2 in dedb565 and 10
+in 270c71b, and other scripts of the repository use 10 or 15.
 """
 
 from __future__ import annotations
@@ -39,6 +21,35 @@ from podhl.losses.margin.math import exclusive_regularizer_of_unit_rows, fp32
 
 
 class ExclusiveRegularizationLoss(CombinedMarginLoss):
+    r"""RegularFace: a margin head plus the exclusive regularizer of its class weights.
+
+    $$L = L_s + \lambda\, L_r(W), \qquad L_r(W) = \frac{1}{C}\sum_i \max_{j \ne i} \cos(W_i, W_j)$$
+
+    the mean cosine between each class weight and its nearest other class (Zhao, Xu & Cheng,
+    CVPR 2019; no equation number: the paper's text was not available here, the formula is the one
+    on the first author's project page, kaizhao.net/regularface). $L_s$ is the combined-margin head of
+    ``podhl.losses.margin.cm.CombinedMarginLoss``, by default without margin (logits
+    $s\cos\theta_j$, as the author's ``ExclusiveLinear``); margins give the paper's
+    "SphereFace/CosFace/ArcFace + ER" variants. Config: ``loss=er``. The defaults are from
+    zeakey/face2019, the RegularFace author's training code (the paper's own values were not available).
+
+    Args:
+        num_classes: $C$, number of classes (rows of $W$, $C \times d$).
+        feat_dim: $d$, feature dimension.
+        lam: $\lambda \ge 0$, weight of $L_r$. Default 6: ``--exclusive_weight`` of
+            ``pytorch/train_center_exclusive.py`` @d3b9ea2 and ``train_center_exclusive_filter.py`` @600cf6e.
+        scale: $s > 0$, scale of the logits. Default 15: ``--radius`` of the same scripts (HL §IV-A
+            sets $r = 40$ for the comparison methods: ``loss.scale=40``).
+        m1: $m_1 > 0$, multiplicative angular margin. Default 1 (none, as ``ExclusiveLinear``).
+        m2: $m_2 \in [0, \pi)$, additive angular margin in radians. Default 0 (none).
+        m3: $m_3 \in [0, 2)$, additive margin on the cosine. Default 0 (none).
+
+    Returns:
+        forward (dict[str, torch.Tensor]): ``loss`` $= L_s + \lambda L_r$ (back-propagated), ``ce``
+            ($L_s$) and ``exclusive`` ($L_r$, unweighted).
+        logits (torch.Tensor): $(B, C)$ scores $s\cos\theta_j$ without margin; argmax = prediction.
+    """
+
     def __init__(self, num_classes: int, feat_dim: int, lam: float = 6.0, scale: float = 15.0, m1: float = 1.0,
                  m2: float = 0.0, m3: float = 0.0) -> None:
         super().__init__(num_classes, feat_dim, scale=scale, m1=m1, m2=m2, m3=m3)

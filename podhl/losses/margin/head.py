@@ -1,11 +1,11 @@
 """The normalized-classifier margin head shared by am, arc, cm, mml, er and magface.
 
 A learnable W (C × d) whose rows are L2-normalized in every forward, so the classifier scores are
-cosines cos θ_j = ⟨x/‖x‖, W_j/‖W_j‖⟩. A :class:`MarginHead` takes cross-entropy of
+cosines cos θ_j = ⟨x/‖x‖, W_j/‖W_j‖⟩. A ``MarginHead`` takes cross-entropy of
 
     L = CE(s·[cos θ_j (j ≠ y);  ψ(θ_y) (j = y)], y)
 
-where each preset's file defines its target ψ in :meth:`MarginHead.target` (ArcFace: cos(θ_y + m), ...).
+where each preset's file defines its target ψ in ``MarginHead.target`` (ArcFace: cos(θ_y + m), ...).
 Prediction is the argmax of s·cos θ (no margin at test time). Everything runs in fp32.
 
 Scale s. am/arc/cm/mml default to s = 30, AM-Softmax's value (Wang et al. SPL 2018; the POD
@@ -37,7 +37,15 @@ def init_unit_rows(weight: torch.Tensor) -> None:
 
 
 class NormalizedClassifier(Criterion):
-    """Learnable class weights W (C × d), rows normalized in the forward; ``logits`` = s·cos θ."""
+    r"""Learnable class weights $W$ ($C \times d$, unit-norm random rows at start), rows L2-normalized in
+    every forward; scores $s\cos\theta_j$. The base of every margin head.
+
+    Args:
+        num_classes: $C$, number of classes.
+        feat_dim: $d$, feature dimension.
+        scale: $s > 0$, scale of the logits. Default 64 (the ArcFace/CosFace papers'); the presets
+            pass their own (module docstring: "Scale s").
+    """
 
     def __init__(self, num_classes: int, feat_dim: int, scale: float = 64.0) -> None:
         super().__init__(num_classes, feat_dim)
@@ -52,6 +60,7 @@ class NormalizedClassifier(Criterion):
         return x @ w.t()
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
+        r"""$(B, C)$ scores $s\cos\theta_j$, fp32, without margin; argmax = prediction."""
         return self.scale * self.cosine(features)
 
     def extra_repr(self) -> str:
@@ -59,21 +68,30 @@ class NormalizedClassifier(Criterion):
 
 
 class MarginHead(NormalizedClassifier):
-    """CE on s·target(cos θ_y) target / s·cos θ_j non-target logits. Subclasses define :meth:`target`."""
+    r"""Cross-entropy of $s\cdot[\cos\theta_j\ (j \ne y);\ \psi(\theta_y)\ (j = y)]$; subclasses define
+    the target $\psi$ in ``target`` (ArcFace: $\cos(\theta_y + m)$, ...).
+
+    Args:
+        num_classes: $C$, number of classes.
+        feat_dim: $d$, feature dimension.
+        scale: $s > 0$, scale of the logits. Default 64.
+    """
 
     def target(self, cos_y: torch.Tensor, **kwargs) -> torch.Tensor:
         """The target logit before the scale, from cos θ_y (B,) (fp32 or fp64)."""
         raise NotImplementedError
 
     def margin_logits(self, cosine: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        """(B, C) training logits from a (B, C) cosine matrix; ``kwargs`` go to :meth:`target`."""
+        """(B, C) training logits from a (B, C) cosine matrix; ``kwargs`` go to ``target``."""
         cosine = fp32(cosine)
         cos_y = cosine.gather(1, labels.view(-1, 1)).squeeze(1)
         return scatter_target(cosine, labels, self.target(cos_y, **kwargs), self.scale)
 
     def margin_ce(self, features: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Mean cross-entropy of ``margin_logits`` (a scalar); ``kwargs`` go to ``target``."""
         return F.cross_entropy(self.margin_logits(self.cosine(features), labels, **kwargs), labels)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+        """``{"loss": ce, "ce": ce}``, the cross-entropy with the margin (``step`` is unused)."""
         ce = self.margin_ce(features, labels)
         return {"loss": ce, "ce": ce}

@@ -1,15 +1,5 @@
-"""MagFace: magnitude-aware angular margin plus a magnitude regularizer.
-
-Meng, Zhao, Huang & Zhou, CVPR 2021, §3.2 (eq. 3): L = CE(s·[cos θ_j; cos(θ_y + m(a))]) + λ_g·g(a),
-a = ‖x‖ clamped to [l_a, u_a] (as the official code does, so g and m(a) are flat outside),
-m(a) = (u_m − l_m)/(u_a − l_a)·(a − l_a) + l_m, g(a) = 1/a + a/u_a². Official values: s = 64,
-l_a = 10, u_a = 110, l_m = 0.45, u_m = 0.8, λ_g = 35 (paper §4 and the official repository's
-training script). The margin is per sample, gradients flow through m(a) into ‖x‖.
-
-Past θ_y = π − m(a) the target logit uses the shared continuous, monotone fallback
-(:func:`podhl.losses.margin.math.monotone_fallback`); ``easy_margin=true`` instead reproduces the official
-``MagLinear`` default (target cos θ_y unchanged where cos θ_y ≤ 0). Terms: ``ce``, ``g`` (mean g(a),
-unweighted), ``margin`` (mean m(a)).
+"""MagFace (Meng, Zhao, Huang & Zhou, CVPR 2021, §3.2, eq. 3): magnitude-aware angular margin plus a
+magnitude regularizer, ``MagFaceLoss``, with the official repository's values (IrvingMeng/MagFace).
 """
 
 from __future__ import annotations
@@ -24,6 +14,39 @@ from podhl.losses.margin.math import angle, fp32, magface_g, magface_margin, mon
 
 
 class MagFaceLoss(MarginHead):
+    r"""MagFace: a per-sample angular margin $m(a)$ growing with the feature norm, plus $\lambda_g\, g(a)$.
+
+    $$L = \mathrm{CE}\big(s\cdot[\cos\theta_j\ (j \ne y);\ \cos(\theta_y + m(a))\ (j = y)],\ y\big)
+    + \lambda_g\, \overline{g(a)}$$
+
+    $$m(a) = \frac{u_m - l_m}{u_a - l_a}(a - l_a) + l_m, \qquad g(a) = \frac{1}{a} + \frac{a}{u_a^2}$$
+
+    (Meng et al., CVPR 2021, §3.2, eq. 3), $a = \lVert x\rVert$ clamped to $[l_a, u_a]$ as the official
+    code does (so $m$ and $g$ are flat outside); gradients flow through $m(a)$ into $\lVert x\rVert$.
+    Past $\theta_y = \pi - m(a)$ the target logit follows the continuous, monotone fallback
+    (``podhl.losses.margin.math.monotone_fallback``). Config: ``loss=magface``. The defaults are
+    IrvingMeng/MagFace ``run/run.sh`` @2952266.
+
+    Args:
+        num_classes: $C$, number of classes (rows of $W$, $C \times d$).
+        feat_dim: $d$, feature dimension.
+        scale: $s > 0$, scale of the logits. Default 64 (``--arc-scale 64``).
+        l_a: $l_a > 0$, lower bound of the feature magnitude (feature-norm units). Default 10 (``la=10``).
+        u_a: $u_a > l_a$, upper bound of the magnitude, where $g$ is minimal. Default 110 (``ua=110``).
+        l_m: $l_m \in [0, \pi)$, margin at $a = l_a$, radians. Default 0.45 (``lm=0.45``).
+        u_m: $u_m \in [l_m, \pi)$, margin at $a = u_a$, radians. Default 0.8 (``um=0.8``).
+        lambda_g: $\lambda_g \ge 0$, weight of $g(a)$. Default 35 (``lg=35``; ``run/trainer.py``
+            @e56dde2's argparse default is 20).
+        easy_margin: False (default, podhl's choice): the continuous monotone fallback; True: the
+            official ``MagLinear(easy_margin=True)`` (``models/magface.py`` @719001a), target
+            $\cos\theta_y$ unchanged where $\cos\theta_y \le 0$.
+
+    Returns:
+        forward (dict[str, torch.Tensor]): ``loss`` (back-propagated), ``ce``, ``g`` (mean $g(a)$,
+            unweighted) and ``margin`` (mean $m(a)$, radians).
+        logits (torch.Tensor): $(B, C)$ scores $s\cos\theta_j$ without margin; argmax = prediction.
+    """
+
     def __init__(self, num_classes: int, feat_dim: int, scale: float = 64.0, l_a: float = 10.0, u_a: float = 110.0,
                  l_m: float = 0.45, u_m: float = 0.8, lambda_g: float = 35.0, easy_margin: bool = False) -> None:
         super().__init__(num_classes, feat_dim, scale)

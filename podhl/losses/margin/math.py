@@ -5,7 +5,7 @@ All functions compute in (at least) fp32, are out-of-place (exact autograd) and 
 from ±1 by clamping the cosine to ±(1 − 1e-7), so gradients stay finite at cos = ±1.
 
 Each margin head's own file computes its target logit (ArcFace: cos(θ_y + m); CM: cos(m1·θ_y + m2) − m3;
-...) and uses :func:`angle` for θ_y and :func:`monotone_fallback` past the angle where its argument
+...) and uses ``angle`` for θ_y and ``monotone_fallback`` past the angle where its argument
 m1·θ + m2 would leave [0, π] and cos would rise again. Past θ* = (π − m2)/m1 the target logit continues
 as the **continuous CosFace-style extension**
 
@@ -48,19 +48,46 @@ def _work_dtype(t: torch.Tensor) -> torch.dtype:
 
 
 def fp32(t: torch.Tensor) -> torch.Tensor:
-    """At least fp32 (fp16/bf16 → fp32; fp64 stays fp64 so gradcheck can run in double)."""
+    """``t`` in at least fp32 (fp16/bf16 → fp32; fp64 stays fp64 so gradcheck can run in double).
+
+    Args:
+        t: any floating tensor.
+
+    Returns:
+        ``t`` cast to fp32 or kept in fp64.
+    """
     return t.to(_work_dtype(t))
 
 
 def angle(cos: torch.Tensor) -> torch.Tensor:
-    """θ = acos(cos), the cosine clamped to ±(1 − 1e-7) first (finite gradients at cos = ±1)."""
+    r"""$\theta = \arccos(\cos\theta)$, the cosine clamped to $\pm(1 - 10^{-7})$ first (finite gradients).
+
+    Args:
+        cos: cosines, any shape.
+
+    Returns:
+        Angles in radians, in $(0, \pi)$, same shape.
+    """
     return torch.acos(cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS))
 
 
 def monotone_fallback(target: torch.Tensor, cos_y: torch.Tensor, phi: torch.Tensor, m1: float = 1.0,
                       m2: float | torch.Tensor = 0.0, m3: float = 0.0) -> torch.Tensor:
-    """``target`` where the angle argument ``phi`` = m1·θ_y + m2 ≤ π, else cos θ_y − (1 + cos θ*) − m3 with
-    θ* = (π − m2)/m1 (the continuous, decreasing extension above). ``m2`` may be a per-sample tensor."""
+    r"""``target`` where $\varphi = m_1\theta_y + m_2 \le \pi$, else $\cos\theta_y - (1 + \cos\theta^*) - m_3$
+    with $\theta^* = (\pi - m_2)/m_1$: the continuous, decreasing extension (module docstring; podhl's,
+    no paper equation).
+
+    Args:
+        target: $(B,)$ the head's target logit before the scale, e.g. $\cos(\theta_y + m)$.
+        cos_y: $(B,)$ $\cos\theta_y$.
+        phi: $(B,)$ the angle argument $m_1\theta_y + m_2$, radians.
+        m1: multiplicative angular margin. Default 1.
+        m2: additive angular margin in radians, a float or a per-sample $(B,)$ tensor. Default 0.
+        m3: additive cosine margin. Default 0.
+
+    Returns:
+        $(B,)$ target logits, continuous and strictly decreasing in $\theta_y$ on $[0, \pi]$.
+    """
     m2 = torch.as_tensor(m2, dtype=cos_y.dtype, device=cos_y.device)
     theta_star = ((math.pi - m2) / m1).clamp(max=math.pi)
     outside = cos_y - (1.0 + torch.cos(theta_star)) - m3
@@ -68,14 +95,32 @@ def monotone_fallback(target: torch.Tensor, cos_y: torch.Tensor, phi: torch.Tens
 
 
 def scatter_target(cosine: torch.Tensor, labels: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
-    """(B, C) logits s·cos θ_j off-target and s·``target`` (B,) on target, in ``cosine``'s dtype."""
+    r"""Logits $s\cos\theta_j$ off-target and $s\cdot$``target`` on target.
+
+    Args:
+        cosine: $(B, C)$ cosines.
+        labels: $(B,)$ class indices.
+        target: $(B,)$ target logits before the scale.
+        scale: $s$, scale of the logits.
+
+    Returns:
+        $(B, C)$ logits in ``cosine``'s dtype.
+    """
     index = labels.view(-1, 1)
     return scale * cosine.scatter(1, index, target.unsqueeze(1).to(cosine.dtype))
 
 
 # ---------------------------------------------------------------- SphereFace (A-Softmax)
 def chebyshev_cos(cosine: torch.Tensor, m: int) -> torch.Tensor:
-    """cos(m·θ) = T_m(cos θ) by the Chebyshev recurrence (a polynomial: smooth, no acos)."""
+    r"""$\cos(m\theta) = T_m(\cos\theta)$ by the Chebyshev recurrence (a polynomial: smooth, no acos).
+
+    Args:
+        cosine: $\cos\theta$, any shape.
+        m: integer multiple $m \ge 0$.
+
+    Returns:
+        $\cos(m\theta)$, same shape.
+    """
     prev, cur = torch.ones_like(cosine), cosine
     if m == 0:
         return prev
@@ -85,7 +130,15 @@ def chebyshev_cos(cosine: torch.Tensor, m: int) -> torch.Tensor:
 
 
 def chebyshev_cos_derivative(cosine: torch.Tensor, m: int) -> torch.Tensor:
-    """d cos(mθ) / d cos θ = T_m'(cos θ) = m·U_{m−1}(cos θ) (Chebyshev polynomial of the second kind)."""
+    r"""$d\cos(m\theta)/d\cos\theta = T_m'(\cos\theta) = m\,U_{m-1}(\cos\theta)$ (second kind).
+
+    Args:
+        cosine: $\cos\theta$, any shape.
+        m: integer multiple $m \ge 1$.
+
+    Returns:
+        The derivative, same shape.
+    """
     prev, cur = torch.zeros_like(cosine), torch.ones_like(cosine)  # U_{−1}, U_0
     for _ in range(m - 1):
         prev, cur = cur, 2.0 * cosine * cur - prev
@@ -93,16 +146,32 @@ def chebyshev_cos_derivative(cosine: torch.Tensor, m: int) -> torch.Tensor:
 
 
 def sphereface_sign_k(cosine: torch.Tensor, m: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """(−1)^k and k of ψ's piece, k = ⌊m·θ/π⌋ clamped to 0..m−1 (piecewise constant, no gradient)."""
+    r"""$(-1)^k$ and $k$ of $\psi$'s piece, $k = \lfloor m\theta/\pi\rfloor$ clamped to $0..m-1$ (no gradient).
+
+    Args:
+        cosine: $\cos\theta$, any shape.
+        m: SphereFace's integer margin. Default 4.
+
+    Returns:
+        ``(sign, k)``, two tensors of ``cosine``'s shape.
+    """
     with torch.no_grad():
         k = torch.floor(m * angle(cosine) / math.pi).clamp(0, m - 1)
         return 1.0 - 2.0 * torch.remainder(k, 2.0), k
 
 
 def sphereface_psi(cosine: torch.Tensor, m: int = 4) -> torch.Tensor:
-    """ψ(θ) = (−1)^k cos(mθ) − 2k on [kπ/m, (k+1)π/m], k = 0..m−1 (SphereFace, CVPR 2017, §3.3).
+    r"""SphereFace's $\psi(\theta) = (-1)^k\cos(m\theta) - 2k$ on $[k\pi/m, (k+1)\pi/m]$, $k = 0..m-1$
+    (Liu et al., CVPR 2017, §3.3; equation number not checked).
 
-    Continuous and decreasing on [0, π], ψ(π) = 1 − 2m. k is piecewise constant (no gradient).
+    Continuous and decreasing on $[0, \pi]$, $\psi(\pi) = 1 - 2m$; $k$ carries no gradient.
+
+    Args:
+        cosine: $\cos\theta$, any shape.
+        m: integer margin. Default 4 (SphereFace's).
+
+    Returns:
+        $\psi(\theta)$, same shape, at least fp32.
     """
     cosine = cosine.to(_work_dtype(cosine)).clamp(-1.0, 1.0)
     sign, k = sphereface_sign_k(cosine, m)
@@ -111,10 +180,19 @@ def sphereface_psi(cosine: torch.Tensor, m: int = 4) -> torch.Tensor:
 
 def sphereface_lambda(iteration: int | float, base: float = 1000.0, gamma: float = 0.12, power: float = 1.0,
                       lambda_min: float = 5.0) -> float:
-    """λ = max(λ_min, base·(1 + γ·it)^(−power)) (SphereFace Caffe ``margin_inner_product`` layer).
+    r"""$\lambda = \max(\lambda_{\min}, \mathrm{base}\cdot(1 + \gamma\, it)^{-\mathrm{power}})$ of SphereFace's Caffe
+    ``margin_inner_product`` layer (no paper equation). Defaults: ``sphereface_model.prototxt`` @7f9acb1.
 
-    ``iteration`` is the layer's counter ``iter_`` *after* its pre-increment: 1 at the first training
-    forward (``ASoftmaxLoss`` passes optimizer steps taken + 1).
+    Args:
+        iteration: $it$, the layer's counter *after* its pre-increment: 1 at the first training
+            forward (``ASoftmaxLoss`` passes optimizer steps taken + 1).
+        base: starting scale. Default 1000.
+        gamma: $\gamma$, decay rate per iteration. Default 0.12.
+        power: decay exponent. Default 1.
+        lambda_min: $\lambda_{\min}$, the floor. Default 5.
+
+    Returns:
+        $\lambda$, a float.
     """
     return max(lambda_min, base * (1.0 + gamma * float(iteration)) ** (-power))
 
@@ -122,24 +200,50 @@ def sphereface_lambda(iteration: int | float, base: float = 1000.0, gamma: float
 # ---------------------------------------------------------------- MagFace
 def magface_margin(a: torch.Tensor, l_a: float = 10.0, u_a: float = 110.0, l_m: float = 0.45,
                    u_m: float = 0.8) -> torch.Tensor:
-    """m(a) = (u_m − l_m)/(u_a − l_a)·(a − l_a) + l_m, increasing on [l_a, u_a] (MagFace §3.2)."""
+    r"""MagFace's margin $m(a) = \frac{u_m - l_m}{u_a - l_a}(a - l_a) + l_m$ (Meng et al., CVPR 2021, §3.2, eq. 3).
+
+    Args:
+        a: feature magnitudes $\lVert x\rVert$, already clamped to $[l_a, u_a]$.
+        l_a: lower magnitude bound. Default 10.
+        u_a: upper magnitude bound. Default 110.
+        l_m: margin at $l_a$, radians. Default 0.45.
+        u_m: margin at $u_a$, radians. Default 0.8.
+
+    Returns:
+        $m(a)$ in radians, same shape as ``a``, increasing on $[l_a, u_a]$.
+    """
     return (u_m - l_m) / (u_a - l_a) * (a - l_a) + l_m
 
 
 def magface_g(a: torch.Tensor, u_a: float = 110.0) -> torch.Tensor:
-    """g(a) = 1/a + a/u_a², convex with its minimum at a = u_a (MagFace §3.2, eq. 3 regularizer)."""
+    r"""MagFace's regularizer $g(a) = 1/a + a/u_a^2$, convex, minimal at $a = u_a$ (§3.2, eq. 3).
+
+    Args:
+        a: feature magnitudes $\lVert x\rVert$, already clamped to $[l_a, u_a]$.
+        u_a: upper magnitude bound. Default 110.
+
+    Returns:
+        $g(a)$, same shape as ``a``.
+    """
     return 1.0 / a + a / (u_a * u_a)
 
 
 # ---------------------------------------------------------------- RegularFace
 @torch.no_grad()
 def nearest_other_rows(unit_rows: torch.Tensor, block_size: int = 1024) -> torch.Tensor:
-    """For each row i of ``unit_rows`` (C, d), the index of its most similar other row,
-    argmax_{j≠i} ⟨u_i, u_j⟩ (C,), without gradient and without a C×C matrix.
+    r"""For each row $i$, the index of its most similar other row, $\arg\max_{j \ne i}\langle u_i, u_j\rangle$,
+    without gradient and without a $C \times C$ matrix (RegularFace's neighbour; no equation of its own).
 
     The Gram matrix is symmetric, so only its blocks (I, J) with J ≥ I are formed, ``block_size`` rows
     at a time: block (I, J) updates the best candidates of the rows of I (row maxima) and of J (column
     maxima). Memory O(block_size² + C), work C²·d/2.
+
+    Args:
+        unit_rows: $(C, d)$ unit-norm rows.
+        block_size: rows per block. Default 1024.
+
+    Returns:
+        $(C,)$ long indices.
     """
     num = unit_rows.shape[0]
     best = torch.full((num,), float("-inf"), dtype=unit_rows.dtype, device=unit_rows.device)
@@ -185,19 +289,35 @@ class _SelectedPairDots(torch.autograd.Function):
 
 
 def exclusive_regularizer_of_unit_rows(unit_rows: torch.Tensor, block_size: int = 1024) -> torch.Tensor:
-    """L_r from rows that are already unit vectors (e.g. the margin head's normalized W, shared)."""
+    r"""RegularFace's $L_r$ (``exclusive_regularizer``) from rows that are already unit vectors.
+
+    Args:
+        unit_rows: $(C, d)$ unit-norm rows (e.g. the margin head's normalized $W$, shared).
+        block_size: rows per block of the neighbour search. Default 1024.
+
+    Returns:
+        The scalar $L_r$.
+    """
     neighbour = nearest_other_rows(unit_rows.detach(), block_size)
     return _SelectedPairDots.apply(unit_rows, neighbour).mean()
 
 
 def exclusive_regularizer(weight: torch.Tensor, block_size: int = 1024) -> torch.Tensor:
-    """L_r(W) = (1/C)·Σ_i max_{j≠i} cos(W_i, W_j) over the rows of W (RegularFace, Zhao et al. CVPR 2019).
+    r"""RegularFace's $L_r(W) = \frac{1}{C}\sum_i \max_{j \ne i}\cos(W_i, W_j)$ (Zhao et al., CVPR 2019;
+    equation number not checked).
 
     As the first author's ``ExclusiveLinear`` (zeakey/face2019 ``pytorch/ops.py`` @d217fe0) does, each
-    row's nearest other row is found without gradient (:func:`nearest_other_rows`, in row blocks, never
+    row's nearest other row is found without gradient (``nearest_other_rows``, in row blocks, never
     a C×C matrix), then only the C selected pairs are differentiated: the same value and gradient as
     the dense max over the C×C cosine matrix (where the max is unique; at an exact tie the dense
     ``amax`` splits the gradient, this picks one pair), at O(C·d) memory.
+
+    Args:
+        weight: $(C, d)$ class weights, any norms.
+        block_size: rows per block of the neighbour search. Default 1024.
+
+    Returns:
+        The scalar $L_r$, in $[-1, 1]$.
     """
     w = weight.to(_work_dtype(weight))
     return exclusive_regularizer_of_unit_rows(w / w.norm(dim=1, keepdim=True).clamp_min(1e-12), block_size)

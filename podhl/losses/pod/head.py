@@ -23,11 +23,18 @@ from podhl.pedcc import METHODS, generate_pedcc, load_pedcc_file
 
 
 class PEDCCCriterion(Criterion):
-    """Owns ``pedcc`` (k, n) unit rows; ``unit_pedcc`` = normalize(pedcc), the p̃ the losses use.
+    r"""The POD family's base: owns the frozen PEDCC ``pedcc`` ($k \times n$ unit rows, a buffer) and
+    predicts by cosine argmax (POD eq. 21–24); ``unit_pedcc`` is $\tilde p$ = normalize(pedcc).
 
-    ``pedcc_seed``/``pedcc_method`` choose the centroids (:func:`podhl.pedcc.generate_pedcc`, the same
-    on every machine); ``pedcc_file`` loads them instead from a ``.pt``/``.npy`` (k, n) file, e.g. the
-    ``pedcc.pt`` every run writes into its folder, so a published run can be repeated exactly.
+    Args:
+        num_classes: $k$, number of classes (PEDCC points).
+        feat_dim: $n$, latent feature dimension.
+        pedcc_seed: seed of the PEDCC construction. Default 0 (a fixed seed: the PEDCC is predefined).
+            The same seed gives the same centroids on every machine.
+        pedcc_method: PEDCC construction, one of ``podhl.pedcc.METHODS``. Default ``"auto"``.
+        pedcc_file: a ``.pt``/``.npy`` file holding the $(k, n)$ centroids to use instead (e.g. the
+            ``pedcc.pt`` every run writes into its folder), so a published run can be repeated exactly.
+            Default None (generate from ``pedcc_seed``/``pedcc_method``).
     """
 
     def __init__(self, num_classes: int, feat_dim: int, pedcc_seed: int = 0, pedcc_method: str = "auto",
@@ -60,4 +67,5 @@ class PEDCCCriterion(Criterion):
         return {"pedcc.pt": self.pedcc.detach().cpu()}
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
+        r"""$(B, k)$ cosines between the features and the PEDCC points; argmax = prediction (eq. 21–24)."""
         return cosine_logits(features.float(), self.unit_pedcc, centroids_normalized=True)

@@ -38,17 +38,37 @@ def _unit(centroids: torch.Tensor, centroids_normalized: bool) -> torch.Tensor:
 
 
 def cosine_logits(features: torch.Tensor, centroids: torch.Tensor, centroids_normalized: bool = False) -> torch.Tensor:
-    """cos θ between every x and every p̃ (B, k); its argmax is the prediction (eq. 21–24)."""
+    r"""Cosines between every feature and every centroid; their argmax is the prediction (POD eq. 21–24).
+
+    Args:
+        features: $(B, n)$ latent features $x$, not normalized.
+        centroids: $(k, n)$ PEDCC centroids $p$.
+        centroids_normalized: True when the caller passes $\tilde p$ already normalized. Default False.
+
+    Returns:
+        $(B, k)$ $\cos\theta$ between each $x$ and each $\tilde p$.
+    """
     return F.normalize(features, dim=1, eps=COSINE_EPS) @ _unit(centroids, centroids_normalized).t()
 
 
 def nac_cosine(
-    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, delta, denominator: str = "sum",
-    centroids_normalized: bool = False,
+    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, delta: float | torch.Tensor,
+    denominator: str = "sum", centroids_normalized: bool = False,
 ) -> torch.Tensor:
-    """cos_Na θ_y (B,) of eq. 12–16: x·p̃_y / (‖x‖ + δ).
+    r"""$\cos_{Na}\theta_y = x\cdot\tilde p_y / (\lVert x\rVert + \delta)$ (POD eq. 12–16).
 
-    ``denominator="sqrt"`` is the official code's variant x·p̃_y / sqrt(‖x‖² + δ²) (a switch).
+    Args:
+        features: $(B, n)$ latent features $x$, not normalized.
+        labels: $(B,)$ class indices.
+        centroids: $(k, n)$ PEDCC centroids $p$.
+        delta: $\delta \ge 0$, added to the norm (feature-norm units); $\varepsilon = 10^{-12}$ gives
+            the plain cosine of eq. 10–11.
+        denominator: ``"sum"`` (default, eq. 16): $\lVert x\rVert + \delta$; ``"sqrt"``: the official
+            code's $\sqrt{\lVert x\rVert^2 + \delta^2}$.
+        centroids_normalized: True when the caller passes $\tilde p$ already normalized. Default False.
+
+    Returns:
+        $(B,)$ $\cos_{Na}\theta_{y_i}$ per sample.
     """
     one_of("denominator", denominator, DENOMINATORS)
     target = _unit(centroids, centroids_normalized)[labels]
@@ -61,16 +81,39 @@ def nac_cosine(
 
 def cosine_loss(features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor,
                 centroids_normalized: bool = False) -> torch.Tensor:
-    """Cosine Loss (eq. 9): mean (1 − cos θ_y)², cos θ_y = x·p̃_y / (‖x‖ + ε), ε = 1e-12 (eq. 10–11)."""
+    r"""Cosine Loss (POD eq. 9): $\frac{1}{N}\sum_i (1 - \cos\theta_{y_i})^2$,
+    $\cos\theta_y = x\cdot\tilde p_y / (\lVert x\rVert + \varepsilon)$, $\varepsilon = 10^{-12}$ (eq. 10–11).
+
+    Args:
+        features: $(B, n)$ latent features $x$, not normalized.
+        labels: $(B,)$ class indices.
+        centroids: $(k, n)$ PEDCC centroids $p$.
+        centroids_normalized: True when the caller passes $\tilde p$ already normalized. Default False.
+
+    Returns:
+        The scalar loss, mean over the batch.
+    """
     return (1.0 - nac_cosine(features, labels, centroids, COSINE_EPS,
                              centroids_normalized=centroids_normalized)).square().mean()
 
 
 def nac_loss(
-    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, delta, denominator: str = "sum",
-    centroids_normalized: bool = False,
+    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, delta: float | torch.Tensor,
+    denominator: str = "sum", centroids_normalized: bool = False,
 ) -> torch.Tensor:
-    """NaC Loss (eq. 16–17): mean (1 − cos_Na θ_y)², cos_Na θ_y = x·p̃_y / (‖x‖ + δ)."""
+    r"""NaC Loss (POD eq. 17): $\frac{1}{N}\sum_i (1 - \cos_{Na}\theta_{y_i})^2$ (eq. 16, ``nac_cosine``).
+
+    Args:
+        features: $(B, n)$ latent features $x$, not normalized.
+        labels: $(B,)$ class indices.
+        centroids: $(k, n)$ PEDCC centroids $p$.
+        delta: $\delta(e, M) = \alpha e M \ge 0$, this epoch's value (feature-norm units).
+        denominator: ``"sum"`` (default, eq. 16) or ``"sqrt"`` (official code), see ``nac_cosine``.
+        centroids_normalized: True when the caller passes $\tilde p$ already normalized. Default False.
+
+    Returns:
+        The scalar loss, mean over the batch.
+    """
     return (1.0 - nac_cosine(features, labels, centroids, delta, denominator, centroids_normalized)).square().mean()
 
 
@@ -78,10 +121,20 @@ def sc_loss(
     features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, divide_by_n_minus_1: bool = False,
     centroids_normalized: bool = False,
 ) -> torch.Tensor:
-    """SC Loss (eq. 18–19): Σ_{i≠j} R_ij², R = ZᵀZ / (B−1) (n × n), Z_b = x_b/‖x_b‖ − p̃_{y_b}.
+    r"""SC Loss (POD eq. 18–19): $\sum_{i \ne j} R_{ij}^2$, $R = Z^\top Z/(B-1)$ ($n \times n$),
+    $Z_b = x_b/\lVert x_b\rVert - \tilde p_{y_b}$.
 
-    ``divide_by_n_minus_1`` divides by (n−1) as the official code does (a switch). A batch of one
-    sample has no correlation estimate: the loss is then 0 (still connected to the graph).
+    A batch of one sample has no correlation estimate: the loss is then 0 (still connected to the graph).
+
+    Args:
+        features: $(B, n)$ latent features $x$, not normalized.
+        labels: $(B,)$ class indices.
+        centroids: $(k, n)$ PEDCC centroids $p$.
+        divide_by_n_minus_1: also divide by $n - 1$, as the official code does. Default False (the paper).
+        centroids_normalized: True when the caller passes $\tilde p$ already normalized. Default False.
+
+    Returns:
+        The scalar loss, a statistic of the batch.
     """
     batch = features.shape[0]
     if batch < 2:
@@ -102,7 +155,19 @@ def pedcc_am_loss(
     features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, s: float, m: float,
     centroids_normalized: bool = False,
 ) -> torch.Tensor:
-    """PEDCC-AM (eq. 2): cross-entropy of s·(cos θ_j − m·[j = y]) on the frozen PEDCC."""
+    r"""PEDCC-AM (POD eq. 2): cross-entropy of $s(\cos\theta_j - m[j = y])$ on the frozen PEDCC.
+
+    Args:
+        features: $(B, n)$ latent features $x$, not normalized.
+        labels: $(B,)$ class indices.
+        centroids: $(k, n)$ PEDCC centroids $p$.
+        s: $s > 0$, scale of the logits.
+        m: additive margin on the target cosine (unitless).
+        centroids_normalized: True when the caller passes $\tilde p$ already normalized. Default False.
+
+    Returns:
+        The scalar cross-entropy, mean over the batch.
+    """
     cos = cosine_logits(features, centroids, centroids_normalized)
     margin = F.one_hot(labels, cos.shape[1]).to(cos.dtype) * m
     return F.cross_entropy(s * (cos - margin), labels)
@@ -112,11 +177,20 @@ def pedcc_mse_loss(
     features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, reduction: str = "paper",
     centroids_normalized: bool = False,
 ) -> torch.Tensor:
-    """PEDCC-MSE (eq. 3): (1/2N) Σ_i ‖x̃_i − p̃_{y_i}‖² with x̃ the normalized feature.
+    r"""PEDCC-MSE (POD eq. 3): $\frac{1}{2N}\sum_i \lVert \tilde x_i - \tilde p_{y_i}\rVert^2$, $\tilde x$ the
+    normalized feature.
 
-    ``reduction="sum"`` is the authors' code instead (ZLeopard/PEDCC-Loss ``tools/train_net.py`` @a7db70f:
-    ``torch.nn.MSELoss(reduction='sum')``): Σ_i Σ_d (x̃_id − p̃_{y_i,d})², summed over the batch and the
-    dimensions, i.e. 2N times eq. 3 (each summand is 2 − 2·cos θ_{y_i}).
+    Args:
+        features: $(B, n)$ latent features $x$, not normalized.
+        labels: $(B,)$ class indices.
+        centroids: $(k, n)$ PEDCC centroids $p$.
+        reduction: ``"paper"`` (default, eq. 3) or ``"sum"``, the authors' code (ZLeopard/PEDCC-Loss
+            ``tools/train_net.py`` @a7db70f, ``MSELoss(reduction='sum')``): summed over the batch and the
+            dimensions, $2N$ times eq. 3.
+        centroids_normalized: True when the caller passes $\tilde p$ already normalized. Default False.
+
+    Returns:
+        The scalar loss.
     """
     one_of("reduction", reduction, MSE_REDUCTIONS)
     diff = F.normalize(features, dim=1, eps=COSINE_EPS) - _unit(centroids, centroids_normalized)[labels]

@@ -1,21 +1,5 @@
-"""Norm-adaptive Cosine (NaC) Loss (POD §3.1.3, eq. 16–17) on the frozen PEDCC. Logs ``nac``.
-
-    cos_Na θ_y = x·p̃_y / (‖x‖ + δ(e, M)),   L_NaC = mean (1 − cos_Na θ_y)²,   δ(e, M) = α·e·M
-
-e is the 1-based epoch, M the mean l2 norm of the latent features over the training samples of the
-previous epoch (``stats["mean_feature_norm"]`` from the trainer), M = 0.05 before the first epoch.
-δ is a buffer (``criterion.delta``) set in ``on_epoch_start``; M (``criterion.mean_norm``) is set in
-``on_epoch_end``; both survive resume. ``epoch_metrics()`` → ``delta`` (used this epoch) and ``M``
-(measured this epoch), logged as ``loss/delta`` and ``loss/M``.
-
-Official-code switches (TianYuZu/POD-Loss ``train.py``; the defaults are the paper's):
-
-* ``norm_source="pedcc_output"``: M is the mean norm of the PEDCC-layer output xWᵀ (W = PEDCC)
-  instead of x; gathered here in ``after_optimizer_step`` and summed over ranks at epoch end.
-* ``denominator="sqrt"``: cos_Na = x·p̃_y / sqrt(‖x‖² + δ²).
-* ``delta_schedule="official"``: δ = 0.05 in epoch 1, then δ = α·(e−1)·M_{e−1} in epoch e ≥ 2
-  (the code's ``alpha * (epoch + 1) * mean`` with its 0-based ``epoch`` of the finished epoch).
-"""
+"""Norm-adaptive Cosine (NaC) Loss (POD §3.1.3, eq. 16–17) on the frozen PEDCC: ``NaCLoss``, with
+the official code's switches (TianYuZu/POD-Loss ``train.py``)."""
 
 from __future__ import annotations
 
@@ -32,6 +16,40 @@ OFFICIAL_FIRST_DELTA = 0.05  # δ of the official code's first epoch
 
 
 class NaCLoss(PEDCCCriterion):
+    r"""NaC Loss: Cosine Loss with an epoch-adaptive $\delta$ in the denominator (POD eq. 16–17).
+
+    $$L_{\mathrm{NaC}} = \frac{1}{N}\sum_i \big(1 - \cos_{Na}\theta_{y_i}\big)^2, \qquad
+    \cos_{Na}\theta_{y_i} = \frac{x_i\cdot\tilde p_{y_i}}{\lVert x_i\rVert + \delta(e, M)}, \qquad
+    \delta(e, M) = \alpha\, e\, M$$
+
+    (Zhu & Zu, POD Loss, §3.1.3, eq. 16–17), $e$ the 1-based epoch, $M$ the mean $\lVert x\rVert$ over
+    the previous epoch's training samples (``stats["mean_feature_norm"]`` from the trainer),
+    ``initial_m`` before the first epoch. $\delta$ (buffer ``delta``) is set in ``on_epoch_start``,
+    $M$ (buffer ``mean_norm``) in ``on_epoch_end``; both survive resume. ``epoch_metrics()`` gives
+    ``delta`` (used this epoch) and ``M`` (measured this epoch). Config: ``loss=nac``. The three
+    string switches reproduce TianYuZu/POD-Loss ``train.py`` @3237322; their defaults are the paper's.
+
+    Args:
+        num_classes: $k$, number of classes (PEDCC points).
+        feat_dim: $n$, latent feature dimension.
+        alpha: $\alpha \ge 0$, weight of $\delta(e, M) = \alpha e M$ (per epoch, unitless). Default
+            0.01: POD Table 4 "NaC Loss (α = 0.01)" and §4.2.5.
+        initial_m: $M \ge 0$ before the first epoch (feature-norm units). Default 0.05: POD §3.1.3.
+        norm_source: ``"features"`` (default, POD §3.1.3): $M$ = mean $\lVert x\rVert$;
+            ``"pedcc_output"`` (official code): mean $\lVert x P^\top\rVert$ of the PEDCC layer's output.
+        denominator: ``"sum"`` (default, eq. 16): $\lVert x\rVert + \delta$; ``"sqrt"`` (official
+            code): $\sqrt{\lVert x\rVert^2 + \delta^2}$.
+        delta_schedule: ``"paper"`` (default): $\delta = \alpha e M_{e-1}$; ``"official"``:
+            $\delta = 0.05$ in epoch 1, then $\alpha (e - 1) M_{e-1}$.
+        pedcc_seed: seed of the PEDCC construction. Default 0 (podhl's choice, see ``CosineLoss``).
+        pedcc_method: PEDCC construction. Default ``"auto"`` (podhl's choice, see ``CosineLoss``).
+        pedcc_file: centroids to load instead of generating them. Default None (see ``CosineLoss``).
+
+    Returns:
+        forward (dict[str, torch.Tensor]): ``loss`` (back-propagated) and ``nac``, the same value.
+        logits (torch.Tensor): $(B, k)$ cosines to the PEDCC points; argmax = prediction (eq. 21–24).
+    """
+
     def __init__(
         self,
         num_classes: int,
@@ -100,6 +118,7 @@ class NaCLoss(PEDCCCriterion):
 
     # -------------------------------------------------------------- loss
     def nac(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        r"""$L_{\mathrm{NaC}}$ (eq. 17), a scalar, with this epoch's $\delta$."""
         return nac_loss(features.float(), labels, self.unit_pedcc, self.delta, self.denominator, centroids_normalized=True)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:

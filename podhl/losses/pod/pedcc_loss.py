@@ -1,29 +1,15 @@
-"""PEDCC-Loss (Zhu et al., IEEE Access 2020; POD §2.2, eq. 2–4) on the frozen PEDCC. Logs ``am``, ``mse``.
+"""PEDCC-Loss (Zhu et al., IEEE Access 2020; POD §2.2, eq. 2–4) on the frozen PEDCC: ``PEDCCLoss``.
 
-    L_AM  = CE(s·(cos θ_j − m·[j = y]))                  (eq. 2, AM-Softmax on the PEDCC)
-    L_MSE = (1/2N) Σ ‖x̃_i − p̃_{y_i}‖²  (x̃ normalized)   (eq. 3)
-    L     = L_AM + λ·L_MSE^{1/n}                          (eq. 4, n = ``n_root``)
-
-The defaults are the paper's form. The authors' code (ZLeopard/PEDCC-Loss) computes the MSE term
-differently, in two places, each a switch (``loss=pedcc_official`` turns both on):
-
-* ``mse_reduction="sum"``: ``tools/train_net.py`` @a7db70f (the newest change to that file, 2023-01-29:
-  "must be sum, not the default mean") builds ``torch.nn.MSELoss(reduction='sum')``, i.e.
-  Σ_i Σ_d (x̃_id − p̃_{y_i,d})² over the batch and the dimensions — 2N times eq. 3 (N = batch size).
-  From 907ad7f (2019) until that commit it was ``MSELoss()``'s mean over N·d elements.
-* ``n_form="power"``: ``engine/trainer.py`` @907ad7f (never changed since) raises the MSE to the power
-  ``METRIC.N`` (``t_loss2 = t_loss2**cfg.METRIC.N``) where eq. 4 takes the n-th root; the two agree
-  only at n = 1.
-
-That code adds the term with weight 1 (no λ). So λ = 1 reproduces the code's *weight*, not its
-value: with the paper's reduction the term is 2N times smaller than the code's (512 times at the
-code's batch size N = 256).
-
-Defaults and their sources: m = 0.5 (POD Table 4 runs "PEDCC-Loss(m = 0.5)"; also ``METRIC.M`` in
-``config/defaults.py`` @907ad7f); s = 15 (``METRIC.S`` there; its ``configs/train_cifar100.yml`` uses
-7.5 and 0.35); λ = 1 (eq. 4's weight; the code has none); n = 1 (``METRIC.N``). The AM-Softmax logits
-are computed inline on the frozen PEDCC, as the code's ``AMSoftmax`` (``modeling/metric_loss.py``
-@68537aa) does on normalized features and centroids; prediction is cosine argmax.
+The authors' code (ZLeopard/PEDCC-Loss) computes the MSE term differently, in two places, each a
+switch (``loss=pedcc_official`` turns both on): ``tools/train_net.py`` @a7db70f (the newest change to
+that file, 2023-01-29: "must be sum, not the default mean") builds ``torch.nn.MSELoss(reduction='sum')``
+(from 907ad7f, 2019, until that commit it was ``MSELoss()``'s mean over N·d elements), and
+``engine/trainer.py`` @907ad7f (never changed since) raises the MSE to the power ``METRIC.N``
+(``t_loss2 = t_loss2**cfg.METRIC.N``) where eq. 4 takes the n-th root; the two agree only at n = 1.
+That code adds the term with weight 1 (no λ), so λ = 1 reproduces the code's *weight*, not its value:
+with the paper's reduction the term is 2N times smaller than the code's (512 times at its batch
+size N = 256). The AM-Softmax logits are computed inline on the frozen PEDCC, as the code's
+``AMSoftmax`` (``modeling/metric_loss.py`` @68537aa) does on normalized features and centroids.
 """
 
 from __future__ import annotations
@@ -38,6 +24,42 @@ N_FORMS = ("root", "power")  # L_MSE^{1/n} (eq. 4) | L_MSE^n (the authors' code)
 
 
 class PEDCCLoss(PEDCCCriterion):
+    r"""PEDCC-Loss: AM-Softmax on the frozen PEDCC plus a root of the MSE to the centroids (POD eq. 2–4).
+
+    $$L = L_{\mathrm{AM}} + \lambda\, L_{\mathrm{MSE}}^{1/n}, \qquad
+    L_{\mathrm{AM}} = \mathrm{CE}\big(s(\cos\theta_j - m[j = y]),\ y\big), \qquad
+    L_{\mathrm{MSE}} = \frac{1}{2N}\sum_i \lVert \tilde x_i - \tilde p_{y_i}\rVert^2$$
+
+    (Zhu et al., IEEE Access 2020, as restated in the POD paper §2.2: eq. 4, with eq. 2 and eq. 3),
+    $\tilde x$ the normalized feature. Prediction is cosine argmax. Config: ``loss=pedcc``; the
+    authors' code's MSE term: ``loss=pedcc_official`` (module docstring). Defaults: ZLeopard/PEDCC-Loss
+    ``config/defaults.py`` @907ad7f.
+
+    Args:
+        num_classes: $k$, number of classes (PEDCC points).
+        feat_dim: $n$, latent feature dimension.
+        s: $s > 0$, scale of the AM-Softmax logits. Default 15: ``METRIC.S`` (its
+            ``configs/train_cifar100.yml`` uses 7.5).
+        m: $m \in [0, 2)$, additive margin on the cosine (unitless). Default 0.5: POD Table 4
+            "PEDCC-Loss (m = 0.5)" (= ``METRIC.M``).
+        lam: $\lambda \ge 0$, weight of the MSE term (POD §2.2 gives no value). Default 1: the code's
+            weight (``t_loss1 + t_loss2``).
+        n_root: $n \ge 1$ of eq. 4 (POD §2.2 gives no value). Default 1: ``METRIC.N``.
+        mse_reduction: ``"paper"`` (default, eq. 3); ``"sum"``: summed over batch and dimensions,
+            $2N$ times eq. 3 (``tools/train_net.py`` @a7db70f).
+        n_form: ``"root"`` (default, eq. 4): $L_{\mathrm{MSE}}^{1/n}$; ``"power"``: $L_{\mathrm{MSE}}^n$
+            (``engine/trainer.py`` @907ad7f).
+        pedcc_seed: seed of the PEDCC construction. Default 0 (podhl's choice, see
+            ``podhl.losses.pod.cosine.CosineLoss``).
+        pedcc_method: PEDCC construction. Default ``"auto"`` (podhl's choice).
+        pedcc_file: centroids to load instead of generating them. Default None (see ``CosineLoss``).
+
+    Returns:
+        forward (dict[str, torch.Tensor]): ``loss`` (back-propagated), ``am`` ($L_{\mathrm{AM}}$) and
+            ``mse`` ($L_{\mathrm{MSE}}$ before the root and $\lambda$).
+        logits (torch.Tensor): $(B, k)$ cosines to the PEDCC points; argmax = prediction (eq. 21–24).
+    """
+
     def __init__(
         self,
         num_classes: int,
