@@ -1,4 +1,5 @@
-"""docs/concepts/criterion.md, "Use the losses in your own training loop": its example runs as written, with HL and with POD."""
+"""docs/concepts/criterion.md, "Use the losses in your own training loop": its example runs as written, with HL
+and with POD."""
 
 from __future__ import annotations
 
