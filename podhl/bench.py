@@ -245,28 +245,52 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Help lines end with "(default: ...)", except for flags and unset options."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="podhl-bench", formatter_class=_DefaultsShown,
+        description="Speed and cost of every loss, measured in one run on the current device; prints tables and "
+                    "saves them as JSON (exit status 0).",
+        epilog="Sections: train_step (a backbone's full training step for every loss), loss_alone (each loss's "
+               "forward+backward vs linear+CE), input_pipeline (CPU DataLoader vs the GPU-resident loader on "
+               "SYNTHETIC CIFAR-shaped images). Example: podhl-bench --device cpu --threads 1 --sections loss_alone "
+               "--steps 15 --warmup 2")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--backbone", default="resnet18", help="train_step: a backbone config name (podhl/conf/backbone)")
+    p.add_argument("--batch", type=int, default=256, help="train_step and input_pipeline: images per step")
+    p.add_argument("--image-size", type=int, default=32,
+                   help="train_step: side of the square SYNTHETIC input images (px)")
+    p.add_argument("--num-classes", type=int, default=10, help="train_step: classes the criterion scores")
+    p.add_argument("--feat-dim", type=int, default=512, help="train_step: latent dimension d (model.feat_dim)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="train_step: autocast the model (losses always compute in fp32)")
+    p.add_argument("--channels-last", action="store_true", help="train_step: NHWC memory format for model and inputs")
+    p.add_argument("--compile", action="store_true", help="train_step: torch.compile the model")
+    p.add_argument("--steps", type=int, default=20,
+                   help="timed rounds per section (each round runs every variant once)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed rounds before the timed ones")
+    p.add_argument("--classes", type=int, nargs="+", default=[10, 200, 1000, 10575],
+                   help="loss_alone: the class counts C to measure")
+    p.add_argument("--loss-batch", type=int, default=256, help="loss_alone: batch size B of the random features")
+    p.add_argument("--loss-dim", type=int, default=512, help="loss_alone: feature dimension d")
+    p.add_argument("--pipeline-images", type=int, default=20000, help="input_pipeline: SYNTHETIC images to load")
+    p.add_argument("--workers", type=int, default=4, help="input_pipeline: CPU DataLoader worker processes")
+    p.add_argument("--sections", nargs="+", default=["train_step", "loss_alone", "input_pipeline"],
+                   choices=["train_step", "loss_alone", "input_pipeline"], help="which sections to run, in this order")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads, set before any work (default: torch's choice)")
+    p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (test suite): overrides the sizes above")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench.json"), help="where the results are saved as JSON")
+    return p
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--feat-dim", type=int, default=512)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--classes", type=int, nargs="+", default=[10, 200, 1000, 10575])
-    p.add_argument("--loss-batch", type=int, default=256)
-    p.add_argument("--loss-dim", type=int, default=512)
-    p.add_argument("--pipeline-images", type=int, default=20000)
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--sections", nargs="+", default=["train_step", "loss_alone", "input_pipeline"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (set before any work)")
-    p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (test suite)")
-    p.add_argument("--out", type=Path, default=Path("outputs/bench.json"))
+    p = build_parser()
     args = p.parse_args(argv)
     if args.tiny:
         args.backbone, args.batch, args.image_size, args.feat_dim = "small_cnn", 8, 8, 16

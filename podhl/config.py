@@ -2,7 +2,7 @@
 
 ``podhl-train`` reads the same tree through Hydra's package config path, so a wheel install works
 without the source checkout. A user's own configs go in a folder of their own, added with
-``--config-dir <dir>`` or ``hydra.searchpath=[file://<dir>]`` (README: "Your own configs and code").
+``--config-dir <dir>`` or ``hydra.searchpath=[file://<dir>]`` (docs/getting-started.md, "Your own configs and code").
 """
 
 from __future__ import annotations

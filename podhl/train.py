@@ -1,6 +1,6 @@
 """``podhl-train``: the Hydra entry point (configs in ``podhl/conf``, shipped inside the package).
 
-Failure behaviour (README "Failure behaviour"): a single run exits 2 on a configuration or data
+Failure behaviour (docs/failures.md): a single run exits 2 on a configuration or data
 problem found before training, 3 on a non-finite loss, 130 on Ctrl-C, 1 on anything unexpected;
 each is recorded in ``<run dir>/metrics.json`` (``status``, ``error``) when the run folder is its
 own. In a multirun every job runs; a failed job is recorded the same way and the sweep exits 1 at
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 # Idle OpenMP threads sleep instead of spinning: on a CPU node shared with other jobs, spinning threads
-# steal the cores the work needs (README "Performance"). Export OMP_WAIT_POLICY=ACTIVE to change it.
+# steal the cores the work needs (docs/scale-and-speed.md: shared CPU machines). Export OMP_WAIT_POLICY=ACTIVE to change it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging  # noqa: E402

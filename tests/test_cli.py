@@ -3,10 +3,41 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import torch
 
-from conftest import read_metrics
+from conftest import REPO, read_metrics
+
+
+QUICKSTART_SHOWN = ("README.md", "docs/getting-started.md")  # where the quickstart's printed table is shown
+ONE_TEST_IMAGE = 100 / 360  # digits' test split: 360 images
+
+
+def shown_quickstart_table(path: Path) -> list[list[str]]:
+    """The cells of the summary table shown after ``podhl-train experiment=quickstart`` in a doc."""
+    text = path.read_text()
+    block = text[text.index("podhl-train experiment=quickstart"):].split("| job |", 1)[1].split("```", 1)[0]
+    rows = [line for line in ("| job |" + block).strip().splitlines()]
+    return [[c.strip() for c in row.strip().strip("|").split("|")] for row in rows]
+
+
+def check_shown_quickstart(summary: str) -> None:
+    """The docs show what the run prints: the same table, except train_time_s (timing) and, within one test
+    image, the accuracies: the run is deterministic for a given thread count and CPU, but float summation
+    order (thread count, CPU kernels) can move the 12-epoch result by one digit image."""
+    printed = [[c.strip() for c in row.strip().strip("|").split("|")] for row in summary.strip().splitlines()]
+    for doc in QUICKSTART_SHOWN:
+        shown = shown_quickstart_table(REPO / doc)
+        assert shown[:2] == printed[:2] and len(shown) == len(printed), (doc, shown, printed)  # header, one row per job
+        header = printed[0]
+        for got, want in zip(shown[2:], printed[2:]):
+            row, ran = dict(zip(header, got)), dict(zip(header, want))
+            for key in ("job", "overrides", "status", "epochs"):
+                assert row[key] == ran[key], (doc, key, got, want)
+            for key in ("test_acc", "best_test_acc"):
+                assert abs(float(row[key]) - float(ran[key])) <= ONE_TEST_IMAGE + 0.005, (doc, key, got, want)
+            assert float(row["train_time_s"]) > 0 and float(ran["train_time_s"]) > 0
 
 
 def test_quickstart_beats_chance_by_far(run_cli, tmp_path):
@@ -20,6 +51,8 @@ def test_quickstart_beats_chance_by_far(run_cli, tmp_path):
     summary = (sweep / "summary.md").read_text()
     assert summary.count("\n| ") == len(runs)  # one row per job
     assert "loss=softmax" in summary and "loss=pod" in summary
+    assert summary.strip() in proc.stdout  # the table the command prints at the end
+    check_shown_quickstart(summary)
     pod_columns = (sweep / "1" / "history.csv").read_text().splitlines()[0].split(",")
     assert {"train_nac", "train_sc", "loss_delta", "loss_M"} <= set(pod_columns)  # POD's terms and δ, M per epoch
 

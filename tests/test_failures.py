@@ -1,4 +1,4 @@
-"""Failure behaviour (README "Failure behaviour"): sweeps that survive failed jobs on every launcher, one run
+"""Failure behaviour (docs/failures.md): sweeps that survive failed jobs on every launcher, one run
 per folder, bad input caught before training with exit 2, Ctrl-C, mid-epoch checkpoints, file modes."""
 
 from __future__ import annotations

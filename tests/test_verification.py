@@ -312,7 +312,7 @@ def test_open_set_digits_verification_through_the_cli(run_cli, tmp_path):
     """Train on digits 0-5, verify pairs of digits 6-9 only (never trained on) with the 10-fold protocol.
     Measured (2-core CPU, seeds 0-3): 64.9-69.7 % after 6 epochs, 66.8-68.9 % after 12; raw-pixel cosine gives
     79.9 % on the same pairs and an untrained network 66 %: 8×8 digits of 6 classes do not teach features that
-    transfer (see README). The bound checks the real path end to end, far from chance (50 %, SE 0.9 %)."""
+    transfer (see docs/verification.md). The bound checks the real path end to end, far from chance (50 %, SE 0.9 %)."""
     sweep = tmp_path / "sweep"
     run_cli("experiment=verification_digits", "loss=softmax", "schedule.epochs=6", multirun=True, run_dir=sweep)
     metrics = json.loads((sweep / "0" / "metrics.json").read_text())

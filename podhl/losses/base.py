@@ -1,4 +1,4 @@
-"""The criterion protocol every loss implements (README: "Adding a loss").
+"""The criterion protocol every loss implements (docs/concepts/criterion.md, "Adding a loss").
 
 A criterion is an ``nn.Module`` built from ``podhl/conf/loss/<name>.yaml`` with ``num_classes``
 and ``feat_dim`` supplied by the task. It owns whatever classifies: a linear W, a normalized W, a

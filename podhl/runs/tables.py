@@ -229,15 +229,29 @@ def make_tables(dirs: Sequence[str | Path], table: str | None = None, out: str |
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="podhl-tables", description="Run folders → the papers' table layouts (Markdown + CSV).")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="podhl-tables",
+        description="Run folders → the papers' table layouts (Markdown + CSV), beside the papers' numbers.",
+        epilog="Examples: podhl-tables outputs/multirun/<stamp> (group by what differs between jobs); "
+               "podhl-tables sweeps/pod_table4 --table pod_table4; podhl-tables --list")
     parser.add_argument("dirs", nargs="*", help="multirun (sweep) dirs or run dirs; several are pooled")
-    parser.add_argument("--table", default=None, help=f"paper table layout: {', '.join(paper_values())} (default: group by what differs)")
+    parser.add_argument("--table", default=None,
+                        help=f"paper table layout: {', '.join(paper_values())} (default: group by what differs)")
     parser.add_argument("--out", default=None, help="output dir (default: <first dir>/tables)")
-    parser.add_argument("--metric", default="test_acc", help="metrics.json value for the cells of a run-keyed table (test_acc = final; best_test_acc)")
-    parser.add_argument("--no-hparams", action="store_true", help="skip TensorBoard add_hparams")
-    parser.add_argument("--no-curves", action="store_true", help="skip accuracy-per-epoch PNGs")
+    parser.add_argument("--metric", default="test_acc",
+                        help="metrics.json value for the cells of a run-keyed table (default test_acc: the last "
+                             "epoch's; best_test_acc: the best epoch's)")
+    parser.add_argument("--no-hparams", action="store_true",
+                        help="skip TensorBoard add_hparams (<first dir>/tb_hparams, the HParams tab)")
+    parser.add_argument("--no-curves", action="store_true",
+                        help="skip the accuracy-per-epoch PNGs (<name>_curves_<column>.png)")
     parser.add_argument("--list", action="store_true", help="list the known tables and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
         for k, v in paper_values().items():

@@ -4,8 +4,8 @@ Where the public code (TCCofWANG/Hypersphere_loss, ``Cifar10_HL_main.py``) depar
 (Wang et al., IEEE TII 2024). Every default is the paper's; ``OfficialSwitches.authors_code`` is
 the column of the newest version of that file, ba67071 (2023-07-07), which ``loss=hl_official`` selects
 (with ε = 0.05, its ``rho``). The file's earlier versions differ only in the dead zone and the power
-of the penalty, which ``generalized``, ``epsilon`` and ``official.penalty_power`` express (README
-"Hypersphere Loss (HL)", presets ``loss=hl_official_versions/<name>``).
+of the penalty, which ``generalized``, ``epsilon`` and ``official.penalty_power`` express
+(docs/losses/hypersphere.md, presets ``loss=hl_official_versions/<name>``).
 """
 
 from __future__ import annotations
