@@ -26,7 +26,7 @@ run() {  # run NAME: sweep, tables and figures into $OUT/NAME/, then compare wit
   rm -rf "$sweep" && mkdir -p "$made"
   case $name in
     fig6_mnist)
-      "${TRAIN[@]}" experiment=pod_fig6 seed=0,1,2,3,4 "dataset.root=$DATA" backbone.width=16 schedule.epochs=4 \
+      "${TRAIN[@]}" experiment=pod_fig6 seed=0,1,2 "dataset.root=$DATA" backbone.width=16 schedule.epochs=4 \
         trainer.limit_train_batches=150 trainer.gpu_resident=true trainer.progress=false trainer.device=cpu \
         "hydra.sweep.dir=$sweep"
       python -m podhl.runs.figures features "$sweep" --seed 0 -o "$made/fig6.png"
