@@ -74,12 +74,14 @@ def test_cfg_job_package_prints_one_group():
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
     from podhl import bench
+    from podhl.pedcc import cli as pedcc_cli
     from podhl.runs import tables
 
-    return {"podhl-bench": bench.build_parser(), "podhl-tables": tables.build_parser()}
+    return {"podhl-bench": bench.build_parser(), "podhl-tables": tables.build_parser(),
+            "podhl-pedcc": pedcc_cli.build_parser()}
 
 
-@pytest.mark.parametrize("script", ["podhl-bench", "podhl-tables"])
+@pytest.mark.parametrize("script", ["podhl-bench", "podhl-tables", "podhl-pedcc"])
 def test_every_option_has_help(script, capsys):
     parser = _parsers()[script]
     assert parser.prog == script and parser.description

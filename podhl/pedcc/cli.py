@@ -20,10 +20,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Generate (or load cached) PEDCC — predefined evenly-distributed class centroids (POD §2.1) —
-    and print their quality: nearest-neighbour cosines against random unit vectors."""
-    parser = argparse.ArgumentParser(prog="podhl-pedcc", description=main.__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``podhl-pedcc`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="podhl-pedcc",
+        description="Generate (or load cached) PEDCC — predefined evenly-distributed class centroids (POD §2.1) — "
+                    "and print their quality: nearest-neighbour cosines against random unit vectors.")
     parser.add_argument("num_classes", type=int, help="k, the number of classes (≥ 2)")
     parser.add_argument("dim", type=int, help="n, the feature dimension (model.feat_dim)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the construction (loss.pedcc_seed; default 0)")
@@ -36,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="torch.set_num_threads(N) before any work (on a shared CPU, 1 is often fastest)")
     parser.add_argument("--out", default=None, help="also save the centroids to this .pt file (for loss.pedcc_file)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``podhl-pedcc k n [options]``: generate PEDCC and print their quality."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
