@@ -7,8 +7,8 @@ without the source checkout. A user's own configs go in a folder of their own, a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
@@ -84,18 +84,19 @@ def run_names(cfg: DictConfig, choices: dict[str, str]) -> dict[str, str | None]
 
 # ---------------------------------------------------------------------- typo'd `+key` overrides
 _MISSING = object()
-OWN_NODES = ("trainer", "schedule", "model", "dataset", "loss")  # podhl's own nodes: a `+key` there must be one podhl reads
+OWN_NODES = ("trainer", "schedule", "model", "dataset", "loss")  # a `+key` under these must be one podhl reads
 
 
-def _added_keys(overrides: Sequence[str], choices: dict) -> list[str]:
+def _added_keys(overrides: Sequence[str], choices: dict) -> list[tuple[str, str]]:
     """The ``+a.b=v`` overrides (not ``++``, not config groups such as ``+analysis=gda``) under podhl's own nodes."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     found = []
     for o in OverridesParser.create().parse_overrides(list(overrides)):
         key = o.key_or_group
-        if o.is_add() and o.package is None and "/" not in key and key not in choices and key.split(".")[0] in OWN_NODES:
-            found.append(o.input_line)
+        group = "/" in key or key in choices
+        if o.is_add() and o.package is None and not group and key.split(".")[0] in OWN_NODES:
+            found.append((o.input_line, key))
     return found
 
 
@@ -121,7 +122,9 @@ def _declared_keys() -> set[str]:
         if rel[0] == "hydra":
             continue
         first = file.read_text().split("\n", 1)[0]
-        package = first.split("@package", 1)[1].strip() if first.startswith("# @package") else rel[0] if len(rel) > 1 else ""
+        package = rel[0] if len(rel) > 1 else ""  # a group's option goes under the group's name
+        if first.startswith("# @package"):
+            package = first.split("@package", 1)[1].strip()
         package = "" if package == "_global_" else package
         walk(OmegaConf.to_container(OmegaConf.load(file)) or {}, f"{package}." if package else "")
     return paths
@@ -192,10 +195,13 @@ def check_added_keys(overrides: Sequence[str], choices: dict, compose_without) -
     added = _added_keys(overrides, choices)
     if not added:
         return
-    schema = compose_without([o for o in overrides if o not in added])
+    lines = {line for line, _ in added}
+    try:
+        schema = compose_without([o for o in overrides if o not in lines])
+    except Exception:  # noqa: BLE001 - another override needs the added key (+a.b=1 a.b=2): nothing to compare with
+        return
     declared = _declared_keys()
-    for line in added:
-        path = line.lstrip("+").split("=", 1)[0].strip()
+    for _, path in added:
         parts = path.split(".")
         depth = 1
         while depth < len(parts) and OmegaConf.select(schema, ".".join(parts[:depth + 1]), default=_MISSING,

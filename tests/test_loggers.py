@@ -14,7 +14,8 @@ from podhl.engine.records import read_history
 from podhl.errors import ConfigError
 
 # deterministic CPU kernels: a resumed run repeats the uninterrupted one bit for bit (tests/test_trainer.py)
-SHORT = ["trainer.deterministic=true", "schedule.epochs=2", "trainer.limit_train_batches=6", "trainer.log_every_n_steps=2"]
+SHORT = ["trainer.deterministic=true", "schedule.epochs=2", "trainer.limit_train_batches=6",
+         "trainer.log_every_n_steps=2"]
 
 
 def _scalars(run_dir):
@@ -55,9 +56,9 @@ def test_csv_logger_gets_what_tensorboard_gets_and_a_resume_logs_no_step_twice(t
 
     bare, _ = train(*SHORT, "~logger", run_dir=tmp_path / "bare")  # no logger: the run records are unchanged
     assert not (bare.run_dir / "tb").exists() and not (bare.run_dir / "scalars.csv").exists()
-    strip = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in history]
-    assert [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in read_history(bare.run_dir / "history.csv")] == strip
-    assert [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in read_history(run / "history.csv")] == strip
+    untimed = [[{k: v for k, v in r.items() if k != "epoch_time_s"} for r in read_history(d / "history.csv")]
+               for d in (full.run_dir, run, bare.run_dir)]
+    assert untimed[0] == untimed[1] == untimed[2]
     assert read_metrics(bare.run_dir)["test_acc"] == read_metrics(full.run_dir)["test_acc"]
 
 
@@ -107,7 +108,8 @@ def test_mlflow_file_store_gets_the_scalars_and_params_and_a_resume_continues_it
     acc = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "test/acc"))
     assert acc == [(row["epoch"], pytest.approx(row["test_acc"])) for row in history]
     assert [m.step for m in client.get_metric_history(run_id, "train_step/loss")] == [2, 4, 6, 8, 10, 12]
-    assert runs[0].data.params["schedule.epochs"] == "2" and runs[0].data.params["loss._target_"].endswith("SoftmaxLoss")
+    params = runs[0].data.params
+    assert params["schedule.epochs"] == "2" and params["loss._target_"].endswith("SoftmaxLoss")
 
 
 def test_a_bad_mlflow_uri_fails_before_training(run_cli):

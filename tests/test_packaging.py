@@ -25,14 +25,17 @@ def test_one_version_source():
 
 
 def test_license_citation_and_typing_marker():
-    assert (REPO / "LICENSE").read_text().startswith("MIT License") and "the podhl authors" in (REPO / "LICENSE").read_text()
+    license_text = (REPO / "LICENSE").read_text()
+    assert license_text.startswith("MIT License") and "Copyright (c) 2026 the podhl authors" in license_text
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["license"] == "MIT" and project["project"]["license-files"] == ["LICENSE"]
-    assert (REPO / "podhl" / "py.typed").is_file() and "py.typed" in project["tool"]["setuptools"]["package-data"]["podhl"]
+    assert (REPO / "podhl" / "py.typed").is_file()
+    assert "py.typed" in project["tool"]["setuptools"]["package-data"]["podhl"]
     cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
     assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
     titles = [ref["title"] for ref in cff["references"]]
-    assert any(t.startswith("A Softmax-free Loss Function") for t in titles) and "Image Classification on Hypersphere Loss" in titles
+    assert any(t.startswith("A Softmax-free Loss Function") for t in titles)
+    assert "Image Classification on Hypersphere Loss" in titles
 
 
 def test_without_fcntl_the_run_folder_warns_and_runs_unlocked(monkeypatch, tmp_path):

@@ -6,13 +6,15 @@ optimizer steps, and per epoch every number of the ``history.csv`` row (``train/
 ``test/<metric>``, ``loss/<state>``, ``lr``, ``epoch_time_s``), each with the epoch and the global
 step; W&B and MLflow also get the run's resolved config (TensorBoard and CSV runs keep it in
 ``.hydra/config.yaml``). A logger is built before any data is read, so a missing package or a bad
-tracking URI fails at once (exit 2). Only the main rank logs.
+tracking URI fails at once (exit 2).
+Every rank builds its loggers (so every rank checks the packages); only the main rank logs.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -140,13 +142,15 @@ class MLflowLogger(Logger):
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
+        self.client, self.experiment_id, self.run_id = None, None, None
+        if os.environ.get("RANK", "0") != "0":
+            return  # the process group is not up yet; only rank 0 (RANK under torchrun) logs
         try:  # reach the store now: a bad URI or a refused store fails before any data is read
             self.client = MlflowClient(tracking_uri=tracking_uri)
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
         except MlflowException as err:
             raise ConfigError(f"logger=mlflow (tracking_uri={tracking_uri}): {' '.join(err.message.split())}") from None
-        self.run_id = None
 
     def open(self, run_dir, config, epoch, step):
         from mlflow.entities import Param

@@ -1,6 +1,7 @@
 """What a run writes in its folder: ``history.csv`` (one row per epoch), ``last.pt``/``best.pt``,
-``metrics.json``, and the scalars its loggers receive (:mod:`podhl.engine.loggers`: TensorBoard by default). Files are written atomically (a temporary file, then
-a rename), so a crash never leaves half a checkpoint; only the main rank writes.
+``metrics.json``, and the scalars its loggers receive (:mod:`podhl.engine.loggers`: TensorBoard by
+default). Files are written atomically (a temporary file, then a rename), so a crash never leaves half
+a checkpoint; only the main rank writes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from podhl.engine.loggers import Logger
 
 # history.csv column prefix -> TensorBoard tag prefix (train_acc -> train/acc, loss_delta -> loss/delta)
 _TAG_PREFIXES = ("train_", "test_", "loss_")
@@ -63,10 +62,10 @@ def _tag(key: str) -> str:
 
 
 class RunRecords:
-    def __init__(self, run_dir: str | Path, enabled: bool = True, loggers: list[Logger] | None = None) -> None:
+    def __init__(self, run_dir: str | Path, enabled: bool = True, loggers: list | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
-        self.loggers = list(loggers or []) if enabled else []
+        self.loggers = list(loggers or []) if enabled else []  # podhl.engine.loggers.Logger instances
         self.opened = False
 
     def open(self, config: dict[str, Any] | None = None, epoch: int = 0, step: int = 0) -> None:

@@ -116,8 +116,8 @@ class RunFolder:
 
     def _lock(self) -> None:
         if fcntl is None:
-            warnings.warn(f"no run-folder lock on this platform: nothing stops a second run from writing into {self.path}",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(f"no run-folder lock on this platform: nothing stops a second run from writing into "
+                          f"{self.path}", RuntimeWarning, stacklevel=2)
             return
         fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
         try:

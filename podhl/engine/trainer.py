@@ -60,7 +60,7 @@ class Trainer:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: str | Path, names: dict[str, Any] | None = None) -> "Trainer":
-        loggers = build_loggers(cfg.get("logger")) if dist.is_main() else []  # before the data: a missing package fails now
+        loggers = build_loggers(cfg.get("logger"))  # before the data: a missing package fails now, on every rank
         parts = build_run(cfg)
         return cls(parts, cfg, RunRecords(run_dir, enabled=dist.is_main(), loggers=loggers), names)
 
@@ -165,7 +165,8 @@ class Trainer:
             bar.update(1)
             if (i + 1) % every == 0 or i + 1 == total:
                 self._check_finite(first_bad, epoch)
-                self.records.scalars("train_step", {k: float(v) for k, v in step_terms.items()}, self.global_step, epoch)
+                values = {k: float(v) for k, v in step_terms.items()}
+                self.records.scalars("train_step", values, self.global_step, epoch)
                 seen = float(stats.counts[0]) * self.runtime.world
                 bar.set_postfix(loss=f"{stats.running_mean('loss'):.4f}", img_s=f"{seen / (time.perf_counter() - t_start):.0f}")
             if save_every and self.global_step % int(save_every) == 0 and i + 1 < total:
