@@ -60,7 +60,7 @@ def test_option_trains_resumes_and_records_as_fp32(option, plain, tmp_path):
     metrics, history = read_metrics(run), _history(run)
     assert metrics["completed"] and metrics["epochs"] == 2 and [int(r["epoch"]) for r in history] == [1, 2]
     assert history[0] == first[0]  # the resumed invocation kept epoch 1 as written
-    assert metrics["test_acc"] > 50.0, metrics  # 10 classes: chance is 10 %
+    assert metrics["test_acc"] > 80.0, metrics  # 10 classes: chance is 10 % (fp32: 92.8 %)
 
     assert {p.name for p in run.iterdir() if not p.name.startswith(".lock")} == FILES
     assert list(history[0]) == list(_history(plain)[0])  # the same columns, in the same order
