@@ -84,11 +84,13 @@ class RunRecords:
 
     def scalars(self, prefix: str, values: dict[str, float], step: int, epoch: int = 0) -> None:
         if self.opened:
+            tagged = {f"{prefix}/{name}": value for name, value in values.items()}
             for logger in self.loggers:
-                logger.log({f"{prefix}/{name}": value for name, value in values.items()}, epoch, step, per_epoch=False)
+                logger.log(tagged, epoch, step, per_epoch=False)
 
     def epoch(self, row: dict[str, Any], step: int = 0) -> None:
-        """Log one epoch's row (at global ``step``) and write it into ``history.csv`` (rows of later epochs are dropped)."""
+        """Log one epoch's row (at global ``step``) and write it into ``history.csv`` (rows of later epochs
+        are dropped)."""
         if not self.enabled:
             return
         if self.opened:
