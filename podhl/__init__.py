@@ -4,4 +4,4 @@ Layers (each imports only those below it): ``errors``, ``distributed``, ``checks
 ``data``, ``models``, ``losses`` → ``tasks`` → ``engine`` → ``analysis``, ``runs`` → ``train`` (CLI).
 """
 
-__version__ = "0.2.0"
+__version__ = "0.2.0"  # the one version source: pyproject.toml reads it ([tool.setuptools.dynamic])

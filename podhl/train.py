@@ -20,6 +20,7 @@ import sys  # noqa: E402
 from pathlib import Path
 
 import hydra  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -91,6 +92,7 @@ def _record(run_dir: Path, status: str, error: str, code: int) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from podhl.config import check_added_keys
     from podhl.engine.run_folder import RunFolder
 
     hc = HydraConfig.get()
@@ -99,6 +101,8 @@ def main(cfg: DictConfig) -> float | None:
     main_rank = int(os.environ.get("RANK", "0")) == 0
     folder, claimed, handler = RunFolder(run_dir), False, None
     try:
+        check_added_keys(list(hc.overrides.task), choices, lambda kept: GlobalHydra.instance().config_loader()
+                         .load_configuration(hc.job.config_name, kept, RunMode.RUN))
         if main_rank:
             resume = cfg.resume if cfg.resume in (True, False) else str(cfg.resume)
             folder.claim(resume, bool(cfg.overwrite), OmegaConf.to_container(cfg, resolve=True))

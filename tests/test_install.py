@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import podhl
 from conftest import FAST, REPO
 
 RUN = [*FAST, "schedule.epochs=1", "trainer.limit_train_batches=2"]
@@ -45,6 +46,8 @@ def test_wheel_ships_the_configs_and_trains_from_another_directory(installed_whe
     assert where.startswith(str(installed_wheel)), where  # the installed copy, not the checkout
     assert (installed_wheel / "podhl" / "conf" / "loss" / "hl_ablation" / "epoch.yaml").is_file()
     assert (installed_wheel / "podhl" / "runs" / "paper_values.json").is_file()
+    assert (installed_wheel / "podhl" / "py.typed").is_file() and (installed_wheel / "podhl" / "conf" / "logger" / "csv.yaml").is_file()
+    assert list(installed_wheel.glob(f"podhl-{podhl.__version__}.dist-info/licenses/LICENSE"))  # the one version source
     script = installed_wheel / "bin" / "podhl-train"
     cfg = _run([sys.executable, str(script), "--cfg", "job", "loss=pod"], tmp_path, env).stdout
     assert "_target_: podhl.losses.pod.pod.PODLoss" in cfg or "PODLoss" in cfg

@@ -1,6 +1,7 @@
-"""What a run writes in its folder: TensorBoard scalars, ``history.csv`` (one row per epoch),
-``last.pt``/``best.pt`` and ``metrics.json``. Files are written atomically (a temporary file, then
-a rename), so a crash never leaves half a checkpoint; only the main rank writes.
+"""What a run writes in its folder: ``history.csv`` (one row per epoch), ``last.pt``/``best.pt``,
+``metrics.json``, and the scalars its loggers receive (:mod:`podhl.engine.loggers`: TensorBoard by
+default). Files are written atomically (a temporary file, then a rename), so a crash never leaves half
+a checkpoint; only the main rank writes.
 """
 
 from __future__ import annotations
@@ -61,37 +62,41 @@ def _tag(key: str) -> str:
 
 
 class RunRecords:
-    def __init__(self, run_dir: str | Path, enabled: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, enabled: bool = True, loggers: list | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
-        self.writer = None
+        self.loggers = list(loggers or []) if enabled else []  # podhl.engine.loggers.Logger instances
+        self.opened = False
 
-    def open(self) -> None:
-        if self.enabled and self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
+    def open(self, config: dict[str, Any] | None = None, epoch: int = 0, step: int = 0) -> None:
+        """Start the loggers where the run stands (``epoch``, global ``step``: 0 for a new run)."""
+        if self.enabled and not self.opened:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+            for logger in self.loggers:
+                logger.open(self.run_dir, config or {}, epoch, step)
+            self.opened = True
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.opened:
+            for logger in self.loggers:
+                logger.close()
+            self.opened = False
 
-    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
-        if self.writer is not None:
-            for name, value in values.items():
-                self.writer.add_scalar(f"{prefix}/{name}", value, step)
+    def scalars(self, prefix: str, values: dict[str, float], step: int, epoch: int = 0) -> None:
+        if self.opened:
+            tagged = {f"{prefix}/{name}": value for name, value in values.items()}
+            for logger in self.loggers:
+                logger.log(tagged, epoch, step, per_epoch=False)
 
-    def epoch(self, row: dict[str, Any]) -> None:
-        """Log one epoch's row to TensorBoard and write it into ``history.csv`` (rows of later epochs are dropped)."""
+    def epoch(self, row: dict[str, Any], step: int = 0) -> None:
+        """Log one epoch's row (at global ``step``) and write it into ``history.csv`` (rows of later epochs
+        are dropped)."""
         if not self.enabled:
             return
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(_tag(key), value, row["epoch"])
-            self.writer.flush()
+        if self.opened:
+            values = {_tag(k): v for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))}
+            for logger in self.loggers:
+                logger.log(values, int(row["epoch"]), step, per_epoch=True)
         path = self.run_dir / "history.csv"
         rows = [r for r in read_history(path) if int(r["epoch"]) < int(row["epoch"])] + [row]
         fields = list(dict.fromkeys(k for r in rows for k in r))

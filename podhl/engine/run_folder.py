@@ -11,14 +11,19 @@ and resume checks made before anything in the folder is written.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 from podhl.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the folder is used without a lock (README "Supported platforms")
+    fcntl = None
 
 RESULTS = ("metrics.json", "history.csv", "last.pt", "best.pt", "analysis.json", "features.npz", "features.png", "tb")
 # Parts of the config that define the experiment: a resumed run must match them.
@@ -110,6 +115,10 @@ class RunFolder:
         return False
 
     def _lock(self) -> None:
+        if fcntl is None:
+            warnings.warn(f"no run-folder lock on this platform: nothing stops a second run from writing into "
+                          f"{self.path}", RuntimeWarning, stacklevel=2)
+            return
         fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

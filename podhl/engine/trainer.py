@@ -16,12 +16,13 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from podhl import distributed as dist
 from podhl.engine.build import RunParts, build_run
 from podhl.engine.features import FeatureSource
+from podhl.engine.loggers import build_loggers
 from podhl.engine.optim import step_scheduler_epoch, step_scheduler_update
 from podhl.engine.records import (
     RunRecords, capture_rng, restore_rng, restore_training_state, run_metrics, training_state,
@@ -59,8 +60,9 @@ class Trainer:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: str | Path, names: dict[str, Any] | None = None) -> "Trainer":
+        loggers = build_loggers(cfg.get("logger"))  # before the data: a missing package fails now, on every rank
         parts = build_run(cfg)
-        return cls(parts, cfg, RunRecords(run_dir, enabled=dist.is_main()), names)
+        return cls(parts, cfg, RunRecords(run_dir, enabled=dist.is_main(), loggers=loggers), names)
 
     @property
     def run_dir(self) -> Path:
@@ -76,7 +78,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         if self.cfg.resume:
             self.resume()
-        self.records.open()
+        self.records.open(OmegaConf.to_container(self.cfg, resolve=True), self.epoch, self.global_step)
         self.records.tensors(self.criterion.run_files())
         stop_after = self.settings.stop_after
         last = self.epochs if stop_after is None else min(self.epochs, self.epoch + int(stop_after))
@@ -164,7 +166,8 @@ class Trainer:
             bar.update(1)
             if (i + 1) % every == 0 or i + 1 == total:
                 self._check_finite(first_bad, epoch)
-                self.records.scalars("train_step", {k: float(v) for k, v in step_terms.items()}, self.global_step)
+                values = {k: float(v) for k, v in step_terms.items()}
+                self.records.scalars("train_step", values, self.global_step, epoch)
                 seen = float(stats.counts[0]) * self.runtime.world
                 bar.set_postfix(loss=f"{stats.running_mean('loss'):.4f}", img_s=f"{seen / (time.perf_counter() - t_start):.0f}")
             if save_every and self.global_step % int(save_every) == 0 and i + 1 < total:
@@ -255,7 +258,7 @@ class Trainer:
         shown = f" | {self.primary} {test[self.primary]:.2f}" if test is not None else ""
         log.info(f"epoch {epoch}/{self.epochs} | loss {train['loss']:.4f} | train_acc {train['acc']:.2f}{shown} "
                  f"| lr {lr:.4g} | {seconds:.1f}s")
-        self.records.epoch(row)
+        self.records.epoch(row, self.global_step)
         if self.settings.save_checkpoints:
             self.records.checkpoint(self.state_dict(), best=improved)
         self.records.write("metrics.json", self.metrics())
