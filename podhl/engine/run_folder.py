@@ -47,11 +47,11 @@ def check_folder(path: str | Path, key: str) -> None:
         raise ConfigError(f"{key}={path} {where}, not a folder: move the file away or set {key} to a folder")
     try:
         fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
     except OSError as err:
         raise ConfigError(f"{key}={path}: cannot write in {existing} ({err.strerror or err}); make it writable "
                           f"or set {key} to a writable folder") from None
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)  # (rank 0 claiming the folder may have removed it already)
 
 
 def describe_checkpoint(path: Path) -> str | None:
