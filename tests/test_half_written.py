@@ -137,6 +137,20 @@ def test_a_writer_that_drops_the_os_error_on_a_full_disk(tmp_path, monkeypatch):
         records.atomic_write(tmp_path / "x.pt", write)
 
 
+def test_ctrl_c_inside_a_checkpoint_write_stays_a_ctrl_c(tmp_path):
+    """torch.save turns an exception raised by the file's write into a RuntimeError: Ctrl-C must stay Ctrl-C."""
+    class Interrupted:
+        def write(self, data):
+            raise KeyboardInterrupt
+
+        def flush(self):
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        records.atomic_write(tmp_path / "last.pt", lambda tmp: torch.save({"a": torch.zeros(10)}, Interrupted()))
+    assert not list(tmp_path.iterdir())
+
+
 # ------------------------------------------------------------------ what a killed run leaves
 def test_a_run_claiming_its_folder_removes_stale_temporaries(tmp_path):
     config = {"seed": 0}

@@ -23,14 +23,18 @@ from podhl.errors import DiskFullError
 _TAG_PREFIXES = ("train_", "test_", "loss_")
 
 
+def _chain(err: BaseException):
+    while err is not None:
+        yield err
+        err = err.__cause__ or err.__context__
+
+
 def _disk_full(err: BaseException, folder: Path) -> bool:
     """ENOSPC/EDQUOT anywhere in the cause chain (torch's zip writer wraps it in a RuntimeError), or a file
     system with no space left (a writer that drops the OS error)."""
-    seen = err
-    while seen is not None:
+    for seen in _chain(err):
         if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(seen):
             return True
-        seen = seen.__cause__ or seen.__context__
     try:
         return os.statvfs(folder).f_bavail == 0
     except OSError:
@@ -65,6 +69,8 @@ def atomic_write(path: Path, write) -> None:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
         os.replace(tmp, path)
     except Exception as err:
+        if any(isinstance(seen, KeyboardInterrupt) for seen in _chain(err)):
+            raise KeyboardInterrupt from err  # Ctrl-C inside torch.save's file writes comes back as a RuntimeError
         if _disk_full(err, path.parent):
             raise DiskFullError(path, device_of(path.parent)) from err
         raise
