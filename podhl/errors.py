@@ -19,7 +19,3 @@ class DatasetFormatError(DatasetNotFoundError):
 
 class DiskFullError(OSError):
     """A run file could not be written because its file system is full (or over quota); names the file and device."""
-
-    def __init__(self, path, device: str) -> None:
-        super().__init__(f"no space left on {device} while writing {path}")
-        self.path, self.device = path, device

@@ -72,7 +72,7 @@ def atomic_write(path: Path, write) -> None:
         if any(isinstance(seen, KeyboardInterrupt) for seen in _chain(err)):
             raise KeyboardInterrupt from err  # Ctrl-C inside torch.save's file writes comes back as a RuntimeError
         if _disk_full(err, path.parent):
-            raise DiskFullError(path, device_of(path.parent)) from err
+            raise DiskFullError(f"no space left on {device_of(path.parent)} while writing {path}") from err
         raise
     finally:
         if os.path.exists(tmp):

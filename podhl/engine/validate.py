@@ -10,9 +10,7 @@ from podhl.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
-
-
-SEED_MAX = 2**63 - 1  # torch.manual_seed takes at most a signed 64-bit seed (podhl.engine.seeding.epoch_seed wraps there)
+SEED_MAX = 2**63 - 2  # epoch seeds are taken modulo 2**63 - 1 (podhl.engine.seeding.epoch_seed): larger seeds would alias
 
 
 def validate_config(cfg: DictConfig) -> None:
