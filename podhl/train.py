@@ -101,10 +101,11 @@ def _command(hc, run_dir: Path, *extra: str) -> str:
     return " ".join(["podhl-train", *map(shlex.quote, [*kept, f"hydra.run.dir={run_dir}", *extra])])
 
 
-def _last_checkpoint(run_dir: Path) -> str | None:
+def _last_checkpoint(run_dir: Path, names: tuple[str, ...] = ("last.pt",)) -> str | None:
+    """The first readable checkpoint of ``names`` in the run folder, described (``<path> (epoch N)``)."""
     from podhl.engine.run_folder import describe_checkpoint
 
-    return describe_checkpoint(run_dir / "last.pt")
+    return next(filter(None, (describe_checkpoint(run_dir / name) for name in names)), None)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -135,12 +136,12 @@ def main(cfg: DictConfig) -> float | None:
             log.error("interrupted. %s is kept; continue with: %s", last, _command(hc, run_dir, "resume=true"))
         elif claimed:  # a fresh start: the folder is reusable unless finished epochs are recorded
             again = ("overwrite=true",) if (run_dir / "history.csv").is_file() else ()
-            log.error("interrupted; no checkpoint was written, so there is nothing to resume. Start again with: %s",
+            log.error("interrupted; no last.pt was written, so there is nothing to resume. Start again with: %s",
                       _command(hc, run_dir, *again))
         else:
             log.error("interrupted before the run started")
         if claimed:
-            _record(run_dir, "interrupted", f"interrupted (Ctrl-C); {last or 'no checkpoint was written'}",
+            _record(run_dir, "interrupted", f"interrupted (Ctrl-C); {last or 'no last.pt was written'}",
                     EXIT_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as err:  # noqa: BLE001 - recorded, then reported as the exit code says
@@ -150,7 +151,7 @@ def main(cfg: DictConfig) -> float | None:
         elif isinstance(err, DiskFullError):
             if handler is not None:  # train.log lives on the full disk too
                 logging.getLogger().removeHandler(handler)
-            last = _last_checkpoint(run_dir) if claimed else None
+            last = _last_checkpoint(run_dir, ("last.pt", "best.pt")) if claimed else None
             code, text = 1, f"{err}; the last good checkpoint is {last}" if last else f"{err}; no checkpoint was written yet"
         elif shown is not None:
             code, text = EXIT_CONFIG, f"configuration error: {shown}"

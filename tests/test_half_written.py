@@ -121,6 +121,24 @@ main()
     assert not list(run.glob(".*.tmp"))
 
 
+def test_a_really_full_disk(run_cli, tmp_path):
+    """The same on a real 1.1 MB file system (a tmpfs: where this test may mount one): epoch 1's best.pt fits,
+    its last.pt does not (a small_cnn checkpoint is 0.56 MB)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1120k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN)")
+    try:
+        proc, run = run_cli("schedule.epochs=3", "trainer.limit_train_batches=2", check=False, run_dir=disk / "run")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]
+        assert f"while writing {run / 'last.pt'}; the last good checkpoint is {run / 'best.pt'} (epoch 1)" in out, out
+        assert read_metrics(run)["status"] == "failed" and not list(run.glob(".*.tmp"))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
 def test_a_writer_that_drops_the_os_error_on_a_full_disk(tmp_path, monkeypatch):
     """torch.save to a path reports a full disk only as 'unexpected pos': the file system's free space decides."""
     class Full:
@@ -219,7 +237,8 @@ def test_ctrl_c_before_the_first_checkpoint_says_so(tmp_path):
     # batch 2: a first epoch of ~700 steps, still running when the signal arrives right after start-up
     code, out = _interrupt(["schedule.batch_size=2", "schedule.epochs=3", f"hydra.run.dir={run}"], tmp_path, "run dir ")
     assert code == 130 and "Traceback" not in out, out[-2000:]
-    assert "kept" not in out and "no checkpoint was written" in out and not (run / "last.pt").exists()
+    assert "kept" not in out and "no last.pt was written, so there is nothing to resume" in out
+    assert not (run / "last.pt").exists()
     assert f"podhl-train {' '.join(FAST)} schedule.batch_size=2 schedule.epochs=3 hydra.run.dir={run}\n" in out
     assert read_metrics(run)["status"] == "interrupted"
     assert RunFolder(run).results() == []  # the hinted command may start again in this folder
