@@ -4,7 +4,6 @@ checkpoint exists and interrupted sweeps."""
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import subprocess
@@ -31,15 +30,22 @@ def _cli(args: list[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------ config mistakes: one line naming the key
+NO_DATA = "dataset.root=/nonexistent/podhl-data"  # a check made after reading the data would fail on this instead
+
+
 @pytest.mark.parametrize("overrides,words", [
     (["seed=abc"], "seed must be an integer"),
     (["backbone=frcnn_tiny"], "backbone=frcnn_tiny is a detector backbone"),
-    (["task=detection", "dataset=digits_boxes", "backbone=small_cnn"], "needs a detector backbone: use backbone=frcnn"),
     (["loss=pod", "model.feat_dim=1"], "model.feat_dim must be at least 2 for 10 PEDCC class centroids"),
 ])
 def test_config_mistakes_are_named_before_any_data_is_read(tmp_path, overrides, words):
     with pytest.raises(ConfigError, match=words):
-        build_trainer(*overrides, run_dir=tmp_path)
+        build_trainer("dataset=mnist", NO_DATA, *overrides, run_dir=tmp_path)
+
+
+def test_a_detector_needs_a_detector_backbone(tmp_path):
+    with pytest.raises(ConfigError, match="needs a detector backbone: use backbone=frcnn"):
+        build_trainer("task=detection", "dataset=voc0712", NO_DATA, "backbone=small_cnn", run_dir=tmp_path)
 
 
 def test_a_bad_seed_exits_2_in_one_line(run_cli):
