@@ -15,3 +15,7 @@ class NonFiniteLossError(FloatingPointError):
 
 class DatasetFormatError(DatasetNotFoundError):
     """Dataset files exist but do not follow their format (e.g. a verification .bin with an odd image count)."""
+
+
+class DiskFullError(OSError):
+    """A run file could not be written because its file system is full (or over quota); names the file and device."""

@@ -1,7 +1,8 @@
 """``podhl-train``: the Hydra entry point (configs in ``podhl/conf``, shipped inside the package).
 
 Failure behaviour (docs/failures.md): a single run exits 2 on a configuration or data
-problem found before training, 3 on a non-finite loss, 130 on Ctrl-C, 1 on anything unexpected;
+problem found before training, 3 on a non-finite loss, 130 on Ctrl-C, 1 on a full disk (one line) or
+anything unexpected (the traceback);
 each is recorded in ``<run dir>/metrics.json`` (``status``, ``error``) when the run folder is its
 own. In a multirun every job runs; a failed job is recorded the same way and the sweep exits 1 at
 the end (``podhl.runs.summary``).
@@ -16,6 +17,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from podhl import resolvers
-from podhl.errors import ConfigError, DatasetNotFoundError, NonFiniteLossError
+from podhl.errors import ConfigError, DatasetNotFoundError, DiskFullError, NonFiniteLossError
 
 resolvers.register()
 log = logging.getLogger("podhl")
@@ -85,9 +87,26 @@ def _save_hydra_record(run_dir: Path, cfg: DictConfig, hc) -> None:
 
 
 def _record(run_dir: Path, status: str, error: str, code: int) -> None:
+    """The outcome in ``metrics.json``, if it can be written (not on a full disk: then the log says so)."""
     from podhl.engine.records import mark_run
 
-    mark_run(run_dir, status=status, error=error, exit_code=code)
+    try:
+        mark_run(run_dir, status=status, error=error, exit_code=code)
+    except OSError as err:
+        log.error("could not record status %s in %s/metrics.json: %s", status, run_dir, err)
+
+
+def _command(hc, run_dir: Path, *extra: str) -> str:
+    """The command that continues this run: its own overrides (as Hydra recorded them) in its folder."""
+    kept = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in ("resume", "overwrite")]
+    return " ".join(["podhl-train", *map(shlex.quote, [*kept, f"hydra.run.dir={run_dir}", *extra])])
+
+
+def _last_checkpoint(run_dir: Path, names: tuple[str, ...] = ("last.pt",)) -> str | None:
+    """The first readable checkpoint of ``names`` in the run folder, described (``<path> (epoch N)``)."""
+    from podhl.engine.run_folder import describe_checkpoint
+
+    return next(filter(None, (describe_checkpoint(run_dir / name) for name in names)), None)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -116,20 +135,33 @@ def main(cfg: DictConfig) -> float | None:
         metrics = run_in_pool(cfg, run_dir, choices) if cfg.trainer.get("gpu_pool") else run(cfg, run_dir, choices)
         return metrics.get(metrics["primary_metric"])  # the objective for Hydra sweepers (e.g. Optuna)
     except KeyboardInterrupt:
-        hint = f"podhl-train <same overrides> hydra.run.dir={run_dir} resume=true"
-        log.error("interrupted. The last checkpoint is kept; continue with: %s", hint)
+        last = _last_checkpoint(run_dir) if claimed else None
+        if last:
+            log.error("interrupted. %s is kept; continue with: %s", last, _command(hc, run_dir, "resume=true"))
+        elif claimed:  # a fresh start: the folder is reusable unless finished epochs are recorded
+            again = ("overwrite=true",) if (run_dir / "history.csv").is_file() else ()
+            log.error("interrupted; no last.pt was written, so there is nothing to resume. Start again with: %s",
+                      _command(hc, run_dir, *again))
+        else:
+            log.error("interrupted before the run started")
         if claimed:
-            _record(run_dir, "interrupted", "interrupted (Ctrl-C)", EXIT_INTERRUPTED)
+            _record(run_dir, "interrupted", f"interrupted (Ctrl-C); {last or 'no last.pt was written'}",
+                    EXIT_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as err:  # noqa: BLE001 - recorded, then reported as the exit code says
         shown = _user_error(err)
         if isinstance(err, NonFiniteLossError):
             code, text = EXIT_NONFINITE, f"training stopped: {err}"
+        elif isinstance(err, DiskFullError):
+            if handler is not None:  # train.log lives on the full disk too
+                logging.getLogger().removeHandler(handler)
+            last = _last_checkpoint(run_dir, ("last.pt", "best.pt")) if claimed else None
+            code, text = 1, f"{err}; the last good checkpoint is {last}" if last else f"{err}; no checkpoint was written yet"
         elif shown is not None:
             code, text = EXIT_CONFIG, f"configuration error: {shown}"
         else:
             code, text = 1, f"failed: {type(err).__name__}: {err}"
-        log.error(text, exc_info=code == 1)
+        log.error(text, exc_info=code == 1 and not isinstance(err, DiskFullError))
         if claimed:
             _record(run_dir, "failed", text, code)
         if multirun:
@@ -138,7 +170,10 @@ def main(cfg: DictConfig) -> float | None:
     finally:
         if handler is not None:
             logging.getLogger().removeHandler(handler)
-            handler.close()
+            try:
+                handler.close()
+            except OSError:  # a full disk: the log's last lines are lost, the console has them
+                pass
         folder.release()
 
 

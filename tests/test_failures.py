@@ -224,7 +224,10 @@ def test_ctrl_c_exits_130_with_one_line_on_how_to_resume(tmp_path):
             break
     out = "".join(lines) + proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, out[-2000:]
-    assert "Traceback" not in out and f"hydra.run.dir={run} resume=true" in out
+    assert "Traceback" not in out and "<same overrides>" not in out
+    # the run's own overrides, and the checkpoint that is really there
+    assert f"podhl-train {' '.join(FAST)} schedule.epochs=500 hydra.run.dir={run} resume=true" in out
+    assert f"{run / 'last.pt'} (epoch " in out
     assert read_metrics(run)["status"] == "interrupted" and (run / "last.pt").is_file()
 
 

@@ -46,6 +46,14 @@ def start_runtime(tcfg: DictConfig) -> Runtime:
                    channels_last=bool(tcfg.channels_last), progress=bool(tcfg.progress) and dist.is_main())
 
 
+def check_backbone_kind(task: Task, backbone: DictConfig) -> None:
+    """A backbone serves one kind of task (``backbone.kind``: features by default, detector for Faster R-CNN)."""
+    kind = str(backbone.get("kind", "features"))
+    if kind != task.backbone_kind:
+        raise ConfigError(f"backbone={backbone.get('name')} is a {kind} backbone (backbone.kind), but "
+                          f"{type(task).__name__} needs a {task.backbone_kind} backbone: use {task.backbone_examples}")
+
+
 def build_run(cfg: DictConfig) -> RunParts:
     validate_config(cfg)
     tcfg = cfg.trainer
@@ -60,6 +68,7 @@ def build_run(cfg: DictConfig) -> RunParts:
     seed_everything(int(cfg.seed))
 
     task: Task = instantiate(cfg.task)
+    check_backbone_kind(task, cfg.backbone)
     task.setup(cfg, runtime)
     model = task.build_model(cfg)
     criterion = instantiate(cfg.loss, num_classes=task.num_classes, feat_dim=model.feat_dim)

@@ -1,12 +1,14 @@
 """What a run writes in its folder: ``history.csv`` (one row per epoch), ``last.pt``/``best.pt``,
 ``metrics.json``, and the scalars its loggers receive (:mod:`podhl.engine.loggers`: TensorBoard by
 default). Files are written atomically (a temporary file, then a rename), so a crash never leaves half
-a checkpoint; only the main rank writes.
+a checkpoint; only the main rank writes. A full disk raises :class:`~podhl.errors.DiskFullError`
+naming the file and the device (the earlier files stay intact).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
@@ -16,12 +18,47 @@ from typing import Any
 
 import torch
 
+from podhl.errors import DiskFullError
+
 # history.csv column prefix -> TensorBoard tag prefix (train_acc -> train/acc, loss_delta -> loss/delta)
 _TAG_PREFIXES = ("train_", "test_", "loss_")
 
 
+def _chain(err: BaseException):
+    while err is not None:
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
+    """ENOSPC/EDQUOT anywhere in the cause chain (torch's zip writer wraps it in a RuntimeError), or a file
+    system with no space left (a writer that drops the OS error)."""
+    for seen in _chain(err):
+        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(seen):
+            return True
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
+
+
+def device_of(path: Path) -> str:
+    """``/dev/sda1 (mounted at /data)`` for the file system holding ``path`` (the mount point alone if unknown)."""
+    mount = Path(path).absolute()
+    while not os.path.ismount(mount):
+        mount = mount.parent
+    try:
+        with open("/proc/self/mounts") as f:
+            devices = {fields[1]: fields[0] for fields in (line.split() for line in f) if len(fields) > 1}
+    except OSError:
+        devices = {}
+    device = devices.get(str(mount))
+    return f"{device} (mounted at {mount})" if device else str(mount)
+
+
 def atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename onto ``path``; the file gets the user's umask like any other."""
+    """``write(tmp_path)`` then rename onto ``path``; the file gets the user's umask like any other. A full
+    disk raises DiskFullError; ``path`` keeps its previous content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -32,6 +69,12 @@ def atomic_write(path: Path, write) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
         os.replace(tmp, path)
+    except Exception as err:
+        if any(isinstance(seen, KeyboardInterrupt) for seen in _chain(err)):
+            raise KeyboardInterrupt from err  # Ctrl-C inside torch.save's file writes comes back as a RuntimeError
+        if _disk_full(err, path.parent):
+            raise DiskFullError(f"no space left on {device_of(path.parent)} while writing {path}") from err
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -46,8 +89,12 @@ def write_json(obj: Any, path: Path) -> None:
     atomic_write(Path(path), write)
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+def save_checkpoint(state: Any, path: Path) -> None:
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a Python file, so that the OS error (e.g. ENOSPC) reaches the cause chain
+            torch.save(state, f)
+
+    atomic_write(Path(path), write)
 
 
 def finite_or_none(values: dict[str, Any]) -> dict[str, Any]:
@@ -110,16 +157,18 @@ class RunRecords:
         atomic_write(path, write)
 
     def checkpoint(self, state: dict[str, Any], best: bool) -> None:
+        """``best.pt`` first, then ``last.pt``: the ``best_epoch`` that ``last.pt`` (and so a resumed run's
+        ``metrics.json``) records always has its ``best.pt`` on disk, whenever the process is killed."""
         if self.enabled:
-            save_checkpoint(state, self.run_dir / "last.pt")
             if best:
                 save_checkpoint(state, self.run_dir / "best.pt")
+            save_checkpoint(state, self.run_dir / "last.pt")
 
     def tensors(self, files: dict[str, torch.Tensor]) -> None:
         """Save each tensor as ``<run dir>/<name>`` (e.g. the criterion's ``pedcc.pt``)."""
         if self.enabled:
             for name, tensor in files.items():
-                atomic_write(self.run_dir / name, lambda tmp, t=tensor: torch.save(t, tmp))
+                save_checkpoint(tensor, self.run_dir / name)
 
     def write(self, name: str, obj: dict[str, Any]) -> None:
         """``<run dir>/<name>`` as JSON (``metrics.json``, ``analysis.json``)."""

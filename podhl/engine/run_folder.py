@@ -3,6 +3,10 @@ and resume checks made before anything in the folder is written.
 
 * The lock is ``<run dir>/.lock`` held with ``flock`` for the life of the process: the OS releases it
   when the process ends, also on ``kill -9``, so a stale lock never blocks.
+* A path that cannot be a folder (it or a folder above it is a file) or cannot be written is refused with
+  one line naming the key to change (also before Hydra creates it: ``podhl.runs.folder_check``).
+* Temporaries of checkpoint writes a killed run left behind (``.last.pt.*.tmp``) are removed when a run
+  claims the folder: with the lock held, no live run is writing them.
 * A folder holding results (``metrics.json``, ``history.csv``, ``last.pt``) is refused unless
   ``resume=true`` (continue that run: ``last.pt`` must exist, be readable and belong to the same
   experiment), ``resume=auto`` (continue if ``last.pt`` exists, else start over: requeued cluster
@@ -12,8 +16,10 @@ and resume checks made before anything in the folder is written.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,13 +35,62 @@ RESULTS = ("metrics.json", "history.csv", "last.pt", "best.pt", "analysis.json",
 # Parts of the config that define the experiment: a resumed run must match them.
 IDENTITY_KEYS = ("task", "dataset", "backbone", "loss", "model", "schedule", "seed")
 RESUME_MODES = (False, True, "auto")
+TEMPORARIES = ".*.tmp"  # podhl.engine.records.atomic_write's temporaries: .<name>.<random>.tmp
+log = logging.getLogger("podhl")
 
 
-def identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
-    """The first config section that differs between a checkpoint's run and this one, described; else None."""
+def check_folder(path: str | Path, key: str) -> None:
+    """Raise ConfigError naming ``key`` when ``path`` cannot hold a run: it, or a folder above it, is a file,
+    or the folder it would be made in cannot be written (probed by creating a file: permission bits do not
+    stop root, a read-only mount does)."""
+    path = Path(path).absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise ConfigError(f"{key}={path} {where}, not a folder: move the file away or set {key} to a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=existing)
+    except OSError as err:
+        raise ConfigError(f"{key}={path}: cannot write in {existing} ({err.strerror or err}); make it writable "
+                          f"or set {key} to a writable folder") from None
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)  # (rank 0 claiming the folder may have removed it already)
+
+
+def describe_checkpoint(path: Path) -> str | None:
+    """``<path> (epoch 3)`` or ``<path> (epoch 3 and 40 batches of epoch 4)`` for a readable checkpoint, else None."""
+    if not Path(path).is_file():
+        return None
+    try:
+        state = read_checkpoint(path, mmap=True)
+    except ConfigError:
+        return None
+    done, mid = int(state["epoch"]), state.get("in_epoch")
+    return f"{path} (epoch {done}" + (f" and {mid['batches']} batches of epoch {done + 1})" if mid else ")")
+
+
+def _leaves(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        return {k: v for key, sub in value.items() for k, v in _leaves(sub, f"{prefix}.{key}").items()}
+    return {prefix: value}
+
+
+def _shown(leaves: dict[str, Any], key: str) -> str:
+    return repr(leaves[key]) if key in leaves else "absent"
+
+
+def identity_mismatch(saved: dict[str, Any], current: dict[str, Any], shown: int = 4) -> str | None:
+    """The first config section that differs between a checkpoint's run and this one, with the changed keys
+    (``'schedule' differs: schedule.epochs saved 2, now 3``); else None."""
     for key in IDENTITY_KEYS:
         if key in saved and saved[key] != current.get(key):
-            return f"'{key}' differs (saved {saved[key]!r}, now {current.get(key)!r})"
+            old, new = _leaves(saved[key], key), _leaves(current.get(key), key)
+            changed = [f"{k} saved {_shown(old, k)}, now {_shown(new, k)}"
+                       for k in dict.fromkeys([*old, *new]) if _shown(old, k) != _shown(new, k)]
+            more = f" (and {len(changed) - shown} more)" if len(changed) > shown else ""
+            return f"'{key}' differs: {'; '.join(changed[:shown])}{more}"
     return None
 
 
@@ -68,10 +123,10 @@ class RunFolder:
         self._fd: int | None = None
 
     def results(self) -> list[str]:
-        """Result files present; none when all there is comes from a run that failed before finishing an epoch
-        (a fixed config may reuse that folder)."""
+        """Result files present; none when all there is comes from a run that failed or was interrupted before
+        finishing an epoch (a fixed config may reuse that folder)."""
         found = [name for name in RESULTS if (self.path / name).exists()]
-        if found and not {"last.pt", "history.csv"} & set(found) and self._status() == "failed":
+        if found and not {"last.pt", "history.csv"} & set(found) and self._status() in ("failed", "interrupted"):
             return []
         return found
 
@@ -86,6 +141,7 @@ class RunFolder:
         (writing nothing) when the folder belongs to a live run or to another run."""
         if resume not in RESUME_MODES:
             raise ConfigError(f"resume must be one of false, true, auto, got {resume!r}")
+        check_folder(self.path, "hydra.run.dir")
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
         last = self.path / "last.pt"
@@ -103,6 +159,7 @@ class RunFolder:
                 self.release()
                 raise ConfigError(f"resume: {why} from the run in {self.path}; resume with the same settings "
                                   f"or start a new run in another folder")
+            self._remove_temporaries()
             return True
         found = self.results()
         if found and not (overwrite or resume == "auto"):
@@ -112,7 +169,16 @@ class RunFolder:
         for name in [n for n in RESULTS if (self.path / n).exists()]:
             target = self.path / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
+        self._remove_temporaries()
         return False
+
+    def _remove_temporaries(self) -> None:
+        """Delete the half-written files of a killed run's writes (only called with the lock held)."""
+        stale = [p for p in self.path.glob(TEMPORARIES) if p.is_file()]
+        for tmp in stale:
+            tmp.unlink(missing_ok=True)
+        if stale:
+            log.info("removed %d temporary file(s) a killed run left in %s", len(stale), self.path)
 
     def _lock(self) -> None:
         if fcntl is None:

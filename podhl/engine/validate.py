@@ -5,14 +5,16 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from podhl.checks import in_range, integer, one_of
+from podhl.checks import in_range, integer, one_of, require
 from podhl.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
+SEED_MAX = 2**63 - 2  # epoch seeds are taken modulo 2**63 - 1 (podhl.engine.seeding.epoch_seed): larger seeds would alias
 
 
 def validate_config(cfg: DictConfig) -> None:
+    integer("seed", cfg.seed, low=0, high=SEED_MAX)
     integer("schedule.epochs", cfg.schedule.epochs, low=1)
     integer("schedule.batch_size", cfg.schedule.batch_size, low=1)
     integer("schedule.accumulate_grad_batches", cfg.schedule.get("accumulate_grad_batches", 1), low=1)
@@ -22,6 +24,12 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.model.get("fc1", False):
         integer("model.feat_dim", cfg.model.feat_dim, low=1)
     integer("dataset.num_classes", cfg.dataset.num_classes, low=2)
+    if cfg.model.get("fc1", False) and "pedcc_method" in cfg.loss:  # the PEDCC losses (podhl/losses/pod)
+        # k evenly spread unit centroids in n dimensions: the 1-D "sphere" is the two points ±1 (POD §2.1)
+        k = int(cfg.dataset.num_classes)
+        require(int(cfg.model.feat_dim) >= 2 or k <= 2, "model.feat_dim",
+                f"at least 2 for {k} PEDCC class centroids (a 1-D latent space holds only 2; POD §3.2 suggests "
+                f"2k to 40k)", cfg.model.feat_dim)
     one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
     for key in ("stop_after", "limit_train_batches", "limit_test_batches", "checkpoint_every_n_steps"):
         if cfg.trainer.get(key) is not None:

@@ -39,7 +39,7 @@ def build_model(backbone_cfg: DictConfig, model_cfg: DictConfig, in_chans: int,
             f"backbone '{backbone_cfg.name}' needs an image size that is a multiple of {multiple}, but the dataset "
             f"gives {height}×{width} px. Set dataset.resize (e.g. dataset.resize=224, as POD Table 8 does)."
         )
-    meta = ("name", "timm_name", "fixed_img_size", "img_size_multiple")
+    meta = ("name", "kind", "timm_name", "fixed_img_size", "img_size_multiple")
     kwargs = {k: v for k, v in backbone_cfg.items() if k not in meta}
     if backbone_cfg.get("fixed_img_size"):
         kwargs["img_size"] = image_size

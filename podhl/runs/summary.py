@@ -1,7 +1,9 @@
-"""Hydra callback: after a multirun, one line per job from its ``metrics.json`` (``<sweep>/summary.md``)."""
+"""Hydra callback: after a multirun, one line per job from its ``metrics.json`` (``<sweep>/summary.md``),
+also when the sweep stops early (Ctrl-C): then with the jobs that ran."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 from pathlib import Path
@@ -45,18 +47,25 @@ FAILED = ("failed", "running", "interrupted")  # "running" after the sweep ended
 
 class SweepSummary(Callback):
     """Before a multirun: refuse a sweep folder that holds another sweep's runs (exit 2). After it:
-    ``summary.md`` with every job, failed ones with their reason, and exit 1 if any job failed."""
+    ``summary.md`` with every job, failed ones with their reason, and exit 1 if any job failed. A sweep that
+    ends early (Ctrl-C, exit 130) still gets its ``summary.md``, of the jobs that ran (written at exit)."""
+
+    ended = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if config.get("resume") or config.get("overwrite"):
-            return  # each job checks its own folder (podhl/engine/run_folder.py)
-        if sweep_dir.is_dir() and load_runs([sweep_dir]):
+        if not (config.get("resume") or config.get("overwrite")) and sweep_dir.is_dir() and load_runs([sweep_dir]):
             log.error("%s already holds another sweep's runs: pass a new hydra.sweep.dir, or resume=true / "
                       "resume=auto to continue those jobs, or overwrite=true", sweep_dir)
-            sys.exit(2)
+            sys.exit(2)  # (with resume/overwrite each job checks its own folder: podhl/engine/run_folder.py)
+        atexit.register(self._summary_if_stopped, sweep_dir)
+
+    def _summary_if_stopped(self, sweep_dir: Path) -> None:
+        if not self.ended and write_summary(sweep_dir) is not None:
+            log.error("the sweep stopped early; %s/summary.md lists the jobs that ran", sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.ended = True
         sweep_dir = Path(config.hydra.sweep.dir)
         table = write_summary(sweep_dir)
         if table is None:

@@ -77,7 +77,9 @@ def build_table(runs: Sequence[Run], spec: dict[str, Any], name: str | None, met
             left_out.append((str(run.dir), why))
             continue
         if run.status != "completed":
-            left_out.append((str(run.dir), f"{run.status} after {run.metrics.get('epochs')} epochs: not final"))
+            epochs = run.metrics.get("epochs") or 0
+            done = f"after {epochs} epoch{'s' if epochs > 1 else ''}" if epochs else "before finishing an epoch"
+            left_out.append((str(run.dir), f"{run.status} {done}: not final"))
             continue
         if row not in rows:
             rows.append(row)

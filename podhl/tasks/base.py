@@ -54,6 +54,10 @@ class Task:
 
     #: the metric whose best value selects ``best.pt`` (higher is better); reported as ``best_<name>``
     primary_metric: str = "test_acc"
+    # the backbones the task builds its model from: backbone.kind in their YAML (absent: "features", an image
+    # -> pooled features network); checked before any data is read (podhl/engine/build.py)
+    backbone_kind: str = "features"
+    backbone_examples: str = "backbone=small_cnn or backbone=resnet18"
 
     def setup(self, cfg: DictConfig, runtime: Runtime) -> None:
         """Build datasets and loaders from the composed config (files are checked here, before training)."""

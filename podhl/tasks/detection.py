@@ -45,6 +45,8 @@ class DetectionTask(LoadersTask):
     AP@0.5 (%), ``box_acc`` the best-box classification accuracy (%)."""
 
     primary_metric = "map50"
+    backbone_kind = "detector"
+    backbone_examples = "backbone=frcnn_resnet50 or backbone=frcnn_tiny"
 
     def __init__(self, rpn: dict | None = None, roi: dict | None = None, aspect_ratios=(0.5, 1.0, 2.0),
                  image_mean=None, image_std=None, iou_threshold: float = 0.5) -> None:
