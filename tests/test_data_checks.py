@@ -10,10 +10,11 @@ import os
 import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_detection_data import _xml, make_voc
+from test_verification import _faces, _png, _write_rec
 from torch.utils.data import DataLoader
 from torchvision.io import write_jpeg, write_png
 
@@ -23,8 +24,6 @@ from podhl.data.faces import load_bin
 from podhl.data.folders import tiny_imagenet
 from podhl.data.image_check import BadSampleError, bad_images
 from podhl.errors import DatasetFormatError, DatasetNotFoundError
-from test_detection_data import _xml, make_voc
-from test_verification import _faces, _png, _write_rec
 
 
 @pytest.fixture(autouse=True)

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from PIL import Image
 from torchvision.io import ImageReadMode, read_image
 
 from podhl.data.detection import DetectionBundle, DetectionDataset, fit_box
-from podhl.data.image_check import bad_images, report_bad
+from podhl.data.image_check import bad_images, header_size, report_bad
 from podhl.errors import DatasetFormatError, DatasetNotFoundError
 
 log = logging.getLogger("podhl")
@@ -101,7 +100,7 @@ class CocoBoxes(DetectionDataset):
 
     def _fit(self, record: dict) -> list[str]:
         """Clip the record's boxes to its image (a box wholly outside is an error); the notes of the clipped ones."""
-        width, height = record["size"] or _header_size(self.image_dir / record["file_name"])
+        width, height = record["size"] or header_size(self.image_dir / record["file_name"])
         notes = []
         for k, box in enumerate(record["boxes"]):
             fitted, changed = fit_box(box, width, height)
@@ -126,11 +125,6 @@ class CocoBoxes(DetectionDataset):
         boxes = torch.tensor(record["boxes"], dtype=torch.float32).reshape(-1, 4)
         labels = torch.tensor([self.label_of[c] for c in record["category_ids"]], dtype=torch.int64)
         return image, boxes, labels, torch.tensor(record["crowd"], dtype=torch.bool)
-
-
-def _header_size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as image:  # reads the header only
-        return image.size
 
 
 def _require(path: Path, what: str, name: str) -> None:

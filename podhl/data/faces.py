@@ -214,7 +214,7 @@ def check_records(reader: IndexedRecordReader, keys: Sequence[int], classes: int
         return bad
 
     stamps = [f"{p}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}" for p in (reader.rec_path, reader.idx_path)]
-    return [tuple(b) for b in cached_check("records", "\n".join([*stamps, str(classes), str(len(keys)), str(keys[:1])]), check)]
+    return [tuple(b) for b in cached_check("records", [*stamps, str(classes), str(len(keys)), str(keys[:1])], check)]
 
 
 def face_rec(root: str, image_size: Sequence[int] = (112, 96), augment: bool = True,

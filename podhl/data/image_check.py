@@ -23,7 +23,7 @@ import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from PIL import Image
 from torchvision.datasets import ImageFolder
@@ -77,6 +77,15 @@ def image_problem(path: str | Path) -> str | None:
     return problem
 
 
+def header_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the image's header (no decoding); a file PIL cannot open is named."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except READ_ERRORS as err:
+        raise DatasetFormatError(f"{path}: cannot read the image size ({type(err).__name__}: {err})") from None
+
+
 def _stamp(path: str) -> str:
     try:
         st = os.stat(path)
@@ -85,9 +94,12 @@ def _stamp(path: str) -> str:
         return f"{path}\tmissing"
 
 
-def cached_check(kind: str, key: str, check: Callable[[], list]) -> list:
-    """``check()`` (a JSON-able list of problems), remembered under ``kind`` + ``key`` in the cache folder."""
-    digest = hashlib.sha1(f"{kind}\n{CHECK_VERSION}\n{key}".encode()).hexdigest()
+def cached_check(kind: str, key: Iterable[str], check: Callable[[], list]) -> list:
+    """``check()`` (a JSON-able list of problems), remembered under ``kind`` + the ``key`` lines in the cache folder."""
+    sha = hashlib.sha1(f"{kind}\n{CHECK_VERSION}\n".encode())
+    for line in key:
+        sha.update(line.encode() + b"\n")
+    digest = sha.hexdigest()
     root = Path(os.environ.get("PODHL_CACHE_DIR") or Path.home() / ".cache" / "podhl")
     marker = root / "image_checks" / f"{digest}.json"
     try:
@@ -113,7 +125,7 @@ def bad_images(paths: Sequence[str], workers: int = 8) -> list[tuple[str, str]]:
     def check() -> list:
         return [[p, why] for p, why in zip(paths, _parallel(image_problem, paths, workers)) if why]
 
-    return [tuple(b) for b in cached_check("images", "\n".join(sorted(stamps)), check)]
+    return [tuple(b) for b in cached_check("images", sorted(stamps), check)]
 
 
 def _parallel(fn: Callable[[str], T], items: Sequence[str], workers: int, chunk: int = 2048) -> list[T]:

@@ -31,12 +31,11 @@ from xml.etree.ElementTree import ParseError
 from xml.etree.ElementTree import parse as parse_xml
 
 import torch
-from PIL import Image
 from torchvision.datasets import VOCDetection
 from torchvision.io import ImageReadMode, read_image
 
 from podhl.data.detection import VOC_CLASSES, DetectionBundle, DetectionDataset, fit_box
-from podhl.data.image_check import bad_images, report_bad
+from podhl.data.image_check import bad_images, header_size, report_bad
 from podhl.errors import ConfigError, DatasetFormatError, DatasetNotFoundError
 
 log = logging.getLogger("podhl")
@@ -111,7 +110,7 @@ class VOCBoxes(DetectionDataset):
         self.images, self.xmls, self.target_tensors = list(images), [a.path for a in annotations], []
         self.clipped: list[str] = []
         for image, ann in zip(self.images, annotations):
-            width, height = ann.size or _header_size(image)
+            width, height = ann.size or header_size(image)
             boxes = []
             for k, (name, box, _) in enumerate(ann.objects, 1):
                 where = f"{ann.path}, object {k} ({name!r})"
@@ -143,11 +142,6 @@ def _shown(box: Sequence[float]) -> str:
     """A continuous box as the XML wrote it (1-based inclusive)."""
     x1, y1, x2, y2 = box
     return f"xmin {x1 + 1:g}, ymin {y1 + 1:g}, xmax {x2:g}, ymax {y2:g}"
-
-
-def _header_size(path: str) -> tuple[int, int]:
-    with Image.open(path) as image:  # reads the header only
-        return image.size
 
 
 def _splits(root: str, sets, download: bool) -> list[VOCDetection]:
