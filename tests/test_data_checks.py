@@ -106,6 +106,18 @@ def test_damaged_file_is_named_at_the_sample_or_replaced(tmp_path, caplog):
     assert f"skipped {victim}" in caplog.text
 
 
+def test_file_damaged_inside_stops_epoch_one_with_its_name(run_cli, tmp_path):
+    """Head and tail intact: the cheap pass cannot see it; the sample names it (through a loader worker), exit 2."""
+    victim = _facescrub(tmp_path)
+    whole = victim.read_bytes()
+    victim.write_bytes(whole[:200] + bytes(len(whole) - 202) + whole[-2:])
+    proc, run = run_cli("dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}", "schedule.epochs=1",
+                        "schedule.batch_size=2", "trainer.num_workers=1", check=False)
+    assert proc.returncode == 2, _output(proc)[-3000:]
+    assert f"{victim} cannot be read" in _output(proc) and "Traceback" not in _output(proc)
+    assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
+
+
 def test_val_annotations_with_an_unknown_class(tmp_path):
     base = tmp_path / "tiny-imagenet-200"
     _jpeg(base / "train" / "n01" / "images" / "a.JPEG", 64)
