@@ -19,6 +19,8 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from podhl.data.image_check import read_sample
+
 #: PASCAL VOC's 20 classes in the usual alphabetical order (labels 1..20; torchvision's and the authors' order)
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -30,6 +32,8 @@ class DetectionDataset(Dataset):
     """Base class: subclasses implement ``__len__`` and ``load(index) -> (image, boxes, labels, difficult)``
     (image uint8 or float (C, H, W); boxes (N, 4) float xyxy; labels (N,) int64 1..K; difficult (N,) bool)."""
 
+    skip_bad = False  # a sample that fails to load: error naming it (False), or the next sample (dataset.skip_bad_images)
+
     def __init__(self, train: bool = False) -> None:
         self.flip = train  # random horizontal flip, p = 0.5
         self.drop_difficult = train  # training never sees difficult objects
@@ -37,11 +41,15 @@ class DetectionDataset(Dataset):
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def describe(self, index: int) -> str:
+        """The sample's files, for error messages."""
+        return f"{type(self).__name__} sample {index}"
+
     def __len__(self) -> int:
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        image, boxes, labels, difficult = self.load(index)
+        index, (image, boxes, labels, difficult) = read_sample(len(self), index, self.load, self.describe, self.skip_bad)
         image = image.float().div_(255.0) if image.dtype == torch.uint8 else image.float()
         boxes, labels, difficult = boxes.float().reshape(-1, 4), labels.long().reshape(-1), difficult.bool().reshape(-1)
         if self.drop_difficult:
@@ -58,6 +66,18 @@ class DetectionDataset(Dataset):
         clone = copy.copy(self)
         clone.flip = False
         return clone
+
+
+def fit_box(box: Sequence[float], width: float, height: float) -> tuple[list[float] | None, bool]:
+    """A continuous xyxy box clipped to the ``width`` × ``height`` image: (clipped box, whether it changed), or
+    (None, _) when no part of it is inside. Boxes reaching past the image are clipped (our choice: annotation tools
+    overshoot the border by a pixel or so, the visible part is the object in the image, and torchvision's and
+    detectron2's transforms clip boxes to the image the same way)."""
+    x1, y1, x2, y2 = box
+    if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
+        return None, True
+    clipped = [max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))]
+    return clipped, clipped != list(box)
 
 
 class TensorDetectionDataset(DetectionDataset):

@@ -32,11 +32,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets import ImageFolder
 from tqdm.auto import tqdm
 
 from podhl.data.bundle import DataBundle, VerificationSet, with_transform
-from podhl.data.recordio import IndexedRecordReader
+from podhl.data.image_check import (READ_ERRORS, CheckedImageFolder, cached_check, check_image_folder, read_sample,
+                                    report_bad, signature_problem)
+from podhl.data.recordio import HEADER, IndexedRecordReader
 from podhl.errors import DatasetFormatError, DatasetNotFoundError
 
 log = logging.getLogger("podhl")
@@ -98,24 +99,30 @@ class FaceTransform:
 
 
 class FaceRecordDataset(Dataset):
-    """The image records of an indexed RecordIO pack: (normalized image, class)."""
+    """The image records of an indexed RecordIO pack: (normalized image, class). A record that fails to read
+    raises an error naming the file and key (or, with ``skip_bad``, gives the next record)."""
 
     def __init__(self, reader: IndexedRecordReader, keys: Sequence[int], num_classes: int,
-                 transform: Callable[[Image.Image], torch.Tensor]) -> None:
+                 transform: Callable[[Image.Image], torch.Tensor], skip_bad: bool = False) -> None:
         self.reader, self.keys, self.num_classes, self.transform = reader, list(keys), num_classes, transform
+        self.skip_bad = skip_bad
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getitem__(self, index: int):
-        key = self.keys[index]
-        record = self.reader.read(key)
+    def _read(self, index: int) -> tuple[Image.Image, int]:
+        record = self.reader.read(self.keys[index])
         label = int(record.labels[0])  # flag 0: the scalar label; flag ≥ 1: the first of the labels (insightface)
         if not 0 <= label < self.num_classes:
-            raise DatasetFormatError(f"{self.reader.rec_path}: record {key} has label {label}, outside "
-                                     f"0..{self.num_classes - 1} (the class count of 'property' / the header)")
+            raise ValueError(f"label {label} is outside 0..{self.num_classes - 1} (the class count of 'property' / the header)")
         with Image.open(io.BytesIO(record.payload)) as image:
-            return self.transform(image), label
+            image.load()
+            return image, label
+
+    def __getitem__(self, index: int):
+        _, (image, label) = read_sample(len(self.keys), index, self._read,
+                                        lambda i: f"{self.reader.rec_path} record {self.keys[i]}", self.skip_bad)
+        return self.transform(image), label
 
 
 class _NoImages(Dataset):
@@ -138,16 +145,19 @@ def _require(path: Path, what: str, layout: str, is_dir: bool = False, hint: str
                                    f"Expected layout:\n{layout}" + (f"\n{hint}" if hint else ""))
 
 
-def face_folder(root: str, image_size: Sequence[int] = (112, 96), augment: bool = True) -> DataBundle:
-    """Aligned faces in ``<root>/<identity>/*.jpg``; classes follow the sorted folder names."""
+def face_folder(root: str, image_size: Sequence[int] = (112, 96), augment: bool = True,
+                skip_bad_images: bool = False) -> DataBundle:
+    """Aligned faces in ``<root>/<identity>/*.jpg``; classes follow the sorted folder names. Every file is checked
+    up front (:func:`~podhl.data.image_check.check_image_folder`)."""
     base = Path(root)
     _require(base, "face folder", FOLDER_LAYOUT, is_dir=True, hint=ROOT_HINT)
     size = image_hw(image_size)
     try:
-        train = ImageFolder(str(base), transform=FaceTransform(size, augment))
+        train = CheckedImageFolder(str(base), transform=FaceTransform(size, augment))
     except FileNotFoundError as err:
         raise DatasetNotFoundError(f"no identity folders with images under {base.resolve()} ({err}).\n"
                                    f"Expected layout:\n{FOLDER_LAYOUT}") from None
+    check_image_folder(train, f"face folder {base}", skip_bad_images)
     return DataBundle(train, _NoImages(), num_classes=len(train.classes), in_chans=3, image_size=size,
                       train_eval=with_transform(train, FaceTransform(size, False)))
 
@@ -179,15 +189,50 @@ def rec_images(reader: IndexedRecordReader, property_path: Path) -> tuple[list[i
     return keys, classes
 
 
-def face_rec(root: str, image_size: Sequence[int] = (112, 96), augment: bool = True) -> DataBundle:
-    """insightface's packed training set: ``<root>/train.rec`` + ``train.idx`` (+ ``property``)."""
+def check_records(reader: IndexedRecordReader, keys: Sequence[int], classes: int) -> list[tuple[str, str]]:
+    """(record, why) of the image records that cannot be used, from a cheap complete pass (cached per the sizes and
+    mtimes of both files): framing (offsets inside the file, magic words, lengths), the IRHeader, the label in
+    0..classes−1, an image signature at the payload's start. Decoding errors are caught per sample."""
+
+    def check() -> list:
+        bad = []
+        for key, problem, first in reader.scan(keys):
+            if problem is None:
+                if len(first) < HEADER.size:
+                    problem = f"{len(first)} bytes, shorter than the {HEADER.size}-byte IRHeader"
+                else:
+                    flag, label = HEADER.unpack_from(first)[:2]
+                    start = HEADER.size + 4 * flag
+                    if flag > 0 and len(first) >= start:
+                        label = float(np.frombuffer(first[HEADER.size:HEADER.size + 4], "<f4")[0])
+                    if not (np.isfinite(label) and label == int(label) and 0 <= label < classes):
+                        problem = f"label {label:g} is outside 0..{classes - 1} (the class count of 'property' / the header)"
+                    elif len(first) >= start + 12:
+                        problem = signature_problem(first[start:start + 12])
+            if problem:
+                bad.append([f"{reader.rec_path} record {key}", problem])
+        return bad
+
+    stamps = [f"{p}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}" for p in (reader.rec_path, reader.idx_path)]
+    return [tuple(b) for b in cached_check("records", [*stamps, str(classes), str(len(keys)), str(keys[:1])], check)]
+
+
+def face_rec(root: str, image_size: Sequence[int] = (112, 96), augment: bool = True,
+             skip_bad_images: bool = False) -> DataBundle:
+    """insightface's packed training set: ``<root>/train.rec`` + ``train.idx`` (+ ``property``); every record's
+    framing, header, label and image signature are checked up front (:func:`check_records`)."""
     base = Path(root)
     for name in ("train.rec", "train.idx"):
         _require(base / name, f"packed face set ({name})", REC_LAYOUT, hint=ROOT_HINT)
     reader = IndexedRecordReader(base / "train.rec", base / "train.idx")
     keys, classes = rec_images(reader, base / "property")
+    bad = check_records(reader, keys, classes)
+    report_bad(f"packed face set {base}", bad, len(keys), skip_bad_images, what="records")
+    if bad:
+        drop = {name for name, _ in bad}
+        keys = [k for k in keys if f"{reader.rec_path} record {k}" not in drop]
     size = image_hw(image_size)
-    train = FaceRecordDataset(reader, keys, classes, FaceTransform(size, augment))
+    train = FaceRecordDataset(reader, keys, classes, FaceTransform(size, augment), skip_bad_images)
     return DataBundle(train, _NoImages(), num_classes=classes, in_chans=3, image_size=size,
                       train_eval=with_transform(train, FaceTransform(size, False)))
 
@@ -196,10 +241,18 @@ def face_rec(root: str, image_size: Sequence[int] = (112, 96), augment: bool = T
 
 
 def _decode_all(items: Sequence[Any], decode: Callable[[Any], np.ndarray], workers: int, desc: str,
-                progress: bool) -> torch.Tensor:
-    """Decode every item (threads: PIL releases the GIL) into a uint8 (N, 3, H, W) tensor."""
+                progress: bool, name: Callable[[int], str]) -> torch.Tensor:
+    """Decode every item (threads: PIL releases the GIL) into a uint8 (N, 3, H, W) tensor; an item that does not
+    decode stops with ``name(i)`` in the message."""
+
+    def one(i: int) -> np.ndarray:
+        try:
+            return decode(items[i])
+        except READ_ERRORS + (TypeError,) as err:
+            raise DatasetFormatError(f"{name(i)} does not decode as an image ({type(err).__name__}: {err})") from None
+
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        arrays = list(tqdm(pool.map(decode, items), total=len(items), desc=desc, leave=False,
+        arrays = list(tqdm(pool.map(one, range(len(items))), total=len(items), desc=desc, leave=False,
                            disable=None if progress else True))
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
@@ -219,10 +272,15 @@ def load_bin(path: str | Path, image_size: Sequence[int] = (112, 96), name: str 
     _require(path, f"verification set '{name}'", BIN_LAYOUT)
     with path.open("rb") as fh:
         try:
-            content = pickle.load(fh)
-        except UnicodeDecodeError:
-            fh.seek(0)
-            content = pickle.load(fh, encoding="bytes")
+            try:
+                content = pickle.load(fh)
+            except UnicodeDecodeError:
+                fh.seek(0)
+                content = pickle.load(fh, encoding="bytes")
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
+                KeyError, MemoryError) as err:  # what unpickling a damaged or foreign file raises
+            raise DatasetFormatError(f"{path} is not a readable pickle ({type(err).__name__}: {err}); expected:\n"
+                                     f"{BIN_LAYOUT}") from None
     if not (isinstance(content, (tuple, list)) and len(content) == 2):
         raise DatasetFormatError(f"{path}: expected a pickled pair (images, is-same list), got {type(content).__name__}")
     bins, issame = list(content[0]), [bool(s) for s in content[1]]
@@ -232,7 +290,8 @@ def load_bin(path: str | Path, image_size: Sequence[int] = (112, 96), name: str 
     if len(bins) != 2 * len(issame):
         raise DatasetFormatError(f"{path}: {len(bins)} images form {len(bins) // 2} pairs, but the is-same list "
                                  f"has {len(issame)} entries")
-    images = _decode_all(bins, lambda b: decode_face(b, image_size), workers, f"decoding {path.name}", progress)
+    images = _decode_all(bins, lambda b: decode_face(b, image_size), workers, f"decoding {path.name}", progress,
+                         lambda i: f"{path}: image {i} (pair {i // 2 + 1})")
     return _pairs_set(name, images, issame, str(path))
 
 
@@ -287,7 +346,8 @@ def load_pairs(pairs_path: str | Path, images: str | Path, image_size: Sequence[
         with Image.open(file) as image:
             return fit_face(image, image_size)
 
-    stacked = _decode_all(files, decode, workers, f"decoding {images.name}", progress)
+    stacked = _decode_all(files, decode, workers, f"decoding {images.name}", progress,
+                          lambda i: f"{files[i]} (pair {i // 2 + 1} of {pairs_path})")
     return _pairs_set(name, stacked, (p[4] for p in pairs), f"{pairs_path} + {images}")
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from torchvision import transforms as T
-from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import default_loader
 
 from podhl.data.bundle import DataBundle, with_transform
-from podhl.data.image_check import check_image_folder
+from podhl.data.image_check import CheckedImageFolder, check_image_folder
 from podhl.data.transforms import imagenet_transforms, small_image_transforms
-from podhl.errors import DatasetNotFoundError
+from podhl.errors import DatasetFormatError, DatasetNotFoundError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -35,7 +34,7 @@ def _require_dir(path: Path, name: str, layout: str) -> None:
         )
 
 
-class _FirstClassesFolder(ImageFolder):
+class _FirstClassesFolder(CheckedImageFolder):
     """ImageFolder restricted to the first ``max_classes`` sorted class folders (cheap scan)."""
 
     def __init__(self, root, max_classes: int | None = None, **kwargs):
@@ -48,15 +47,25 @@ class _FirstClassesFolder(ImageFolder):
         return classes, {c: i for i, c in enumerate(classes)}
 
 
-class _TinyImageNetVal(ImageFolder):
+class _TinyImageNetVal(CheckedImageFolder):
     """Tiny ImageNet's official val split: flat images + val_annotations.txt."""
 
     def __init__(self, val_dir: Path, class_to_idx: dict[str, int], transform=None):
         self.root = str(val_dir)
         self.transform, self.target_transform = transform, None
         self.loader = default_loader
-        lines = (val_dir / "val_annotations.txt").read_text().splitlines()
-        self.samples = [(str(val_dir / "images" / l.split("\t")[0]), class_to_idx[l.split("\t")[1]]) for l in lines if l]
+        listing = val_dir / "val_annotations.txt"
+        self.samples = []
+        for n, line in enumerate(listing.read_text().splitlines(), 1):
+            fields = line.split("\t")
+            if not line.strip():
+                continue
+            if len(fields) < 2:
+                raise DatasetFormatError(f"{listing}, line {n}: expected '<file>\\t<wnid>\\t...', got {line!r}")
+            if fields[1] not in class_to_idx:
+                raise DatasetFormatError(f"{listing}, line {n}: class {fields[1]!r} of {fields[0]} has no folder in "
+                                         f"{val_dir.parent / 'train'} ({len(class_to_idx)} classes there)")
+            self.samples.append((str(val_dir / "images" / fields[0]), class_to_idx[fields[1]]))
         self.imgs = self.samples
         self.targets = [s[1] for s in self.samples]
         self.classes = sorted(class_to_idx, key=class_to_idx.get)
@@ -71,13 +80,13 @@ def tiny_imagenet(root: str, augment: bool = True, resize: int | None = None, sk
     _require_dir(base / "train", "Tiny ImageNet", TINY_LAYOUT)
     mean, std = (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)
     train_tf, test_tf = small_image_transforms(64, mean, std, augment=augment, resize=resize)
-    train = ImageFolder(str(base / "train"), transform=train_tf)
+    train = CheckedImageFolder(str(base / "train"), transform=train_tf)
     val_dir = base / "val"
     if (val_dir / "val_annotations.txt").is_file():
         test = _TinyImageNetVal(val_dir, train.class_to_idx, transform=test_tf)
     else:  # already re-organized into class folders
         _require_dir(val_dir, "Tiny ImageNet val", TINY_LAYOUT)
-        test = ImageFolder(str(val_dir), transform=test_tf)
+        test = CheckedImageFolder(str(val_dir), transform=test_tf)
     for split in (train, test):
         check_image_folder(split, "Tiny ImageNet", skip_bad_images)
     return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=resize or 64,
@@ -94,8 +103,8 @@ def facescrub(root: str, augment: bool = True, resize: int | None = None, skip_b
     mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     train_tf, test_tf = small_image_transforms(64, mean, std, augment=augment, resize=resize)
     to64 = T.Resize((64, 64))
-    train = ImageFolder(str(base / "train"), transform=T.Compose([to64, train_tf]))
-    test = ImageFolder(str(base / "test"), transform=T.Compose([to64, test_tf]))
+    train = CheckedImageFolder(str(base / "train"), transform=T.Compose([to64, train_tf]))
+    test = CheckedImageFolder(str(base / "test"), transform=T.Compose([to64, test_tf]))
     for split in (train, test):
         check_image_folder(split, "FaceScrub", skip_bad_images)
     return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=resize or 64,

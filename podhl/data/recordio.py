@@ -24,6 +24,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -124,6 +125,37 @@ class IndexedRecordReader:
             if cflag in (0, 3):  # whole record, or the last piece of a split one
                 break
         return struct.pack("<I", MAGIC).join(pieces)
+
+    def scan(self, keys: Iterable[int], head: int = 256) -> Iterator[tuple[int, str | None, bytes]]:
+        """The framing of each record, walked without reading payloads: ``(key, problem or None, first bytes)``
+        with up to ``head`` bytes of the record (its first piece). Cheap: a few small reads per record."""
+        size = self.rec_path.stat().st_size
+        with open(self.rec_path, "rb", buffering=0) as fh:  # unbuffered: reads only the bytes asked for
+            for key in keys:
+                offset = self.index.get(key)
+                if offset is None:
+                    yield key, f"{self.idx_path.name} has no key {key}", b""
+                    continue
+                first, problem = b"", None
+                while True:
+                    if offset + 8 > size:
+                        problem = f"offset {offset} is past the end of the file ({size} bytes): truncated .rec or wrong .idx"
+                        break
+                    fh.seek(offset)
+                    magic, lrec = struct.unpack("<II", fh.read(8))
+                    if magic != MAGIC:
+                        problem = f"no RecordIO magic word at offset {offset}; is {self.idx_path.name} the index of this file?"
+                        break
+                    length, cflag = lrec & _LENGTH_MASK, lrec >> 29
+                    if offset + 8 + length > size:
+                        problem = f"record at offset {offset} is cut short by the end of the file ({size} bytes)"
+                        break
+                    if not first:
+                        first = fh.read(min(length, head))
+                    offset += 8 + length + (-length) % 4
+                    if cflag in (0, 3):
+                        break
+                yield key, problem, first
 
     def read(self, key: int) -> Record:
         return unpack(self.read_bytes(key))
