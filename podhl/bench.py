@@ -51,7 +51,9 @@ def loss_variants() -> dict[str, list[str]]:
     return {n: [f"loss={n}"] for n in sorted(names, key=lambda n: (n != "softmax", n))}
 
 
-def interleaved(fns: dict[str, object], reference: str, device, rounds: int, warmup: int, seed: int = 0) -> dict[str, dict]:
+def interleaved(
+    fns: dict[str, object], reference: str, device, rounds: int, warmup: int, seed: int = 0
+) -> dict[str, dict]:
     """Time each callable once per round, in a random order per round; per variant: median seconds and
     the median and IQR over rounds of (its time / the reference's time in the same round)."""
     rng = np.random.default_rng(seed)
@@ -77,7 +79,11 @@ def interleaved(fns: dict[str, object], reference: str, device, rounds: int, war
 def machine() -> dict:
     import os
 
-    return {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -137,8 +143,16 @@ def bench_train_step(args, device) -> list[dict]:
     size, amp = args.image_size, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     steps, info = {}, {}
     for name, overrides in loss_variants().items():
-        cfg = compose_config([f"backbone={args.backbone}", "dataset=synthetic", f"dataset.image_size={size}",
-                              f"dataset.num_classes={args.num_classes}", f"model.feat_dim={args.feat_dim}", *overrides])
+        cfg = compose_config(
+            [
+                f"backbone={args.backbone}",
+                "dataset=synthetic",
+                f"dataset.image_size={size}",
+                f"dataset.num_classes={args.num_classes}",
+                f"model.feat_dim={args.feat_dim}",
+                *overrides,
+            ]
+        )
         torch.manual_seed(0)
         model = build_model(cfg.backbone, cfg.model, 3, size).to(device)
         criterion = instantiate(cfg.loss, num_classes=args.num_classes, feat_dim=model.feat_dim).to(device)
@@ -154,16 +168,26 @@ def bench_train_step(args, device) -> list[dict]:
         y = torch.randint(0, args.num_classes, (args.batch,), device=device)
         steps[name] = _loop_step(fwd, criterion, opts, x, y, amp, device)
         feats = torch.randn(args.batch, model.feat_dim, device=device, requires_grad=True)
-        flops = _flops(lambda: sum(criterion(feats, y, step=k)["loss"] for k in range(criterion.steps_per_batch)).backward())
+        flops = _flops(
+            lambda: sum(criterion(feats, y, step=k)["loss"] for k in range(criterion.steps_per_batch)).backward()
+        )
         info[name] = {"loss_state": _state_size(criterion), "loss_flops": flops}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     timed = interleaved(steps, "softmax", device, args.steps, args.warmup)
     base = info["softmax"]
-    return [{"loss": n, "ms_per_step": 1e3 * t["seconds"], "img_per_s": args.batch / t["seconds"],
-             "overhead": t["ratio"] - 1.0, "overhead_iqr": t["iqr"],
-             "extra_params": info[n]["loss_state"] - base["loss_state"],
-             "extra_flops": info[n]["loss_flops"] - base["loss_flops"]} for n, t in timed.items()]
+    return [
+        {
+            "loss": n,
+            "ms_per_step": 1e3 * t["seconds"],
+            "img_per_s": args.batch / t["seconds"],
+            "overhead": t["ratio"] - 1.0,
+            "overhead_iqr": t["iqr"],
+            "extra_params": info[n]["loss_state"] - base["loss_state"],
+            "extra_flops": info[n]["loss_flops"] - base["loss_flops"],
+        }
+        for n, t in timed.items()
+    ]
 
 
 def bench_loss_alone(args, device) -> list[dict]:
@@ -175,21 +199,32 @@ def bench_loss_alone(args, device) -> list[dict]:
         for name, overrides in loss_variants().items():
             criterion = instantiate(compose_config(overrides).loss, num_classes=c, feat_dim=args.loss_dim).to(device)
             _activate(criterion)
-            losses[name] = lambda f, crit=criterion: sum(crit(f, y, step=k)["loss"] for k in range(crit.steps_per_batch))
+            losses[name] = lambda f, crit=criterion: sum(
+                crit(f, y, step=k)["loss"] for k in range(crit.steps_per_batch)
+            )
         feats = torch.randn(args.loss_batch, args.loss_dim, device=device, requires_grad=True)
 
         def run(fn):
             def go():
                 feats.grad = None
                 fn(feats).backward()
+
             return go
 
         timed = interleaved({n: run(fn) for n, fn in losses.items()}, "linear+ce", device, args.steps, args.warmup)
         for name, fn in losses.items():
             with _saved_bytes() as saved:
                 fn(feats)
-            rows.append({"classes": c, "loss": name, "ms": 1e3 * timed[name]["seconds"],
-                         "vs_linear_ce": timed[name]["ratio"], "iqr": timed[name]["iqr"], "saved_mb": saved[0] / 2**20})
+            rows.append(
+                {
+                    "classes": c,
+                    "loss": name,
+                    "ms": 1e3 * timed[name]["seconds"],
+                    "vs_linear_ce": timed[name]["ratio"],
+                    "iqr": timed[name]["iqr"],
+                    "saved_mb": saved[0] / 2**20,
+                }
+            )
     return rows
 
 
@@ -198,7 +233,9 @@ class _SyntheticCifar(Dataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
         self.images, self.labels = images, labels
-        self.tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+        self.tf = T.Compose(
+            [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)]
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -212,9 +249,15 @@ def bench_input_pipeline(args, device) -> list[dict]:
     images = rng.integers(0, 256, (args.pipeline_images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, args.pipeline_images)
     rows = []
-    loader = DataLoader(_SyntheticCifar(images, labels), batch_size=args.batch, shuffle=True,
-                        num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=True,
-                        persistent_workers=args.workers > 0)
+    loader = DataLoader(
+        _SyntheticCifar(images, labels),
+        batch_size=args.batch,
+        shuffle=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=args.workers > 0,
+    )
     for _ in loader:  # warm-up (workers start)
         break
     t0 = time.perf_counter()
@@ -224,8 +267,14 @@ def bench_input_pipeline(args, device) -> list[dict]:
         n += len(y)
     _sync(device)
     rows.append({"pipeline": f"cpu_dataloader ({args.workers} workers)", "img_per_s": n / (time.perf_counter() - t0)})
-    arrays = ResidentArrays(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels),
-                            CIFAR_MEAN, CIFAR_STD, pad=4, flip=True)
+    arrays = ResidentArrays(
+        torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        torch.from_numpy(labels),
+        CIFAR_MEAN,
+        CIFAR_STD,
+        pad=4,
+        flip=True,
+    )
     sampler = torch.utils.data.RandomSampler(range(args.pipeline_images))
     resident = GpuResidentLoader(arrays, args.batch, sampler, device, augment=True)
     for _ in resident:
@@ -254,36 +303,56 @@ class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="podhl-bench", formatter_class=_DefaultsShown,
+        prog="podhl-bench",
+        formatter_class=_DefaultsShown,
         description="Speed and cost of every loss, measured in one run on the current device; prints tables and "
-                    "saves them as JSON (exit status 0).",
+        "saves them as JSON (exit status 0).",
         epilog="Sections: train_step (a backbone's full training step for every loss), loss_alone (each loss's "
-               "forward+backward vs linear+CE), input_pipeline (CPU DataLoader vs the GPU-resident loader on "
-               "SYNTHETIC CIFAR-shaped images). Example: podhl-bench --device cpu --threads 1 --sections loss_alone "
-               "--steps 15 --warmup 2")
+        "forward+backward vs linear+CE), input_pipeline (CPU DataLoader vs the GPU-resident loader on "
+        "SYNTHETIC CIFAR-shaped images). Example: podhl-bench --device cpu --threads 1 --sections loss_alone "
+        "--steps 15 --warmup 2",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--backbone", default="resnet18", help="train_step: a backbone config name (podhl/conf/backbone)")
     p.add_argument("--batch", type=int, default=256, help="train_step and input_pipeline: images per step")
-    p.add_argument("--image-size", type=int, default=32,
-                   help="train_step: side of the square SYNTHETIC input images (px)")
+    p.add_argument(
+        "--image-size", type=int, default=32, help="train_step: side of the square SYNTHETIC input images (px)"
+    )
     p.add_argument("--num-classes", type=int, default=10, help="train_step: classes the criterion scores")
     p.add_argument("--feat-dim", type=int, default=512, help="train_step: latent dimension d (model.feat_dim)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="train_step: autocast the model (losses always compute in fp32)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
+        help="train_step: autocast the model (losses always compute in fp32)",
+    )
     p.add_argument("--channels-last", action="store_true", help="train_step: NHWC memory format for model and inputs")
     p.add_argument("--compile", action="store_true", help="train_step: torch.compile the model")
-    p.add_argument("--steps", type=int, default=20,
-                   help="timed rounds per section (each round runs every variant once)")
+    p.add_argument(
+        "--steps", type=int, default=20, help="timed rounds per section (each round runs every variant once)"
+    )
     p.add_argument("--warmup", type=int, default=5, help="untimed rounds before the timed ones")
-    p.add_argument("--classes", type=int, nargs="+", default=[10, 200, 1000, 10575],
-                   help="loss_alone: the class counts C to measure")
+    p.add_argument(
+        "--classes",
+        type=int,
+        nargs="+",
+        default=[10, 200, 1000, 10575],
+        help="loss_alone: the class counts C to measure",
+    )
     p.add_argument("--loss-batch", type=int, default=256, help="loss_alone: batch size B of the random features")
     p.add_argument("--loss-dim", type=int, default=512, help="loss_alone: feature dimension d")
     p.add_argument("--pipeline-images", type=int, default=20000, help="input_pipeline: SYNTHETIC images to load")
     p.add_argument("--workers", type=int, default=4, help="input_pipeline: CPU DataLoader worker processes")
-    p.add_argument("--sections", nargs="+", default=["train_step", "loss_alone", "input_pipeline"],
-                   choices=["train_step", "loss_alone", "input_pipeline"], help="which sections to run, in this order")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads, set before any work (default: torch's choice)")
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        default=["train_step", "loss_alone", "input_pipeline"],
+        choices=["train_step", "loss_alone", "input_pipeline"],
+        help="which sections to run, in this order",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads, set before any work (default: torch's choice)"
+    )
     p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (test suite): overrides the sizes above")
     p.add_argument("--out", type=Path, default=Path("outputs/bench.json"), help="where the results are saved as JSON")
     return p
@@ -307,8 +376,14 @@ def run(argv=None) -> dict:
     device = resolve_device(args.device)
     torch.backends.cudnn.benchmark = True
     sections = {"train_step": bench_train_step, "loss_alone": bench_loss_alone, "input_pipeline": bench_input_pipeline}
-    results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-               "torch": torch.__version__, "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+    results = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "machine": machine(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
     for name in args.sections:
         results[name] = sections[name](args, device)
         print(f"\n## {name} on {results['device']}\n{_table(results[name])}", flush=True)

@@ -8,13 +8,21 @@ are :class:`~podhl.errors.ConfigError` (a ``ValueError``), which the CLI reports
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from podhl.errors import ConfigError
 
 
-def in_range(name: str, value: Any, low: float | None = None, high: float | None = None, *,
-             low_open: bool = False, high_open: bool = False) -> float:
+def in_range(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """``value`` as a finite float in the interval, e.g. ``in_range("phi", phi, 0, 1, low_open=True, high_open=True)``."""
     try:
         number = float(value)

@@ -26,8 +26,9 @@ def config_options(group: str) -> list[str]:
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
 
 
-def compose_config(overrides: Sequence[str] = (), config_name: str = "train",
-                   return_hydra_config: bool = False) -> DictConfig:
+def compose_config(
+    overrides: Sequence[str] = (), config_name: str = "train", return_hydra_config: bool = False
+) -> DictConfig:
     """The config ``podhl-train <overrides>`` would run, without starting a job."""
     resolvers.register()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
@@ -72,6 +73,7 @@ def run_names(cfg: DictConfig, choices: dict[str, str]) -> dict[str, str | None]
     names: dict[str, str | None] = {g: choices.get(g) for g in NAMED_GROUPS}
     table = cfg.get("table")
     if table:
+
         def axis(keys):
             if not keys:
                 return None
@@ -204,8 +206,13 @@ def check_added_keys(overrides: Sequence[str], choices: dict, compose_without) -
     for _, path in added:
         parts = path.split(".")
         depth = 1
-        while depth < len(parts) and OmegaConf.select(schema, ".".join(parts[:depth + 1]), default=_MISSING,
-                                                      throw_on_resolution_failure=False) is not _MISSING:
+        while (
+            depth < len(parts)
+            and OmegaConf.select(
+                schema, ".".join(parts[: depth + 1]), default=_MISSING, throw_on_resolution_failure=False
+            )
+            is not _MISSING
+        ):
             depth += 1
         node = OmegaConf.select(schema, ".".join(parts[:depth]))
         if not OmegaConf.is_dict(node) or len(node) == 0:
@@ -217,5 +224,6 @@ def check_added_keys(overrides: Sequence[str], choices: dict, compose_without) -
         elif path in declared:
             continue
         top = parts[0]
-        raise ConfigError(unknown_key_error(path, _known_paths(schema, declared),
-                                            f"{top}={choices[top]}" if top in choices else None))
+        raise ConfigError(
+            unknown_key_error(path, _known_paths(schema, declared), f"{top}={choices[top]}" if top in choices else None)
+        )

@@ -8,6 +8,7 @@ argument). Under SLURM without torchrun, submitit's environment helper exports t
 from __future__ import annotations
 
 import os
+
 import torch
 import torch.distributed as dist
 
@@ -97,4 +98,3 @@ def broadcast_(tensors, src: int = 0) -> None:
 def barrier() -> None:
     if is_initialized():
         dist.barrier()
-

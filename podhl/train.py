@@ -45,12 +45,25 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str]) -> dict:
     if cfg.trainer.get("gpu_slot") is not None:
         names["gpu_slot"] = cfg.trainer.gpu_slot
     trainer = Trainer.from_config(cfg, run_dir, names)
-    log.info("run dir %s | %s with %s, %s | feat_dim %d | device %s", run_dir, names["backbone"], names["loss"],
-             trainer.task.describe(), trainer.model.feat_dim, trainer.runtime.device)
+    log.info(
+        "run dir %s | %s with %s, %s | feat_dim %d | device %s",
+        run_dir,
+        names["backbone"],
+        names["loss"],
+        trainer.task.describe(),
+        trainer.model.feat_dim,
+        trainer.runtime.device,
+    )
     metrics = trainer.fit()
     primary = metrics["primary_metric"]
-    log.info("%s %s | best %s (epoch %s) | %s/metrics.json", primary, metrics.get(primary),
-             metrics.get(f"best_{primary}"), metrics["best_epoch"], run_dir)
+    log.info(
+        "%s %s | best %s (epoch %s) | %s/metrics.json",
+        primary,
+        metrics.get(primary),
+        metrics.get(f"best_{primary}"),
+        metrics["best_epoch"],
+        run_dir,
+    )
     return metrics
 
 
@@ -120,8 +133,13 @@ def main(cfg: DictConfig) -> float | None:
     main_rank = int(os.environ.get("RANK", "0")) == 0
     folder, claimed, handler = RunFolder(run_dir), False, None
     try:
-        check_added_keys(list(hc.overrides.task), choices, lambda kept: GlobalHydra.instance().config_loader()
-                         .load_configuration(hc.job.config_name, kept, RunMode.RUN))
+        check_added_keys(
+            list(hc.overrides.task),
+            choices,
+            lambda kept: (
+                GlobalHydra.instance().config_loader().load_configuration(hc.job.config_name, kept, RunMode.RUN)
+            ),
+        )
         if main_rank:
             resume = cfg.resume if cfg.resume in (True, False) else str(cfg.resume)
             folder.claim(resume, bool(cfg.overwrite), OmegaConf.to_container(cfg, resolve=True))
@@ -140,13 +158,16 @@ def main(cfg: DictConfig) -> float | None:
             log.error("interrupted. %s is kept; continue with: %s", last, _command(hc, run_dir, "resume=true"))
         elif claimed:  # a fresh start: the folder is reusable unless finished epochs are recorded
             again = ("overwrite=true",) if (run_dir / "history.csv").is_file() else ()
-            log.error("interrupted; no last.pt was written, so there is nothing to resume. Start again with: %s",
-                      _command(hc, run_dir, *again))
+            log.error(
+                "interrupted; no last.pt was written, so there is nothing to resume. Start again with: %s",
+                _command(hc, run_dir, *again),
+            )
         else:
             log.error("interrupted before the run started")
         if claimed:
-            _record(run_dir, "interrupted", f"interrupted (Ctrl-C); {last or 'no last.pt was written'}",
-                    EXIT_INTERRUPTED)
+            _record(
+                run_dir, "interrupted", f"interrupted (Ctrl-C); {last or 'no last.pt was written'}", EXIT_INTERRUPTED
+            )
         sys.exit(EXIT_INTERRUPTED)
     except Exception as err:  # noqa: BLE001 - recorded, then reported as the exit code says
         shown = _user_error(err)
@@ -156,7 +177,10 @@ def main(cfg: DictConfig) -> float | None:
             if handler is not None:  # train.log lives on the full disk too
                 logging.getLogger().removeHandler(handler)
             last = _last_checkpoint(run_dir, ("last.pt", "best.pt")) if claimed else None
-            code, text = 1, f"{err}; the last good checkpoint is {last}" if last else f"{err}; no checkpoint was written yet"
+            code, text = (
+                1,
+                f"{err}; the last good checkpoint is {last}" if last else f"{err}; no checkpoint was written yet",
+            )
         elif shown is not None:
             code, text = EXIT_CONFIG, f"configuration error: {shown}"
         else:

@@ -88,10 +88,18 @@ def child(args) -> dict:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         sum(criterion(feats, labels, step=k)["loss"] for k in range(criterion.steps_per_batch))
-    return {"loss": args.loss + (" (dense exclusive term)" if args.dense else ""), "classes": args.classes,
-            "batch": args.batch, "dim": args.dim, "threads": torch.get_num_threads(),
-            "ms": 1e3 * statistics.median(times), "ms_min": 1e3 * min(times),
-            "saved_mb": saved[0] / 2**20, "peak_extra_mb": (peak - before) / 1024, "peak_reset": exact}
+    return {
+        "loss": args.loss + (" (dense exclusive term)" if args.dense else ""),
+        "classes": args.classes,
+        "batch": args.batch,
+        "dim": args.dim,
+        "threads": torch.get_num_threads(),
+        "ms": 1e3 * statistics.median(times),
+        "ms_min": 1e3 * min(times),
+        "saved_mb": saved[0] / 2**20,
+        "peak_extra_mb": (peak - before) / 1024,
+        "peak_reset": exact,
+    }
 
 
 def _dense_exclusive(weight):
@@ -119,7 +127,11 @@ def main(argv=None) -> None:
     if args.child:
         print(json.dumps(child(args)))
         return
-    cmd = [sys.executable, __file__, "--child", *sys.argv[1:]] if argv is None else [sys.executable, __file__, "--child", *argv]
+    cmd = (
+        [sys.executable, __file__, "--child", *sys.argv[1:]]
+        if argv is None
+        else [sys.executable, __file__, "--child", *argv]
+    )
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
     result = json.loads(out.stdout.strip().splitlines()[-1])
     print(json.dumps(result, indent=2))

@@ -46,8 +46,10 @@ def main() -> None:
         if args.threads < 1:
             parser.error(f"--threads must be ≥ 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}, method={args.method}, {_load()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}, method={args.method}, {_load()}"
+    )
     for case in args.cases:
         k, n = (int(v) for v in case.lower().split("x"))
         load_before = _load()
@@ -64,9 +66,12 @@ def main() -> None:
             t_max, cos_max = TARGETS[(k, n)]
             ok = seconds <= t_max and q["max_nn_cos"] <= cos_max
             verdict = f" (target ≤ {t_max:g} s and max NN cos ≤ {cos_max:g}: {'met' if ok else 'MISSED'})"
-        print(f"k={k} n={n} method={used}: {seconds:.2f} s; max NN cos {q['max_nn_cos']:.4f}, mean NN cos "
-              f"{q['mean_nn_cos']:.4f}{verdict} (random unit vectors: {r['max_nn_cos']:.4f}, "
-              f"{r['mean_nn_cos']:.4f}); {load_before} → {load_after}", flush=True)
+        print(
+            f"k={k} n={n} method={used}: {seconds:.2f} s; max NN cos {q['max_nn_cos']:.4f}, mean NN cos "
+            f"{q['mean_nn_cos']:.4f}{verdict} (random unit vectors: {r['max_nn_cos']:.4f}, "
+            f"{r['mean_nn_cos']:.4f}); {load_before} → {load_after}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -32,14 +32,27 @@ from podhl.tasks.stats import EpochStats
 
 CASES = {
     "mnist": ["dataset=mnist", "backbone=small_cnn", "schedule.batch_size=128"],
-    "resnet18": ["dataset=synthetic", "dataset.train_size=2048", "dataset.test_size=64", "backbone=resnet18",
-                 "schedule.batch_size=32"],
+    "resnet18": [
+        "dataset=synthetic",
+        "dataset.train_size=2048",
+        "dataset.test_size=64",
+        "backbone=resnet18",
+        "schedule.batch_size=32",
+    ],
 }
 
 
 def variants(overrides: list[str], batches: int, tmp: Path):
-    cfg, choices = compose_run([*overrides, "trainer.device=cpu", "trainer.progress=false", "trainer.save_checkpoints=false",
-                                f"trainer.limit_train_batches={batches}", "trainer.log_every_n_steps=1000000"])
+    cfg, choices = compose_run(
+        [
+            *overrides,
+            "trainer.device=cpu",
+            "trainer.progress=false",
+            "trainer.save_checkpoints=false",
+            f"trainer.limit_train_batches={batches}",
+            "trainer.log_every_n_steps=1000000",
+        ]
+    )
     trainer = Trainer.from_config(cfg, tmp, run_names(cfg, choices))
     loader = trainer.task.train_batches()
     device = trainer.runtime.device
@@ -53,6 +66,7 @@ def variants(overrides: list[str], batches: int, tmp: Path):
                 opt.zero_grad(set_to_none=True)
                 criterion(model(x.to(device)).float(), y.to(device))["loss"].backward()
                 opt.step()
+
         return go
 
     preloaded = [(x.to(device), y.to(device)) for x, y in itertools.islice(iter(loader), batches)]
@@ -78,14 +92,27 @@ def main() -> int:
     for case in args.cases:
         overrides = list(CASES[case])
         if case == "mnist":
-            overrides = overrides + [f"dataset.root={args.data_root}"] if args.data_root else ["backbone=small_cnn", "schedule.batch_size=64"]
-        timed = interleaved(variants(overrides, args.batches, Path("outputs/bench_overhead") / case), "minimal",
-                            torch.device("cpu"), args.rounds, warmup=1)
+            overrides = (
+                overrides + [f"dataset.root={args.data_root}"]
+                if args.data_root
+                else ["backbone=small_cnn", "schedule.batch_size=64"]
+            )
+        timed = interleaved(
+            variants(overrides, args.batches, Path("outputs/bench_overhead") / case),
+            "minimal",
+            torch.device("cpu"),
+            args.rounds,
+            warmup=1,
+        )
         label = case if case != "mnist" or args.data_root else "digits (MNIST not given)"
-        print(f"\n{label}: {args.batches} batches per round, {args.rounds} rounds, median ratio to the minimal loop (IQR)")
+        print(
+            f"\n{label}: {args.batches} batches per round, {args.rounds} rounds, median ratio to the minimal loop (IQR)"
+        )
         for name, t in timed.items():
-            print(f"  {name:8s} {t['seconds']:.3f} s   ×{t['ratio']:.3f} (IQR {t['iqr']:.3f})   "
-                  f"throughput vs minimal {1 / t['ratio']:.1%}")
+            print(
+                f"  {name:8s} {t['seconds']:.3f} s   ×{t['ratio']:.3f} (IQR {t['iqr']:.3f})   "
+                f"throughput vs minimal {1 / t['ratio']:.1%}"
+            )
     print(f"\nload after: {machine()['load_avg']}")
     return 0
 

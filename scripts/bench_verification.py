@@ -69,7 +69,11 @@ def bench_loss(loss: str, args, device: torch.device, images: torch.Tensor, labe
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp) if amp else torch.autocast(device.type, enabled=False):
             features = model(x).float()
-        kw = {"prepared": criterion.prepare_batch(features.detach(), labels, 0)} if criterion.needs_prepared_batch() else {}
+        kw = (
+            {"prepared": criterion.prepare_batch(features.detach(), labels, 0)}
+            if criterion.needs_prepared_batch()
+            else {}
+        )
         criterion(features, labels, step=0, **kw)["loss"].backward()
         optimizer.step()
         with torch.no_grad():
@@ -78,9 +82,13 @@ def bench_loss(loss: str, args, device: torch.device, images: torch.Tensor, labe
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds = _median_time(step, device, args.steps, args.warmup)
-    row = {"loss": loss, "ms_per_step": 1000 * seconds, "images_per_s": len(labels) / seconds,
-           "model_params": sum(p.numel() for p in model.parameters()),
-           "loss_params_and_buffers": sum(t.numel() for t in [*criterion.parameters(), *criterion.buffers()])}
+    row = {
+        "loss": loss,
+        "ms_per_step": 1000 * seconds,
+        "images_per_s": len(labels) / seconds,
+        "model_params": sum(p.numel() for p in model.parameters()),
+        "loss_params_and_buffers": sum(t.numel() for t in [*criterion.parameters(), *criterion.buffers()]),
+    }
     if device.type == "cuda":
         row["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return row
@@ -96,7 +104,7 @@ def bench_eval(args, device: torch.device) -> dict:
     def embed():
         with torch.autocast(device.type, dtype=amp) if amp else torch.autocast(device.type, enabled=False):
             f = model(torch.cat([x, x.flip(-1)]))
-        return f[: len(x)] + f[len(x):]
+        return f[: len(x)] + f[len(x) :]
 
     seconds = _median_time(embed, device, max(args.steps // 2, 1), 1)
     rng = np.random.default_rng(0)
@@ -104,7 +112,10 @@ def bench_eval(args, device: torch.device) -> dict:
     scores = rng.normal(same * 0.6, 0.2)
     t = time.perf_counter()
     verification_metrics(scores, same)
-    return {"embed_images_per_s_with_flip": args.batch / seconds, "ten_fold_metrics_s_6000_pairs": time.perf_counter() - t}
+    return {
+        "embed_images_per_s_with_flip": args.batch / seconds,
+        "ten_fold_metrics_s_6000_pairs": time.perf_counter() - t,
+    }
 
 
 def main(argv=None) -> dict:
@@ -112,7 +123,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch", type=int, default=None, help="default: 256 on CUDA (the schedule's), 32 elsewhere")
     parser.add_argument("--losses", default="softmax,hl,arc")
-    parser.add_argument("--classes", type=int, default=10572, help="CASIA-WebFace in insightface's pack (HL Table I: 10,575)")
+    parser.add_argument(
+        "--classes", type=int, default=10572, help="CASIA-WebFace in insightface's pack (HL Table I: 10,575)"
+    )
     parser.add_argument("--image-size", type=int, nargs=2, default=[112, 96])
     parser.add_argument("--steps", type=int, default=None, help="timed steps (median); default 20 on CUDA, 5 elsewhere")
     parser.add_argument("--warmup", type=int, default=2)
@@ -131,23 +144,46 @@ def main(argv=None) -> dict:
     labels = torch.randint(0, args.classes, (args.batch,), generator=g).to(device)
     rows = [bench_loss(loss, args, device, images, labels) for loss in args.losses.split(",")]
     base = next((r["ms_per_step"] for r in rows if r["loss"] == "softmax"), None)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
-    print(f"SphereFace-20, SYNTHETIC {args.image_size[0]}x{args.image_size[1]} inputs, batch {args.batch}, C={args.classes}, "
-          f"d=512, {args.precision}{', channels_last' if args.channels_last else ''}, {device.type} ({where}), "
-          f"median of {args.steps} steps, torch {torch.__version__}")
-    print("| loss | ms/step | images/s | × softmax | loss params+buffers |" + (" peak MB |" if device.type == "cuda" else ""))
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"SphereFace-20, SYNTHETIC {args.image_size[0]}x{args.image_size[1]} inputs, batch {args.batch}, C={args.classes}, "
+        f"d=512, {args.precision}{', channels_last' if args.channels_last else ''}, {device.type} ({where}), "
+        f"median of {args.steps} steps, torch {torch.__version__}"
+    )
+    print(
+        "| loss | ms/step | images/s | × softmax | loss params+buffers |"
+        + (" peak MB |" if device.type == "cuda" else "")
+    )
     print("|---|---|---|---|---|" + ("---|" if device.type == "cuda" else ""))
     for r in rows:
         ratio = f"{r['ms_per_step'] / base:.2f}" if base else "—"
         peak = f" {r['peak_mb']:.0f} |" if "peak_mb" in r else ""
-        print(f"| {r['loss']} | {r['ms_per_step']:.1f} | {r['images_per_s']:.1f} | {ratio} | {r['loss_params_and_buffers']:,} |{peak}")
+        print(
+            f"| {r['loss']} | {r['ms_per_step']:.1f} | {r['images_per_s']:.1f} | {ratio} | {r['loss_params_and_buffers']:,} |{peak}"
+        )
     evaluation = bench_eval(args, device)
-    print(f"evaluation: {evaluation['embed_images_per_s_with_flip']:.1f} images/s embedded with flip fusion; "
-          f"10-fold metrics on 6,000 pairs {evaluation['ten_fold_metrics_s_6000_pairs'] * 1000:.0f} ms")
-    result = {"device": str(device), "where": where, "batch": args.batch, "classes": args.classes,
-              "image_size": args.image_size, "precision": args.precision, "channels_last": args.channels_last,
-              "steps": args.steps, "torch": torch.__version__, "losses": rows, "evaluation": evaluation,
-              "inputs": "SYNTHETIC random uint8 images, random labels"}
+    print(
+        f"evaluation: {evaluation['embed_images_per_s_with_flip']:.1f} images/s embedded with flip fusion; "
+        f"10-fold metrics on 6,000 pairs {evaluation['ten_fold_metrics_s_6000_pairs'] * 1000:.0f} ms"
+    )
+    result = {
+        "device": str(device),
+        "where": where,
+        "batch": args.batch,
+        "classes": args.classes,
+        "image_size": args.image_size,
+        "precision": args.precision,
+        "channels_last": args.channels_last,
+        "steps": args.steps,
+        "torch": torch.__version__,
+        "losses": rows,
+        "evaluation": evaluation,
+        "inputs": "SYNTHETIC random uint8 images, random labels",
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

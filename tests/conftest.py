@@ -35,7 +35,9 @@ def run_cli(tmp_path):
         env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
         proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
         if check and proc.returncode != 0:
-            raise AssertionError(f"podhl-train failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+            raise AssertionError(
+                f"podhl-train failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+            )
         return proc, run_dir
 
     return _run
@@ -44,6 +46,7 @@ def run_cli(tmp_path):
 @pytest.fixture
 def train(tmp_path):
     """train(*overrides) -> (trainer, metrics): compose the config and fit in-process (no subprocess start-up)."""
+
     def _train(*overrides: str, run_dir: Path | None = None):
         trainer = build_trainer(*overrides, run_dir=run_dir or tmp_path / "run")
         return trainer, trainer.fit()

@@ -18,12 +18,15 @@ def test_cli_refuses_a_typo_with_the_closest_key_and_writes_nothing(run_cli):
     assert not (run / "metrics.json").exists() and not (run / ".hydra").exists()
 
 
-@pytest.mark.parametrize("overrides, unknown, closest", [
-    (["+schedule.epoch=3"], "schedule.epoch for schedule=quick", "schedule.epochs"),
-    (["loss=arc", "+loss.scales=64"], "loss.scales for loss=arc", "loss.scale"),
-    (["+model.fc=false"], "model.fc", "model.fc1"),
-    (["+dataset.source.resiz=16"], "dataset.source.resiz for dataset=digits", "dataset.source.resize"),
-])
+@pytest.mark.parametrize(
+    "overrides, unknown, closest",
+    [
+        (["+schedule.epoch=3"], "schedule.epoch for schedule=quick", "schedule.epochs"),
+        (["loss=arc", "+loss.scales=64"], "loss.scales for loss=arc", "loss.scale"),
+        (["+model.fc=false"], "model.fc", "model.fc1"),
+        (["+dataset.source.resiz=16"], "dataset.source.resiz for dataset=digits", "dataset.source.resize"),
+    ],
+)
 def test_typos_are_refused_with_the_closest_key(overrides, unknown, closest):
     with pytest.raises(ConfigError, match=f"unknown key {unknown} \\(did you mean {closest}[ ?]"):
         compose_run(overrides)

@@ -35,8 +35,10 @@ def test_gda_on_gaussian_classes():
     train_set, test_set = sample(100), sample(50)
     crit = CosineLoss(3, 3)
     crit.pedcc = torch.nn.functional.normalize(means, dim=1)
-    stub = SimpleNamespace(features=lambda split, layer="latent": train_set if split == "train" else test_set,
-                           predict=lambda f: crit.logits(f).argmax(1))
+    stub = SimpleNamespace(
+        features=lambda split, layer="latent": train_set if split == "train" else test_set,
+        predict=lambda f: crit.logits(f).argmax(1),
+    )
     out = gda(stub, shrinkage=0.0)
     assert out["gda_acc"] > 95.0
     cos_pred = torch.nn.functional.normalize(test_set[0], dim=1).matmul(crit.pedcc.t()).argmax(1)
@@ -46,7 +48,9 @@ def test_gda_on_gaussian_classes():
         gda(stub, shrinkage=1.5)
     # fewer samples per class than dimensions (CIFAR-100's 500 images in 512 dims): shrinkage still fits
     wide = torch.randn(30, 40, generator=g), torch.arange(30) % 3
-    few = SimpleNamespace(features=lambda split, layer="latent": wide, predict=lambda f: torch.zeros(len(f), dtype=torch.long))
+    few = SimpleNamespace(
+        features=lambda split, layer="latent": wide, predict=lambda f: torch.zeros(len(f), dtype=torch.long)
+    )
     assert 0.0 <= gda(few)["gda_acc"] <= 100.0
 
 
@@ -54,7 +58,10 @@ def test_gda_says_when_a_class_has_too_few_samples():
     x, y = torch.randn(9, 4), torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
     y_short = y.clone()
     y_short[-2:] = 0  # class 2 keeps one sample
-    stub = SimpleNamespace(num_classes=3, features=lambda split, layer="latent": (x, y_short if split == "train" else y),
-                           predict=lambda f: torch.zeros(len(f), dtype=torch.long))
+    stub = SimpleNamespace(
+        num_classes=3,
+        features=lambda split, layer="latent": (x, y_short if split == "train" else y),
+        predict=lambda f: torch.zeros(len(f), dtype=torch.long),
+    )
     out = gda(stub)
     assert out["gda_acc"] is None and "class 2 has 1" in out["skipped"] and out["cosine_acc"] == pytest.approx(100 / 3)

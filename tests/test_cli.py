@@ -9,7 +9,6 @@ import torch
 
 from conftest import REPO, read_metrics
 
-
 QUICKSTART_SHOWN = ("README.md", "docs/getting-started.md")  # where the quickstart's printed table is shown
 ONE_TEST_IMAGE = 100 / 360  # digits' test split: 360 images
 
@@ -17,7 +16,7 @@ ONE_TEST_IMAGE = 100 / 360  # digits' test split: 360 images
 def shown_quickstart_table(path: Path) -> list[list[str]]:
     """The cells of the summary table shown after ``podhl-train experiment=quickstart`` in a doc."""
     text = path.read_text()
-    block = text[text.index("podhl-train experiment=quickstart"):].split("| job |", 1)[1].split("```", 1)[0]
+    block = text[text.index("podhl-train experiment=quickstart") :].split("| job |", 1)[1].split("```", 1)[0]
     rows = [line for line in ("| job |" + block).strip().splitlines()]
     return [[c.strip() for c in row.strip().strip("|").split("|")] for row in rows]
 

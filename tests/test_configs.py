@@ -6,7 +6,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from podhl.config import compose_config, config_options as options
+from podhl.config import compose_config
+from podhl.config import config_options as options
 from podhl.data import build_data
 from podhl.engine.optim import build_optimizer, build_scheduler, step_scheduler_epoch
 from podhl.errors import DatasetNotFoundError
@@ -15,16 +16,24 @@ from podhl.models import build_model
 
 
 def test_groups_are_populated():
-    assert {"digits", "mnist", "cifar10", "cifar100", "tiny_imagenet", "facescrub", "imagenet", "synthetic"} <= set(options("dataset"))
-    assert {"small_cnn", "resnet18", "resnet34", "resnet50", "densenet121", "mobilenetv2", "vit_b16", "swin_b"} <= set(options("backbone"))
+    assert {"digits", "mnist", "cifar10", "cifar100", "tiny_imagenet", "facescrub", "imagenet", "synthetic"} <= set(
+        options("dataset")
+    )
+    assert {"small_cnn", "resnet18", "resnet34", "resnet50", "densenet121", "mobilenetv2", "vit_b16", "swin_b"} <= set(
+        options("backbone")
+    )
     assert {"quick", "pod", "pod_imagenet", "hl", "vit_finetune", "swin"} <= set(options("schedule"))
     assert "softmax" in options("loss") and "quickstart" in options("experiment")
 
 
-@pytest.mark.parametrize("name", [n for n in options("backbone") if not n.startswith("frcnn_")])  # detectors: test_detection.py
+@pytest.mark.parametrize(
+    "name", [n for n in options("backbone") if not n.startswith("frcnn_")]
+)  # detectors: test_detection.py
 def test_backbone_builds_and_runs_one_forward(name):
     size = 224 if name == "swin_b" else 32
-    cfg = compose_config([f"backbone={name}", "dataset=synthetic", f"dataset.image_size={size}", "++backbone.pretrained=false"])
+    cfg = compose_config(
+        [f"backbone={name}", "dataset=synthetic", f"dataset.image_size={size}", "++backbone.pretrained=false"]
+    )
     model = build_model(cfg.backbone, cfg.model, in_chans=3, image_size=size)  # dry-runs a batch of 2 itself
     assert model.feat_dim == cfg.dataset.feat_dim
     with torch.no_grad():
@@ -60,7 +69,11 @@ def test_local_weights_file_is_loaded(tmp_path):
 
 @pytest.mark.parametrize("name", ["digits", "synthetic"])
 def test_embedded_datasets_load(name):
-    cfg = compose_config([f"dataset={name}", "dataset.train_size=64", "dataset.test_size=32"] if name == "synthetic" else [f"dataset={name}"])
+    cfg = compose_config(
+        [f"dataset={name}", "dataset.train_size=64", "dataset.test_size=32"]
+        if name == "synthetic"
+        else [f"dataset={name}"]
+    )
     bundle = build_data(cfg.dataset)
     image, label = bundle.train[0]
     assert image.shape == (bundle.in_chans, bundle.image_size, bundle.image_size) and 0 <= label < bundle.num_classes
@@ -72,7 +85,9 @@ def test_digits_split_is_stratified_and_disjoint():
     counts = torch.bincount(bundle.test.labels, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37
     train_set = {tuple(x.flatten().tolist()) for x in bundle.train.images[:200]}
-    assert sum(tuple(x.flatten().tolist()) in train_set for x in bundle.test.images) < 10  # (digits has a few exact duplicates)
+    assert (
+        sum(tuple(x.flatten().tolist()) in train_set for x in bundle.test.images) < 10
+    )  # (digits has a few exact duplicates)
 
 
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100", "tiny_imagenet", "facescrub", "imagenet"])

@@ -58,8 +58,9 @@ def test_truncated_jpeg_stops_the_cli_before_training(run_cli, tmp_path):
     whole = victim.read_bytes()
     victim.write_bytes(whole[: len(whole) // 2])  # a valid header, cut short
     assert victim.read_bytes()[:3] == b"\xff\xd8\xff"
-    proc, run = run_cli("dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}", "schedule.epochs=1",
-                        check=False)
+    proc, run = run_cli(
+        "dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}", "schedule.epochs=1", check=False
+    )
     assert proc.returncode == 2, _output(proc)[-3000:]
     assert f"{victim}: truncated JPEG" in _output(proc) and "Traceback" not in _output(proc)
     assert not (run / "last.pt").exists()
@@ -87,7 +88,9 @@ def test_a_complete_jpeg_with_a_long_trailer_passes(tmp_path):
 
 def test_damaged_file_is_named_at_the_sample_or_replaced(tmp_path, caplog):
     victim = _facescrub(tmp_path)
-    cfg = compose_config(["dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}", "dataset.augment=false"])
+    cfg = compose_config(
+        ["dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}", "dataset.augment=false"]
+    )
     bundle = build_data(cfg.dataset)
     whole = victim.read_bytes()
     victim.write_bytes(whole[:200] + bytes(len(whole) - 202) + whole[-2:])  # damaged inside, head and tail intact
@@ -98,8 +101,17 @@ def test_damaged_file_is_named_at_the_sample_or_replaced(tmp_path, caplog):
     with pytest.raises(BadSampleError) as err:
         next(iter(loader))
     assert str(err.value).startswith(f"{victim} cannot be read") and "Traceback" not in str(err.value)
-    skipping = build_data(compose_config(["dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}",
-                                          "dataset.augment=false", "dataset.skip_bad_images=true"]).dataset)
+    skipping = build_data(
+        compose_config(
+            [
+                "dataset=facescrub",
+                "dataset.num_classes=2",
+                f"dataset.root={tmp_path}",
+                "dataset.augment=false",
+                "dataset.skip_bad_images=true",
+            ]
+        ).dataset
+    )
     with caplog.at_level(logging.WARNING, logger="podhl"):
         image, label = skipping.train[index]
     assert label == skipping.train.samples[index + 1][1] and torch.equal(image, skipping.train[index + 1][0])
@@ -111,8 +123,15 @@ def test_file_damaged_inside_stops_epoch_one_with_its_name(run_cli, tmp_path):
     victim = _facescrub(tmp_path)
     whole = victim.read_bytes()
     victim.write_bytes(whole[:200] + bytes(len(whole) - 202) + whole[-2:])
-    proc, run = run_cli("dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}", "schedule.epochs=1",
-                        "schedule.batch_size=2", "trainer.num_workers=1", check=False)
+    proc, run = run_cli(
+        "dataset=facescrub",
+        "dataset.num_classes=2",
+        f"dataset.root={tmp_path}",
+        "schedule.epochs=1",
+        "schedule.batch_size=2",
+        "trainer.num_workers=1",
+        check=False,
+    )
     assert proc.returncode == 2, _output(proc)[-3000:]
     assert f"{victim} cannot be read" in _output(proc) and "Traceback" not in _output(proc)
     assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
@@ -122,8 +141,12 @@ def test_val_annotations_with_an_unknown_class(tmp_path):
     base = tmp_path / "tiny-imagenet-200"
     _jpeg(base / "train" / "n01" / "images" / "a.JPEG", 64)
     _jpeg(base / "val" / "images" / "val_0.JPEG", 64)
-    (base / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn01\t0\t0\t9\t9\nval_1.JPEG\tn99999999\t0\t0\t9\t9\n")
-    with pytest.raises(DatasetFormatError, match=r"val_annotations.txt, line 2: class 'n99999999' of val_1.JPEG has no folder"):
+    (base / "val" / "val_annotations.txt").write_text(
+        "val_0.JPEG\tn01\t0\t0\t9\t9\nval_1.JPEG\tn99999999\t0\t0\t9\t9\n"
+    )
+    with pytest.raises(
+        DatasetFormatError, match=r"val_annotations.txt, line 2: class 'n99999999' of val_1.JPEG has no folder"
+    ):
         tiny_imagenet(str(tmp_path))
 
 
@@ -131,15 +154,20 @@ def test_val_annotations_with_an_unknown_class(tmp_path):
 
 
 def _rec_cfg(root: Path, *extra: str):
-    return compose_config(["dataset=casia_webface_rec", f"dataset.root={root}", "dataset.num_classes=7", *extra]).dataset
+    return compose_config(
+        ["dataset=casia_webface_rec", f"dataset.root={root}", "dataset.num_classes=7", *extra]
+    ).dataset
 
 
 def test_truncated_rec_and_idx_past_its_end_are_found_up_front(tmp_path):
     faces, labels = _faces(8)  # labels 0..7 → classes 0..7 of 8? digits 0..7
     _write_rec(tmp_path, faces, labels)
     classes = len(set(labels.tolist()))
-    cfg = lambda *extra: compose_config(["dataset=casia_webface_rec", f"dataset.root={tmp_path}",
-                                         f"dataset.num_classes={classes}", *extra]).dataset
+    cfg = lambda *extra: (
+        compose_config(
+            ["dataset=casia_webface_rec", f"dataset.root={tmp_path}", f"dataset.num_classes={classes}", *extra]
+        ).dataset
+    )
     assert len(build_data(cfg()).train) == 8
     rec = tmp_path / "train.rec"
     offsets = dict(line.split("\t") for line in (tmp_path / "train.idx").read_text().splitlines())
@@ -161,10 +189,17 @@ def test_rec_record_that_does_not_decode_is_named(tmp_path):
     rec = tmp_path / "train.rec"
     data = bytearray(rec.read_bytes())
     start = data.index(b"IDAT")  # the first image's pixel data: damaged, framing and signature intact
-    data[start: start + 30] = b"\xff" * 30
+    data[start : start + 30] = b"\xff" * 30
     rec.write_bytes(bytes(data))
-    bundle = build_data(compose_config(["dataset=casia_webface_rec", f"dataset.root={tmp_path}",
-                                        f"dataset.num_classes={len(set(labels.tolist()))}"]).dataset)
+    bundle = build_data(
+        compose_config(
+            [
+                "dataset=casia_webface_rec",
+                f"dataset.root={tmp_path}",
+                f"dataset.num_classes={len(set(labels.tolist()))}",
+            ]
+        ).dataset
+    )
     with pytest.raises(BadSampleError, match=f"^{rec} record 1 cannot be read"):
         bundle.train[0]
 
@@ -186,9 +221,16 @@ def test_bin_that_is_not_a_pickle_stops_the_cli(run_cli, tmp_path):
     faces, labels = _faces(8)
     _write_rec(tmp_path, faces, labels)
     (tmp_path / "lfw.bin").write_bytes(b"\x00" * 64)
-    proc, _ = run_cli("task=verification", "dataset=casia_webface_rec", f"dataset.root={tmp_path}",
-                      f"dataset.num_classes={len(set(labels.tolist()))}", "task.eval_sets=[lfw]",
-                      "schedule.epochs=1", "schedule.batch_size=4", check=False)
+    proc, _ = run_cli(
+        "task=verification",
+        "dataset=casia_webface_rec",
+        f"dataset.root={tmp_path}",
+        f"dataset.num_classes={len(set(labels.tolist()))}",
+        "task.eval_sets=[lfw]",
+        "schedule.epochs=1",
+        "schedule.batch_size=4",
+        check=False,
+    )
     assert proc.returncode == 2, _output(proc)[-3000:]
     assert f"{tmp_path / 'lfw.bin'} is not a readable pickle" in _output(proc) and "Traceback" not in _output(proc)
 
@@ -220,8 +262,14 @@ def test_voc_box_with_xmax_below_xmin_stops_the_cli(run_cli, tmp_path):
     make_voc(tmp_path)
     xml = _annotation(tmp_path, "2007", "000002")
     xml.write_text(_xml("000002.jpg", [("car", 5, 5, 15, 15, 0), ("dog", 20, 3, 10, 12, 0)]))
-    proc, _ = run_cli("task=detection", "dataset=voc0712", f"dataset.root={tmp_path}", "backbone=frcnn_tiny",
-                      "schedule.epochs=1", check=False)
+    proc, _ = run_cli(
+        "task=detection",
+        "dataset=voc0712",
+        f"dataset.root={tmp_path}",
+        "backbone=frcnn_tiny",
+        "schedule.epochs=1",
+        check=False,
+    )
     assert proc.returncode == 2, _output(proc)[-3000:]
     assert f"{xml}, object 2 ('dog'): xmax 10 < xmin 20" in _output(proc) and "NaN" not in _output(proc)
 
@@ -250,20 +298,30 @@ def test_boxes_past_the_border_are_clipped_and_boxes_outside_are_errors(tmp_path
     assert bundle.train_eval[0][1]["boxes"].tolist() == [[0.0, 1.0, 48.0, 30.0]]
     assert "1 boxes reach past their image and are clipped" in caplog.text and str(xml) in caplog.text
     xml.write_text(_xml("000001.jpg", [("dog", 1, 2, 20, 30, 0), ("cat", 50, 2, 60, 30, 0)]))
-    with pytest.raises(DatasetFormatError, match=r"object 2 \('cat'\): the box .* lies entirely outside the 48×32 image"):
+    with pytest.raises(
+        DatasetFormatError, match=r"object 2 \('cat'\): the box .* lies entirely outside the 48×32 image"
+    ):
         build_detection_data(_voc_cfg(tmp_path))
 
 
 def test_voc_format_data_with_its_own_classes(tmp_path):
     make_voc(tmp_path)
-    for (year, image_id), name in {("2007", "000001"): "teapot", ("2007", "000002"): "kettle",
-                                   ("2007", "000003"): "kettle", ("2012", "2008_000001"): "cup"}.items():
+    for (year, image_id), name in {
+        ("2007", "000001"): "teapot",
+        ("2007", "000002"): "kettle",
+        ("2007", "000003"): "kettle",
+        ("2012", "2008_000001"): "cup",
+    }.items():
         _annotation(tmp_path, year, image_id).write_text(_xml(f"{image_id}.jpg", [(name, 1, 2, 20, 30, 0)]))
     bundle = build_detection_data(_voc_cfg(tmp_path, "dataset.num_classes=3"))
     assert bundle.class_names == ["cup", "kettle", "teapot"]  # sorted names of the training annotations
     assert bundle.train_eval[0][1]["labels"].tolist() == [3] and bundle.test[0][1]["labels"].tolist() == [2]
-    ordered = build_detection_data(_voc_cfg(tmp_path, "dataset.num_classes=4", "dataset.classes=[teapot,cup,kettle,mug]"))
-    assert ordered.class_names == ["teapot", "cup", "kettle", "mug"] and ordered.train_eval[0][1]["labels"].tolist() == [1]
+    ordered = build_detection_data(
+        _voc_cfg(tmp_path, "dataset.num_classes=4", "dataset.classes=[teapot,cup,kettle,mug]")
+    )
+    assert ordered.class_names == ["teapot", "cup", "kettle", "mug"] and ordered.train_eval[0][1][
+        "labels"
+    ].tolist() == [1]
     xml = _annotation(tmp_path, "2007", "000003")
     xml.write_text(_xml("000003.jpg", [("spoon", 1, 2, 20, 30, 0)]))  # a test class the training set lacks
     with pytest.raises(DatasetFormatError, match=f"{xml}, object 1 \\('spoon'\\): class 'spoon' is not one of"):
@@ -275,17 +333,29 @@ def _coco(root: Path, annotations: list[dict], images: int = 3) -> list[str]:
     names = [f"{i}.png" for i in range(images)]
     for name in names:
         write_png(torch.zeros(3, 40, 50, dtype=torch.uint8), str(root / "imgs" / name))
-    data = {"images": [{"id": i, "file_name": n, "width": 50, "height": 40} for i, n in enumerate(names)],
-            "categories": [{"id": 1, "name": "tea"}], "annotations": annotations}
+    data = {
+        "images": [{"id": i, "file_name": n, "width": 50, "height": 40} for i, n in enumerate(names)],
+        "categories": [{"id": 1, "name": "tea"}],
+        "annotations": annotations,
+    }
     for split in ("train", "test"):
         (root / f"{split}.json").write_text(json.dumps(data))
     return names
 
 
 def _coco_cfg(root: Path, *extra: str):
-    return compose_config(["dataset=rpc", f"dataset.root={root}", "dataset.train_json=train.json",
-                           "dataset.train_images=imgs", "dataset.test_json=test.json", "dataset.test_images=imgs",
-                           "dataset.num_classes=1", *extra]).dataset
+    return compose_config(
+        [
+            "dataset=rpc",
+            f"dataset.root={root}",
+            "dataset.train_json=train.json",
+            "dataset.train_images=imgs",
+            "dataset.test_json=test.json",
+            "dataset.test_images=imgs",
+            "dataset.num_classes=1",
+            *extra,
+        ]
+    ).dataset
 
 
 def test_coco_missing_image_and_boxes(tmp_path, caplog):

@@ -17,9 +17,16 @@ from podhl.engine.records import restore_training_state
 
 # A tiny detector on the digits composite (48 train / 16 test canvases, 64–96 px), few proposals and RoIs.
 TINY = [
-    "task=detection", "dataset=digits_boxes", "backbone=frcnn_tiny", "schedule=detection", "schedule.epochs=2",
-    "schedule.batch_size=8", "schedule.optimizer.lr=1e-3", "task.rpn.post_nms_top_n_train=64",
-    "task.rpn.post_nms_top_n_test=32", "task.roi.batch_size_per_image=32",
+    "task=detection",
+    "dataset=digits_boxes",
+    "backbone=frcnn_tiny",
+    "schedule=detection",
+    "schedule.epochs=2",
+    "schedule.batch_size=8",
+    "schedule.optimizer.lr=1e-3",
+    "task.rpn.post_nms_top_n_train=64",
+    "task.rpn.post_nms_top_n_test=32",
+    "task.roi.batch_size_per_image=32",
 ]
 
 
@@ -27,19 +34,32 @@ def test_tiny_detection_run_through_the_cli(run_cli):
     _, run = run_cli(*TINY)
     m = read_metrics(run)
     assert m["completed"] and m["epochs"] == 2 and m["primary_metric"] == "map50"
-    assert m["task"] == "detection" and m["dataset"] == "digits_boxes" and m["num_classes"] == 11 and m["feat_dim"] == 64
+    assert (
+        m["task"] == "detection" and m["dataset"] == "digits_boxes" and m["num_classes"] == 11 and m["feat_dim"] == 64
+    )
     for key in ("map50", "box_acc", "best_map50"):
         assert 0.0 <= m[key] <= 100.0, key
     assert m["box_acc_matched"] > 0 and m["detections_per_image"] > 0
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert {"map50", "box_acc", "train_loss", "train_ce", "train_loss_objectness", "train_loss_rpn_box_reg",
-            "train_loss_box_reg", "train_acc", "lr"} <= set(rows[0])
+    assert {
+        "map50",
+        "box_acc",
+        "train_loss",
+        "train_ce",
+        "train_loss_objectness",
+        "train_loss_rpn_box_reg",
+        "train_loss_box_reg",
+        "train_acc",
+        "lr",
+    } <= set(rows[0])
     assert float(rows[-1]["map50"]) == pytest.approx(m["map50"])
     # the loop's loss is the criterion's plus the detector's three terms
     r = rows[-1]
-    parts = sum(float(r[k]) for k in ("train_ce", "train_loss_objectness", "train_loss_rpn_box_reg", "train_loss_box_reg"))
+    parts = sum(
+        float(r[k]) for k in ("train_ce", "train_loss_objectness", "train_loss_rpn_box_reg", "train_loss_box_reg")
+    )
     assert float(r["train_loss"]) == pytest.approx(parts, rel=1e-5)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -56,7 +76,9 @@ def test_hl_centers_move_on_region_features(train):
     history = trainer.history
     assert [row["loss_n_c"] for row in history] == [6.0, 12.0]  # one EWMA update per batch (48 images / 8)
     centers = trainer.criterion.centers
-    assert torch.allclose(centers.norm(dim=1), torch.full((11,), 40.0), atol=1e-3)  # background + 10 digits, on the r-sphere
+    assert torch.allclose(
+        centers.norm(dim=1), torch.full((11,), 40.0), atol=1e-3
+    )  # background + 10 digits, on the r-sphere
     assert history[-1]["train_center"] > 0 and 0.0 <= m["map50"] <= 100.0
 
 
@@ -84,14 +106,17 @@ def test_feature_batches_label_proposals_and_ground_truth(tmp_path):
 
 
 def test_resnet50_c4_detector_matches_the_papers_design(tmp_path):
-    trainer = build_trainer("task=detection", "dataset=voc0712", "backbone=frcnn_resnet50", "smoke=cpu",
-                            run_dir=tmp_path)
+    trainer = build_trainer(
+        "task=detection", "dataset=voc0712", "backbone=frcnn_resnet50", "smoke=cpu", run_dir=tmp_path
+    )
     model = trainer.model
     assert model.feat_dim == 2048 and trainer.task.num_classes == 21 and trainer.criterion.feat_dim == 2048
     assert model.backbone.out_channels == 1024 and model.stride == 16
     assert model.roi_heads.box_roi_pool.kind == "pool" and model.roi_heads.box_roi_pool.output_size == 14
     assert model.roi_heads.box_predictor.bbox_pred.out_features == 4 * 21
-    assert type(model.roi_heads.box_head[0]).__name__ == "Sequential" and len(model.roi_heads.box_head[0]) == 3  # layer4
+    assert (
+        type(model.roi_heads.box_head[0]).__name__ == "Sequential" and len(model.roi_heads.box_head[0]) == 3
+    )  # layer4
     model.train()
     assert all(not m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))  # the authors' freeze_bn
     batch = trainer.task.to_device(next(iter(trainer.task.train_batches())))
@@ -110,8 +135,18 @@ def test_two_processes_evaluate_the_whole_test_set(tmp_path):
     run = tmp_path / "ddp"
     common = [*TINY, "schedule.epochs=1", "schedule.eval_batch_size=1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "podhl.train",
-           *FAST, *common, f"hydra.run.dir={run}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "podhl.train",
+        *FAST,
+        *common,
+        f"hydra.run.dir={run}",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ddp = read_metrics(run)
@@ -136,8 +171,19 @@ def test_podhl_tables_hl_table8_best_mean_std(tmp_path):
             (run / ".hydra").mkdir(parents=True)
             (run / ".hydra" / "overrides.yaml").write_text(f"- loss={loss}\n- seed={seed}\n")
             (run / "history.csv").write_text(f"epoch,map50,box_acc\n1,{ap},{acc}\n")
-            (run / "metrics.json").write_text(json.dumps({"status": "completed", "completed": True, "table": "hl_table8",
-                                                          "row": loss, "col": None, "map50": ap, "box_acc": acc}))
+            (run / "metrics.json").write_text(
+                json.dumps(
+                    {
+                        "status": "completed",
+                        "completed": True,
+                        "table": "hl_table8",
+                        "row": loss,
+                        "col": None,
+                        "map50": ap,
+                        "box_acc": acc,
+                    }
+                )
+            )
     written = make_tables([tmp_path], "hl_table8", tmp_path / "tables", hparams=False)
     with written["csv"].open() as fh:
         table = {r["row"]: r for r in csv.DictReader(fh)}
@@ -171,4 +217,4 @@ def test_table_experiments_follow_the_paper():
         lrs[epoch] = optimizer.param_groups[0]["lr"]
         step_scheduler_epoch(scheduler, epoch)
     assert lrs[1] == lrs[10] == pytest.approx(1e-4) and lrs[11] == pytest.approx(0.6e-4)
-    assert lrs[100] == pytest.approx(1e-4 * 0.6 ** 9)
+    assert lrs[100] == pytest.approx(1e-4 * 0.6**9)

@@ -23,8 +23,10 @@ def _xml(filename: str, objects: list[tuple[str, int, int, int, int, int]]) -> s
         f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
         for n, x1, y1, x2, y2, d in objects
     )
-    return (f"<annotation><folder>VOC</folder><filename>{filename}</filename><size><width>48</width><height>32</height>"
-            f"<depth>3</depth></size><segmented>0</segmented>{body}</annotation>")
+    return (
+        f"<annotation><folder>VOC</folder><filename>{filename}</filename><size><width>48</width><height>32</height>"
+        f"<depth>3</depth></size><segmented>0</segmented>{body}</annotation>"
+    )
 
 
 def make_voc(root: Path) -> None:
@@ -35,7 +37,11 @@ def make_voc(root: Path) -> None:
         ("2007", "000003"): [("tvmonitor", 3, 4, 30, 20, 0), ("cat", 20, 1, 48, 32, 1)],
         ("2012", "2008_000001"): [("aeroplane", 2, 2, 46, 30, 0)],
     }
-    sets = {("2007", "trainval"): ["000001", "000002"], ("2007", "test"): ["000003"], ("2012", "trainval"): ["2008_000001"]}
+    sets = {
+        ("2007", "trainval"): ["000001", "000002"],
+        ("2007", "test"): ["000003"],
+        ("2012", "trainval"): ["2008_000001"],
+    }
     for (year, image_id), objects in files.items():
         base = root / "VOCdevkit" / f"VOC{year}"
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
@@ -55,7 +61,9 @@ def test_voc_reader_on_the_real_layout(tmp_path):
     image, target = bundle.train_eval[0]
     assert image.shape == (3, 32, 48) and image.dtype == torch.float32 and 0.3 < float(image.mean()) < 0.5
     # training drops the difficult person; 1-based inclusive pixels → continuous [xmin − 1, ymin − 1, xmax, ymax]
-    assert target["boxes"].tolist() == [[0.0, 1.0, 20.0, 30.0]] and target["labels"].tolist() == [VOC_CLASSES.index("dog") + 1]
+    assert target["boxes"].tolist() == [[0.0, 1.0, 20.0, 30.0]] and target["labels"].tolist() == [
+        VOC_CLASSES.index("dog") + 1
+    ]
     assert bundle.train_eval[2][1]["labels"].tolist() == [1]  # VOC2012's aeroplane
     image, target = bundle.test[0]  # evaluation keeps difficult objects, flagged
     assert target["labels"].tolist() == [20, VOC_CLASSES.index("cat") + 1]
@@ -76,7 +84,10 @@ def test_coco_reader_on_a_tiny_json(tmp_path):
     for name in ("a.png", "b.png"):
         write_png(torch.zeros(3, 40, 50, dtype=torch.uint8), str(tmp_path / "imgs" / name))
     data = {
-        "images": [{"id": 7, "file_name": "a.png", "width": 50, "height": 40}, {"id": 3, "file_name": "b.png", "width": 50, "height": 40}],
+        "images": [
+            {"id": 7, "file_name": "a.png", "width": 50, "height": 40},
+            {"id": 3, "file_name": "b.png", "width": 50, "height": 40},
+        ],
         "categories": [{"id": 12, "name": "tea"}, {"id": 5, "name": "gum"}],
         "annotations": [
             {"id": 1, "image_id": 7, "category_id": 12, "bbox": [1, 2, 10, 20], "iscrowd": 0},
@@ -86,8 +97,15 @@ def test_coco_reader_on_a_tiny_json(tmp_path):
     }
     (tmp_path / "train.json").write_text(json.dumps(data))
     (tmp_path / "test.json").write_text(json.dumps(data))
-    overrides = ["dataset=rpc", f"dataset.root={tmp_path}", "dataset.train_json=train.json", "dataset.train_images=imgs",
-                 "dataset.test_json=test.json", "dataset.test_images=imgs", "dataset.num_classes=2"]
+    overrides = [
+        "dataset=rpc",
+        f"dataset.root={tmp_path}",
+        "dataset.train_json=train.json",
+        "dataset.train_images=imgs",
+        "dataset.test_json=test.json",
+        "dataset.test_images=imgs",
+        "dataset.num_classes=2",
+    ]
     bundle = build_detection_data(compose_config(overrides).dataset)
     assert bundle.class_names == ["gum", "tea"]  # categories sorted by id: gum (5) → 1, tea (12) → 2
     assert len(bundle.train) == 2

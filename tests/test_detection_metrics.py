@@ -34,16 +34,18 @@ def truth(rows, difficult=None):
 # Image A: a1 (class 1), a2 (class 1, difficult), a3 (class 2); image B: b1 (class 1).
 A_TRUTH = truth([[0, 0, 10, 10, 1], [20, 0, 30, 10, 1], [40, 0, 50, 10, 2]], difficult=[False, True, False])
 B_TRUTH = truth([[0, 0, 10, 10, 1]])
-A_DETS = det([
-    [0, 0, 10, 10, 0.9, 1],    # d1: a1 → TP
-    [20, 0, 30, 10, 0.8, 1],   # d2: the difficult a2 → ignored
-    [0, 0, 10, 10, 0.7, 1],    # d3: a1 again → FP (already matched)
-    [60, 60, 70, 70, 0.6, 1],  # d4: nothing → FP
-    [40, 0, 44, 10, 0.95, 2],  # d6: a3 at IoU 0.4 → FP
-    [40, 0, 48, 10, 0.3, 2],   # d7: a3 at IoU 0.8 → TP
-    [40, 0, 49, 10, 0.1, 1],   # d8: class 1 on a3 (IoU 0.9) → FP for class 1; a3's best-IoU box
-    [80, 80, 90, 90, 0.99, 3], # class 3 has no object: not in the mean
-])
+A_DETS = det(
+    [
+        [0, 0, 10, 10, 0.9, 1],  # d1: a1 → TP
+        [20, 0, 30, 10, 0.8, 1],  # d2: the difficult a2 → ignored
+        [0, 0, 10, 10, 0.7, 1],  # d3: a1 again → FP (already matched)
+        [60, 60, 70, 70, 0.6, 1],  # d4: nothing → FP
+        [40, 0, 44, 10, 0.95, 2],  # d6: a3 at IoU 0.4 → FP
+        [40, 0, 48, 10, 0.3, 2],  # d7: a3 at IoU 0.8 → TP
+        [40, 0, 49, 10, 0.1, 1],  # d8: class 1 on a3 (IoU 0.9) → FP for class 1; a3's best-IoU box
+        [80, 80, 90, 90, 0.99, 3],  # class 3 has no object: not in the mean
+    ]
+)
 B_DETS = det([[0, 0, 10, 10, 0.5, 1]])  # d5: b1 → TP
 
 
@@ -95,14 +97,32 @@ def coco_ap(detections, truths, num_classes):
         images.append({"id": i, "width": 1000, "height": 1000})
         for box, label in zip(t.boxes, t.labels):
             w, h = box[2] - box[0], box[3] - box[1]
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(label), "bbox": [*box[:2], w, h],
-                         "area": w * h, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": int(label),
+                    "bbox": [*box[:2], w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
         for box, score, label in zip(d.boxes, d.scores, d.labels):
-            dets.append({"image_id": i, "category_id": int(label), "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
-                         "score": float(score)})
+            dets.append(
+                {
+                    "image_id": i,
+                    "category_id": int(label),
+                    "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                    "score": float(score),
+                }
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": k} for k in range(1, num_classes + 1)]}
+        gt.dataset = {
+            "images": images,
+            "annotations": anns,
+            "categories": [{"id": k} for k in range(1, num_classes + 1)],
+        }
         gt.createIndex()
         ev = COCOeval(gt, gt.loadRes(dets), "bbox")
         ev.params.iouThrs = np.array([0.5])
@@ -134,9 +154,17 @@ def grid_case(seed: int, images: int = 12, num_classes: int = 3):
             for _ in range(int(rng.integers(0, 3))):
                 j = rng.uniform(-5, 5, size=4)
                 wrong = rng.random() < 0.2
-                det_rows.append([x + 10 + j[0], y + 10 + j[1], x + 70 + j[2], y + 70 + j[3], rng.random(),
-                                 int(rng.integers(1, num_classes + 1)) if wrong else label])
-        for c in cells[n_obj:n_obj + int(rng.integers(0, 3))]:
+                det_rows.append(
+                    [
+                        x + 10 + j[0],
+                        y + 10 + j[1],
+                        x + 70 + j[2],
+                        y + 70 + j[3],
+                        rng.random(),
+                        int(rng.integers(1, num_classes + 1)) if wrong else label,
+                    ]
+                )
+        for c in cells[n_obj : n_obj + int(rng.integers(0, 3))]:
             x, y = 100 * (c % 4), 100 * (c // 4)
             det_rows.append([x + 10, y + 10, x + 60, y + 60, rng.random(), int(rng.integers(1, num_classes + 1))])
         truths.append(truth(gt_rows))
@@ -149,8 +177,10 @@ def test_agrees_exactly_with_pycocotools_where_the_definitions_coincide():
     perfect detections, false positives that all score above the true positives, or no true positive."""
     objects = [truth([[10, 10, 60, 60, 1], [110, 10, 160, 60, 2]]), truth([[10, 110, 60, 160, 1]])]
     perfect = [det([[10, 10, 60, 60, 0.9, 1], [110, 10, 160, 60, 0.8, 2]]), det([[10, 110, 60, 160, 0.7, 1]])]
-    fp_first = [det([[10, 10, 60, 60, 0.5, 1], [300, 300, 350, 350, 0.99, 1], [110, 10, 160, 60, 0.8, 2]]),
-                det([[10, 110, 60, 160, 0.4, 1], [300, 300, 340, 340, 0.95, 2]])]
+    fp_first = [
+        det([[10, 10, 60, 60, 0.5, 1], [300, 300, 350, 350, 0.99, 1], [110, 10, 160, 60, 0.8, 2]]),
+        det([[10, 110, 60, 160, 0.4, 1], [300, 300, 340, 340, 0.95, 2]]),
+    ]
     none = [det([[300, 300, 350, 350, 0.9, 1]]), det([[400, 400, 450, 450, 0.9, 2]])]
     for dets, expected in ((perfect, {1: 1.0, 2: 1.0}), (fp_first, {1: 2 / 3, 2: 1 / 2}), (none, {1: 0.0, 2: 0.0})):
         ours = average_precision(dets, objects)["per_class"]

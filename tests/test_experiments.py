@@ -11,6 +11,7 @@ CNN go first, so most losses are first exercised there.
 from __future__ import annotations
 
 import pytest
+
 from conftest import FAST
 from podhl.config import compose_config, compose_run, config_options, run_names
 from podhl.engine.trainer import Trainer
@@ -39,11 +40,35 @@ def covering_jobs(params: dict[str, list[str]]) -> list[list[str]]:
 
 
 def test_there_is_an_experiment_for_every_table_and_figure():
-    wanted = {"pod_table1", "pod_table2", "pod_table4", "pod_table5", "pod_table6", "pod_table6_imagenet", "pod_table7",
-              "pod_table8_vit", "pod_table8_swin", "pod_table9", "pod_fig4", "pod_fig5", "pod_fig6",
-              "hl_table2", "hl_table3", "hl_table3_vit", "hl_table4", "hl_table5", "hl_table6", "hl_table6_tiny", "hl_fig2"}
+    wanted = {
+        "pod_table1",
+        "pod_table2",
+        "pod_table4",
+        "pod_table5",
+        "pod_table6",
+        "pod_table6_imagenet",
+        "pod_table7",
+        "pod_table8_vit",
+        "pod_table8_swin",
+        "pod_table9",
+        "pod_fig4",
+        "pod_fig5",
+        "pod_fig6",
+        "hl_table2",
+        "hl_table3",
+        "hl_table3_vit",
+        "hl_table4",
+        "hl_table5",
+        "hl_table6",
+        "hl_table6_tiny",
+        "hl_fig2",
+    }
     assert wanted <= set(EXPERIMENTS)
-    tables = {str(compose_config([f"experiment={e}"]).table.name) for e in EXPERIMENTS if compose_config([f"experiment={e}"]).table}
+    tables = {
+        str(compose_config([f"experiment={e}"]).table.name)
+        for e in EXPERIMENTS
+        if compose_config([f"experiment={e}"]).table
+    }
     assert set(paper_values()) <= tables, set(paper_values()) - tables
 
 
@@ -117,7 +142,11 @@ def test_experiment_runs_in_smoke_mode(tmp_path, experiment):
         if cfg.table:
             assert metrics["table"] == cfg.table.name and metrics["row"]
         if "latent_features" in cfg.analysis:
-            assert (tmp_path / f"job{i}" / "features.npz").is_file() and (tmp_path / f"job{i}" / "features.png").is_file()
-            assert list((tmp_path / f"job{i}" / "tb").rglob("projector_config.pbtxt")), "no TensorBoard projector embedding"
+            assert (tmp_path / f"job{i}" / "features.npz").is_file() and (
+                tmp_path / f"job{i}" / "features.png"
+            ).is_file()
+            assert list((tmp_path / f"job{i}" / "tb").rglob("projector_config.pbtxt")), (
+                "no TensorBoard projector embedding"
+            )
         if "norm_split" in cfg.analysis:
             assert "low_acc" in metrics["analysis"]["norm_split"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import gzip
-import json
 import os
 import signal
 import socket
@@ -27,14 +26,19 @@ ONE = ["schedule.epochs=1", "trainer.limit_train_batches=8"]  # lr=1e6 diverges 
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 # ------------------------------------------------------------------ sweeps keep going and report every job
 @pytest.mark.parametrize("launcher", ["basic", "submitit_local"])  # joblib: the gpu_pool test below
 def test_a_failed_job_does_not_end_the_sweep(run_cli, tmp_path, launcher):
-    extra = {"basic": [],
-             "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]}[launcher]
+    extra = {"basic": [], "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]}[
+        launcher
+    ]
     proc, sweep = run_cli("schedule.optimizer.lr=1e6,0.05", *ONE, *extra, multirun=True, check=False)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]  # the sweep says a job failed
     failed, done = read_metrics(sweep / "0"), read_metrics(sweep / "1")
@@ -46,9 +50,18 @@ def test_a_failed_job_does_not_end_the_sweep(run_cli, tmp_path, launcher):
 
 
 def test_config_errors_and_the_gpu_pool_launcher(run_cli, tmp_path):
-    proc, sweep = run_cli("launch=gpu_pool", "trainer.gpu_pool.devices=[0]", "trainer.gpu_pool.device_type=cpu",
-                          f"trainer.gpu_pool.lock_dir={tmp_path / 'locks'}", "hydra.launcher.n_jobs=1",
-                          "loss=pod", "loss.alpha=-1,0.01", *ONE, multirun=True, check=False)
+    proc, sweep = run_cli(
+        "launch=gpu_pool",
+        "trainer.gpu_pool.devices=[0]",
+        "trainer.gpu_pool.device_type=cpu",
+        f"trainer.gpu_pool.lock_dir={tmp_path / 'locks'}",
+        "hydra.launcher.n_jobs=1",
+        "loss=pod",
+        "loss.alpha=-1,0.01",
+        *ONE,
+        multirun=True,
+        check=False,
+    )
     assert proc.returncode == 1
     bad = read_metrics(sweep / "0")
     assert bad["status"] == "failed" and bad["exit_code"] == 2 and "alpha" in bad["error"] and "-1" in bad["error"]
@@ -71,8 +84,9 @@ def test_a_folder_holds_one_run(run_cli, tmp_path):
     before = _snapshot(run)
     second, _ = run_cli(*ONE, "seed=1", check=False, run_dir=run)
     assert second.returncode == 2 and "already holds another run's results" in second.stdout + second.stderr
-    changed, _ = run_cli("schedule.epochs=2", "trainer.limit_train_batches=2", "resume=true", "loss=pod",
-                         check=False, run_dir=run)  # a refused resume
+    changed, _ = run_cli(
+        "schedule.epochs=2", "trainer.limit_train_batches=2", "resume=true", "loss=pod", check=False, run_dir=run
+    )  # a refused resume
     assert changed.returncode == 2 and "'loss' differs" in changed.stdout + changed.stderr
     assert _snapshot(run) == before  # neither refusal wrote anything, .hydra and train.log included
     resumed, _ = run_cli("schedule.epochs=2", "trainer.limit_train_batches=2", "resume=true", run_dir=run)
@@ -83,8 +97,14 @@ def test_a_folder_holds_one_run(run_cli, tmp_path):
 
 def test_resume_needs_a_readable_checkpoint(run_cli, tmp_path):
     typo, _ = run_cli(*ONE, "resume=true", check=False, run_dir=tmp_path / "nothing")
-    assert typo.returncode == 2 and "holds no last.pt" in typo.stdout + typo.stderr and "nothing" in typo.stdout + typo.stderr
-    _, run = run_cli("schedule.epochs=3", "trainer.limit_train_batches=2", "trainer.stop_after=2", run_dir=tmp_path / "r")
+    assert (
+        typo.returncode == 2
+        and "holds no last.pt" in typo.stdout + typo.stderr
+        and "nothing" in typo.stdout + typo.stderr
+    )
+    _, run = run_cli(
+        "schedule.epochs=3", "trainer.limit_train_batches=2", "trainer.stop_after=2", run_dir=tmp_path / "r"
+    )
     (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:100])  # truncated
     damaged, _ = run_cli("schedule.epochs=3", "trainer.limit_train_batches=2", "resume=true", check=False, run_dir=run)
     out = damaged.stdout + damaged.stderr
@@ -114,14 +134,17 @@ def test_default_run_folders_never_collide(tmp_path):
 
 
 # ------------------------------------------------------------------ bad input stops the run before training
-@pytest.mark.parametrize("overrides,words", [
-    (["schedule.optimizer.lr=-0.1"], "schedule.optimizer.lr"),
-    (["trainer.device=gpu"], "is not a device"),
-    (["trainer.device=mps"], "MPS is not available"),
-    (["trainer.num_workers=-1"], "trainer.num_workers"),
-    (["dataset.num_classes=11"], "training split holds 10 classes"),
-    (["dataset=imagenet", "dataset.num_classes=3"], "model.feat_dim=<n>"),
-])
+@pytest.mark.parametrize(
+    "overrides,words",
+    [
+        (["schedule.optimizer.lr=-0.1"], "schedule.optimizer.lr"),
+        (["trainer.device=gpu"], "is not a device"),
+        (["trainer.device=mps"], "MPS is not available"),
+        (["trainer.num_workers=-1"], "trainer.num_workers"),
+        (["dataset.num_classes=11"], "training split holds 10 classes"),
+        (["dataset=imagenet", "dataset.num_classes=3"], "model.feat_dim=<n>"),
+    ],
+)
 def test_bad_input_is_a_config_error(tmp_path, overrides, words):
     with pytest.raises(Exception) as info:
         build_trainer(*overrides, run_dir=tmp_path)
@@ -147,8 +170,14 @@ def test_pretrained_weights_without_network_fail_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
     start = time.perf_counter()
     with pytest.raises(ConfigError, match="backbone.weights=<file>"):
-        build_trainer("backbone=resnet18", "++backbone.pretrained=true", "dataset=synthetic",
-                      "dataset.train_size=200", "dataset.test_size=16", run_dir=tmp_path)
+        build_trainer(
+            "backbone=resnet18",
+            "++backbone.pretrained=true",
+            "dataset=synthetic",
+            "dataset.train_size=200",
+            "dataset.test_size=16",
+            run_dir=tmp_path,
+        )
     assert time.perf_counter() - start < 30
 
 
@@ -172,7 +201,9 @@ def test_a_non_image_file_stops_the_run_or_is_skipped(tmp_path, monkeypatch, cap
     with pytest.raises(DatasetNotFoundError, match="broken.jpg") as info:
         build_data(cfg.dataset)
     assert "dataset.skip_bad_images=true" in str(info.value)
-    cfg = compose_config(["dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}", "dataset.skip_bad_images=true"])
+    cfg = compose_config(
+        ["dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}", "dataset.skip_bad_images=true"]
+    )
     bundle = build_data(cfg.dataset)
     assert len(bundle.train) == 2 and "skipped 1 unreadable files" in caplog.text
 
@@ -213,9 +244,15 @@ def _interruptible() -> None:
 def test_ctrl_c_exits_130_with_one_line_on_how_to_resume(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "podhl.train", *FAST, "schedule.epochs=500", f"hydra.run.dir={run}"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=_interruptible)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podhl.train", *FAST, "schedule.epochs=500", f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_interruptible,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -244,10 +281,21 @@ def test_history_lr_is_the_rate_the_epoch_trained_with_and_files_follow_the_umas
 
 
 # ------------------------------------------------------------------ mid-epoch checkpoints
-@pytest.mark.parametrize("data", [["trainer.gpu_resident=false", "loss=nac", "loss.norm_source=pedcc_output"],
-                                  ["dataset=synthetic", "dataset.train_size=320", "dataset.test_size=64",
-                                   "trainer.gpu_resident=true", "dataset.feat_dim=16", "loss=nac"],
-                                  ["loss=hl_ablation/epoch", "loss.warmup_epochs=1"]])
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["trainer.gpu_resident=false", "loss=nac", "loss.norm_source=pedcc_output"],
+        [
+            "dataset=synthetic",
+            "dataset.train_size=320",
+            "dataset.test_size=64",
+            "trainer.gpu_resident=true",
+            "dataset.feat_dim=16",
+            "loss=nac",
+        ],
+        ["loss=hl_ablation/epoch", "loss.warmup_epochs=1"],
+    ],
+)
 def test_mid_epoch_checkpoint_resumes_exactly(tmp_path, data):
     """A run killed inside epoch 2 resumes from its step checkpoint and ends exactly like an uninterrupted run
     (same batches, augmentations, loss state and the loss's per-epoch sums)."""

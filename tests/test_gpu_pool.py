@@ -58,9 +58,14 @@ def test_a_killed_job_frees_its_slot(tmp_path):
 
 def test_sweep_with_the_gpu_pool_launcher(run_cli, tmp_path):
     _, sweep = run_cli(
-        "launch=gpu_pool", "trainer.gpu_pool.devices=[0,1]", "trainer.gpu_pool.device_type=cpu",
-        f"trainer.gpu_pool.lock_dir={tmp_path / 'locks'}", "hydra.launcher.n_jobs=2",
-        "seed=0,1,2", "schedule.epochs=1", multirun=True,
+        "launch=gpu_pool",
+        "trainer.gpu_pool.devices=[0,1]",
+        "trainer.gpu_pool.device_type=cpu",
+        f"trainer.gpu_pool.lock_dir={tmp_path / 'locks'}",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1,2",
+        "schedule.epochs=1",
+        multirun=True,
     )
     slots = [read_metrics(sweep / str(j))["gpu_slot"] for j in range(3)]
     assert set(slots) <= {0, 1}

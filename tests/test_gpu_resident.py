@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import chi2_contingency, chisquare
+from test_data_folders import _image
 from torchvision import transforms as T
 
 from conftest import build_trainer
 from podhl.data.gpu_loader import random_crop_flip
 from podhl.errors import ConfigError
-from test_data_folders import _image
 
 R0, C0 = 10, 5  # marker pixel: unflipped column lands in [1, 9], flipped in [22, 30]
 
@@ -48,7 +48,9 @@ def test_batched_crop_flip_matches_torchvision_distribution():
 def test_resident_run_equals_the_cpu_loader_run(train, tmp_path):
     # digits has no augmentation, so both paths must see identical batches and train identically
     _, cpu = train("schedule.epochs=2", "trainer.deterministic=true", run_dir=tmp_path / "cpu")
-    _, resident = train("schedule.epochs=2", "trainer.deterministic=true", "trainer.gpu_resident=true", run_dir=tmp_path / "res")
+    _, resident = train(
+        "schedule.epochs=2", "trainer.deterministic=true", "trainer.gpu_resident=true", run_dir=tmp_path / "res"
+    )
     for key in ("test_acc", "train_loss", "train_acc", "mean_feature_norm"):
         assert abs(cpu[key] - resident[key]) <= 1e-6 * max(1.0, abs(cpu[key])), key
 
@@ -58,5 +60,10 @@ def test_resident_needs_an_in_memory_dataset(tmp_path):
         for person in ("a", "b"):
             _image(tmp_path / "facescrub" / split / person / "1.jpg")
     with pytest.raises(ConfigError, match="in-memory dataset"):
-        build_trainer("trainer.gpu_resident=true", "dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}",
-                      run_dir=tmp_path / "run")
+        build_trainer(
+            "trainer.gpu_resident=true",
+            "dataset=facescrub",
+            "dataset.num_classes=2",
+            f"dataset.root={tmp_path}",
+            run_dir=tmp_path / "run",
+        )

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_failures import ONE, _interruptible
 
 from conftest import FAST, build_trainer, read_metrics
 from podhl.engine import records
 from podhl.engine.records import save_checkpoint
 from podhl.engine.run_folder import RunFolder
 from podhl.errors import ConfigError, DiskFullError
-from test_failures import ONE, _interruptible
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
 
@@ -33,11 +33,14 @@ def _cli(args: list[str]) -> list[str]:
 NO_DATA = "dataset.root=/nonexistent/podhl-data"  # a check made after reading the data would fail on this instead
 
 
-@pytest.mark.parametrize("overrides,words", [
-    (["seed=abc"], "seed must be an integer"),
-    (["backbone=frcnn_tiny"], "backbone=frcnn_tiny is a detector backbone"),
-    (["loss=pod", "model.feat_dim=1"], "model.feat_dim must be at least 2 for 10 PEDCC class centroids"),
-])
+@pytest.mark.parametrize(
+    "overrides,words",
+    [
+        (["seed=abc"], "seed must be an integer"),
+        (["backbone=frcnn_tiny"], "backbone=frcnn_tiny is a detector backbone"),
+        (["loss=pod", "model.feat_dim=1"], "model.feat_dim must be at least 2 for 10 PEDCC class centroids"),
+    ],
+)
 def test_config_mistakes_are_named_before_any_data_is_read(tmp_path, overrides, words):
     with pytest.raises(ConfigError, match=words):
         build_trainer("dataset=mnist", NO_DATA, *overrides, run_dir=tmp_path)
@@ -64,17 +67,19 @@ def test_a_refused_resume_names_the_changed_key(tmp_path):
 
 
 # ------------------------------------------------------------------ folders that cannot hold a run
-@pytest.mark.parametrize("args,key", [
-    (lambda f: [f"hydra.run.dir={f}"], "hydra.run.dir"),
-    (lambda f: [f"hydra.run.dir={f / 'run'}"], "hydra.run.dir"),
-    (lambda f: [f"paths.output_dir={f}"], "paths.output_dir"),
-    (lambda f: ["-m", f"paths.output_dir={f}", "seed=1,2"], "paths.output_dir"),
-])
+@pytest.mark.parametrize(
+    "args,key",
+    [
+        (lambda f: [f"hydra.run.dir={f}"], "hydra.run.dir"),
+        (lambda f: [f"hydra.run.dir={f / 'run'}"], "hydra.run.dir"),
+        (lambda f: [f"paths.output_dir={f}"], "paths.output_dir"),
+        (lambda f: ["-m", f"paths.output_dir={f}", "seed=1,2"], "paths.output_dir"),
+    ],
+)
 def test_a_run_folder_that_is_a_file_exits_2_in_one_line(tmp_path, args, key):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    proc = subprocess.run(_cli(args(blocker)), cwd=tmp_path, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(_cli(args(blocker)), cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and f"{key}=" in out and "is a file" in out, out[-2000:]
     assert "Traceback" not in out and blocker.read_text() == "not a folder"
@@ -116,7 +121,9 @@ sys.argv = ["podhl-train", *{[*FAST, "schedule.epochs=3", "trainer.limit_train_b
 from podhl.train import main
 main()
 """
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]
     assert "no space left on " in out and f"while writing {run}/" in out, out[-3000:]
@@ -132,8 +139,13 @@ def test_a_really_full_disk(run_cli, tmp_path):
     its last.pt does not (a small_cnn checkpoint is 0.56 MB)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1120k", "tmpfs", str(disk)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1120k", "tmpfs", str(disk)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN)")
     try:
         proc, run = run_cli("schedule.epochs=3", "trainer.limit_train_batches=2", check=False, run_dir=disk / "run")
@@ -147,6 +159,7 @@ def test_a_really_full_disk(run_cli, tmp_path):
 
 def test_a_writer_that_drops_the_os_error_on_a_full_disk(tmp_path, monkeypatch):
     """torch.save to a path reports a full disk only as 'unexpected pos': the file system's free space decides."""
+
     class Full:
         f_bavail = 0
 
@@ -163,6 +176,7 @@ def test_a_writer_that_drops_the_os_error_on_a_full_disk(tmp_path, monkeypatch):
 
 def test_ctrl_c_inside_a_checkpoint_write_stays_a_ctrl_c(tmp_path):
     """torch.save turns an exception raised by the file's write into a RuntimeError: Ctrl-C must stay Ctrl-C."""
+
     class Interrupted:
         def write(self, data):
             raise KeyboardInterrupt
@@ -223,8 +237,15 @@ def test_best_epoch_is_recorded_only_with_its_best_pt_on_disk(tmp_path, monkeypa
 
 # ------------------------------------------------------------------ Ctrl-C before a checkpoint, interrupted sweeps
 def _interrupt(args: list[str], cwd: Path, when: str) -> tuple[int, str]:
-    proc = subprocess.Popen(_cli(args), cwd=cwd, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible)
+    proc = subprocess.Popen(
+        _cli(args),
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_interruptible,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -255,9 +276,14 @@ def test_ctrl_c_before_the_first_checkpoint_says_so(tmp_path):
 
 def test_an_interrupted_sweep_writes_the_summary_of_the_jobs_that_ran(tmp_path):
     sweep = tmp_path / "sweep"
-    code, out = _interrupt(["-m", "schedule.epochs=1,500", *ONE[1:], "trainer.limit_train_batches=2",
-                            f"hydra.sweep.dir={sweep}"], tmp_path, "epoch 2/500")
+    code, out = _interrupt(
+        ["-m", "schedule.epochs=1,500", *ONE[1:], "trainer.limit_train_batches=2", f"hydra.sweep.dir={sweep}"],
+        tmp_path,
+        "epoch 2/500",
+    )
     assert code == 130, out[-3000:]
     summary = (sweep / "summary.md").read_text()
-    assert "| 0 |" in summary and "| completed |" in summary and "| 1 |" in summary and "| interrupted" in summary, summary
+    assert "| 0 |" in summary and "| completed |" in summary and "| 1 |" in summary and "| interrupted" in summary, (
+        summary
+    )
     assert "schedule.epochs=500" in out and f"hydra.run.dir={sweep / '1'} resume=true" in out, out[-3000:]

@@ -66,8 +66,12 @@ def test_train_help_shows_inspection_and_completion(train_help):
 
 
 def test_cfg_job_package_prints_one_group():
-    proc = subprocess.run([sys.executable, "-m", "podhl.train", "loss=pod", "--cfg", "job", "-p", "loss"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "podhl.train", "loss=pod", "--cfg", "job", "-p", "loss"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "_target_: podhl.losses.pod.pod.PODLoss" in proc.stdout and "trainer" not in proc.stdout
 
@@ -77,8 +81,11 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     from podhl.pedcc import cli as pedcc_cli
     from podhl.runs import tables
 
-    return {"podhl-bench": bench.build_parser(), "podhl-tables": tables.build_parser(),
-            "podhl-pedcc": pedcc_cli.build_parser()}
+    return {
+        "podhl-bench": bench.build_parser(),
+        "podhl-tables": tables.build_parser(),
+        "podhl-pedcc": pedcc_cli.build_parser(),
+    }
 
 
 @pytest.mark.parametrize("script", ["podhl-bench", "podhl-tables", "podhl-pedcc"])

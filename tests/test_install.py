@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -32,21 +31,54 @@ def _run(args, cwd, env, timeout=600):
 def installed_wheel(tmp_path_factory):
     """podhl built as a wheel from the checkout and installed into a fresh folder (no source tree there)."""
     root = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist")],
-         root, _env())
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(root / "dist"),
+        ],
+        root,
+        _env(),
+    )
     wheel = next((root / "dist").glob("podhl-*.whl"))
     target = root / "site"
-    _run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "-q", "--target", str(target), str(wheel)], root, _env())
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-compile",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        root,
+        _env(),
+    )
     return target
 
 
 def test_wheel_ships_the_configs_and_trains_from_another_directory(installed_wheel, tmp_path):
     env = _env(PYTHONPATH=str(installed_wheel))
-    where = _run([sys.executable, "-c", "import podhl, podhl.conf; print(podhl.__file__)"], tmp_path, env).stdout.strip()
+    where = _run(
+        [sys.executable, "-c", "import podhl, podhl.conf; print(podhl.__file__)"], tmp_path, env
+    ).stdout.strip()
     assert where.startswith(str(installed_wheel)), where  # the installed copy, not the checkout
     assert (installed_wheel / "podhl" / "conf" / "loss" / "hl_ablation" / "epoch.yaml").is_file()
     assert (installed_wheel / "podhl" / "runs" / "paper_values.json").is_file()
-    assert (installed_wheel / "podhl" / "py.typed").is_file() and (installed_wheel / "podhl" / "conf" / "logger" / "csv.yaml").is_file()
+    assert (installed_wheel / "podhl" / "py.typed").is_file() and (
+        installed_wheel / "podhl" / "conf" / "logger" / "csv.yaml"
+    ).is_file()
     assert list(installed_wheel.glob(f"podhl-{podhl.__version__}.dist-info/licenses/LICENSE"))  # the one version source
     script = installed_wheel / "bin" / "podhl-train"
     cfg = _run([sys.executable, str(script), "--cfg", "job", "loss=pod"], tmp_path, env).stdout
@@ -84,11 +116,19 @@ def test_user_config_folder_adds_a_loss_from_user_code(tmp_path, how):
     (tmp_path / "my_losses.py").write_text(textwrap.dedent(USER_LOSS))
     (tmp_path / "my_configs" / "loss").mkdir(parents=True)
     (tmp_path / "my_configs" / "loss" / "my_loss.yaml").write_text(
-        "# my own loss (my_losses.py)\n_target_: my_losses.ScaledCosineLoss\nscale: 12.0\n")
-    where = ["--config-dir", str(tmp_path / "my_configs")] if how == "config_dir" else \
-        [f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]"]
+        "# my own loss (my_losses.py)\n_target_: my_losses.ScaledCosineLoss\nscale: 12.0\n"
+    )
+    where = (
+        ["--config-dir", str(tmp_path / "my_configs")]
+        if how == "config_dir"
+        else [f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]"]
+    )
     env = _env(PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    _run([sys.executable, "-m", "podhl.train", *where, "loss=my_loss", *RUN, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, env)
+    _run(
+        [sys.executable, "-m", "podhl.train", *where, "loss=my_loss", *RUN, f"hydra.run.dir={tmp_path / 'run'}"],
+        tmp_path,
+        env,
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["loss"] == "my_loss" and metrics["completed"]
     history = (tmp_path / "run" / "history.csv").read_text()

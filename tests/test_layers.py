@@ -11,12 +11,21 @@ import podhl
 
 ROOT = Path(podhl.__file__).resolve().parent
 LAYERS = {  # top-level module or package -> layer
-    "errors": 0, "distributed": 0, "checks": 0, "pedcc": 0,
-    "data": 1, "models": 1, "losses": 1,
+    "errors": 0,
+    "distributed": 0,
+    "checks": 0,
+    "pedcc": 0,
+    "data": 1,
+    "models": 1,
+    "losses": 1,
     "tasks": 2,
     "engine": 3,
-    "resolvers": 4, "config": 4, "runs": 4, "analysis": 4,
-    "train": 5, "bench": 5,
+    "resolvers": 4,
+    "config": 4,
+    "runs": 4,
+    "analysis": 4,
+    "train": 5,
+    "bench": 5,
 }
 PARTS = {"data", "models", "losses"}
 
@@ -62,7 +71,11 @@ def test_imports_never_point_up_and_parts_stay_apart():
             other = _top(imported)
             if other in ("", mine):
                 continue
-            if LAYERS[other] > LAYERS[mine] or (mine in PARTS and other in PARTS) or (mine == "runs" and other == "analysis"):
+            if (
+                LAYERS[other] > LAYERS[mine]
+                or (mine in PARTS and other in PARTS)
+                or (mine == "runs" and other == "analysis")
+            ):
                 bad.append(f"{name} imports {imported}")
     assert not bad, "\n".join(bad)
 
@@ -77,7 +90,7 @@ def test_no_import_cycles():
         state[node] = 1
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                cycle.extend(stack[stack.index(nxt):] + [node, nxt] if nxt in stack else [node, nxt])
+                cycle.extend(stack[stack.index(nxt) :] + [node, nxt] if nxt in stack else [node, nxt])
                 return True
             if state.get(nxt) is None and visit(nxt, stack + [node]):
                 return True

@@ -14,8 +14,12 @@ from podhl.engine.records import read_history
 from podhl.errors import ConfigError
 
 # deterministic CPU kernels: a resumed run repeats the uninterrupted one bit for bit (tests/test_trainer.py)
-SHORT = ["trainer.deterministic=true", "schedule.epochs=2", "trainer.limit_train_batches=6",
-         "trainer.log_every_n_steps=2"]
+SHORT = [
+    "trainer.deterministic=true",
+    "schedule.epochs=2",
+    "trainer.limit_train_batches=6",
+    "trainer.log_every_n_steps=2",
+]
 
 
 def _scalars(run_dir):
@@ -56,8 +60,10 @@ def test_csv_logger_gets_what_tensorboard_gets_and_a_resume_logs_no_step_twice(t
 
     bare, _ = train(*SHORT, "~logger", run_dir=tmp_path / "bare")  # no logger: the run records are unchanged
     assert not (bare.run_dir / "tb").exists() and not (bare.run_dir / "scalars.csv").exists()
-    untimed = [[{k: v for k, v in r.items() if k != "epoch_time_s"} for r in read_history(d / "history.csv")]
-               for d in (full.run_dir, run, bare.run_dir)]
+    untimed = [
+        [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in read_history(d / "history.csv")]
+        for d in (full.run_dir, run, bare.run_dir)
+    ]
     assert untimed[0] == untimed[1] == untimed[2]
     assert read_metrics(bare.run_dir)["test_acc"] == read_metrics(full.run_dir)["test_acc"]
 

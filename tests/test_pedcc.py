@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
-from podhl.errors import ConfigError
 import podhl.pedcc.generate as generate_mod
 import podhl.pedcc.physical as physical_mod
+from podhl.errors import ConfigError
 from podhl.pedcc import generate_pedcc, load_pedcc_file, main, mub_bound, mub_capacity, pedcc_quality
 
 
@@ -136,8 +136,9 @@ def test_cli_prints_quality(capsys):
 
 
 def test_cli_module_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "podhl.pedcc", "4", "16", "--no-cache"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "podhl.pedcc", "4", "16", "--no-cache"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "min pairwise angle" in proc.stdout
 
@@ -210,8 +211,10 @@ def test_simplices_orthogonal_union_of_simplices(k, n):
 
 @pytest.mark.filterwarnings("ignore:PEDCC")
 def test_simplices_limits():
-    assert torch.equal(generate_pedcc(9, 8, seed=2, method="simplices", cache=False),
-                       generate_pedcc(9, 8, seed=2, method="simplex", cache=False))  # k ≤ n + 1: one simplex
+    assert torch.equal(
+        generate_pedcc(9, 8, seed=2, method="simplices", cache=False),
+        generate_pedcc(9, 8, seed=2, method="simplex", cache=False),
+    )  # k ≤ n + 1: one simplex
     with pytest.raises(ValueError, match=r"method='simplices' needs num_classes ≤ 2·dim"):
         generate_pedcc(17, 8, method="simplices", cache=False)
 
@@ -261,8 +264,7 @@ def test_mub_deterministic_per_seed_and_seeds_differ():
 
 @pytest.mark.filterwarnings("ignore:PEDCC")
 def test_mub_capacity_and_errors():
-    assert [mub_capacity(n) for n in (1, 2, 3, 4, 8, 16, 32, 512)] == [
-        2, 8, 8, 24, 144, 288, 2112, 2 * 512 * 513]
+    assert [mub_capacity(n) for n in (1, 2, 3, 4, 8, 16, 32, 512)] == [2, 8, 8, 24, 144, 288, 2112, 2 * 512 * 513]
     assert mub_capacity(768) == 2 * 512 * 513  # 512 of the 768 dimensions
     generate_pedcc(24, 4, method="mub", cache=False)
     with pytest.raises(ValueError, match=r"method='mub' places at most 24 centroids in dim=4"):
@@ -299,7 +301,9 @@ print(" ".join(out))
 def test_physical_identical_under_other_instruction_sets_and_threads(capability, threads):
     """ATEN_CPU_CAPABILITY switches torch's CPU kernels (vector width, reduction order) as another machine would."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": capability, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.run([sys.executable, "-c", _SUBPROCESS_SHAS], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SUBPROCESS_SHAS], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     *shas, _ = proc.stdout.split()
     assert shas[0] == _PHYSICAL_SHA[(12, 4)] and shas[2] == _KNN_SHA
@@ -311,7 +315,9 @@ def test_physical_identical_under_other_instruction_sets_and_threads(capability,
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_physical_identical_on_gpu():
     with pytest.warns(UserWarning):
-        assert _sha(generate_pedcc(12, 4, seed=0, method="physical", cache=False, device="cuda")) == _PHYSICAL_SHA[(12, 4)]
+        assert (
+            _sha(generate_pedcc(12, 4, seed=0, method="physical", cache=False, device="cuda")) == _PHYSICAL_SHA[(12, 4)]
+        )
 
 
 def test_physical_keeps_rows_on_the_sphere_and_beats_random():
@@ -325,7 +331,9 @@ def test_physical_keeps_rows_on_the_sphere_and_beats_random():
 def test_pedcc_file_round_trip_and_errors(tmp_path):
     c = generate_pedcc(10, 16, seed=4, cache=False)
     torch.save(c, tmp_path / "pedcc.pt")
-    assert torch.equal(load_pedcc_file(tmp_path / "pedcc.pt", 10, 16), torch.nn.functional.normalize(c.double(), dim=1).float())
+    assert torch.equal(
+        load_pedcc_file(tmp_path / "pedcc.pt", 10, 16), torch.nn.functional.normalize(c.double(), dim=1).float()
+    )
     import numpy as np
 
     np.save(tmp_path / "p.npy", (3.0 * c).numpy())  # any positive scale: rows are normalized
@@ -402,7 +410,11 @@ def test_cli_threads(capsys):
 
 
 def test_cli_module_entry_point_threads():
-    proc = subprocess.run([sys.executable, "-m", "podhl.pedcc", "40", "8", "--no-cache", "--threads", "1"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "podhl.pedcc", "40", "8", "--no-cache", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "1 threads" in proc.stdout and "method=" in proc.stdout

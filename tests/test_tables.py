@@ -92,7 +92,10 @@ def _numbers(obj):
 @pytest.mark.skipif(not PAPERS.is_dir(), reason="papers not available")
 def test_every_paper_value_occurs_in_the_paper_text():
     """Each transcribed number appears in its paper (as written there: 95.10 for 95.1, 1.82e-8 for 1.82e-08)."""
-    texts = {"pod": (PAPERS / "pod_loss_zhu_zu.md").read_text(), "hl": (PAPERS / "hypersphere_loss_wang_et_al.md").read_text()}
+    texts = {
+        "pod": (PAPERS / "pod_loss_zhu_zu.md").read_text(),
+        "hl": (PAPERS / "hypersphere_loss_wang_et_al.md").read_text(),
+    }
     for name, spec in paper_values().items():
         text = texts[name.split("_")[0]]
         tokens = set(re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", text))
@@ -143,19 +146,34 @@ def test_best_mean_std_and_missing_cells(tmp_path):
 
 def test_podhl_tables_on_a_real_multirun(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("experiment=repro_table4_digits", "loss=softmax,pod", "seed=0,1", "schedule.epochs=1",
-            "trainer.limit_train_batches=2", multirun=True, run_dir=sweep)
+    run_cli(
+        "experiment=repro_table4_digits",
+        "loss=softmax,pod",
+        "seed=0,1",
+        "schedule.epochs=1",
+        "trainer.limit_train_batches=2",
+        multirun=True,
+        run_dir=sweep,
+    )
     runs = sorted(sweep.glob("*/metrics.json"))
     assert len(runs) == 4  # softmax, pod × 2 seeds
     # Our mean per loss, computed here from the jobs' own files.
     by_loss: dict[str, list[float]] = {}
     for m in runs:
-        loss = next(line.split("=", 1)[1] for line in (m.parent / ".hydra" / "overrides.yaml").read_text().splitlines() if line.startswith("- loss="))
+        loss = next(
+            line.split("=", 1)[1]
+            for line in (m.parent / ".hydra" / "overrides.yaml").read_text().splitlines()
+            if line.startswith("- loss=")
+        )
         by_loss.setdefault(loss, []).append(json.loads(m.read_text())["test_acc"])
 
     out = tmp_path / "tables"
-    proc = subprocess.run([sys.executable, "-m", "podhl.runs.tables", str(sweep), "--table", "pod_table4", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "podhl.runs.tables", str(sweep), "--table", "pod_table4", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (out / "pod_table4.md").read_text().splitlines()
     header = md[2].split(" | ")
@@ -172,7 +190,11 @@ def test_podhl_tables_on_a_real_multirun(run_cli, tmp_path):
     with (out / "pod_table4.csv").open() as fh:
         table = {r["row"]: r for r in csv.DictReader(fh)}
     assert float(table["pod"]["digits:ours_mean"]) == pytest.approx(sum(by_loss["pod"]) / 2)
-    assert table["pod"]["digits:n"] == "2" and table["center"]["digits:ours_mean"] == "" and table["center"]["digits:n"] == "0"
+    assert (
+        table["pod"]["digits:n"] == "2"
+        and table["center"]["digits:ours_mean"] == ""
+        and table["center"]["digits:n"] == "0"
+    )
     assert float(table["softmax"]["cifar10:paper_mean"]) == 93.25 and table["softmax"]["cifar10:diff_mean"] == ""
     assert (out / "pod_table4_curves_digits.png").stat().st_size > 0
     assert list((sweep / "tb_hparams").rglob("events.out.tfevents*")), "no TensorBoard HParams"
@@ -182,12 +204,24 @@ def test_hl_table7_columns_are_the_verification_metrics(tmp_path):
     """Each run gives one value per set (its final 10-fold accuracy); cells are best/mean/std over the seeds."""
     lfw = [99.0, 99.3, 98.9]
     for seed, acc in enumerate(lfw):
-        _fake_run(tmp_path, f"hl{seed}", ["loss=hl", f"seed={seed}"], table="hl_table7", row="hl", col=None,
-                  lfw_acc=acc, cfp_fp_acc=95.0 + seed, agedb_30_acc=None, primary_metric="verify_acc")
+        _fake_run(
+            tmp_path,
+            f"hl{seed}",
+            ["loss=hl", f"seed={seed}"],
+            table="hl_table7",
+            row="hl",
+            col=None,
+            lfw_acc=acc,
+            cfp_fp_acc=95.0 + seed,
+            agedb_30_acc=None,
+            primary_metric="verify_acc",
+        )
     built = build_table(load_runs([tmp_path]), paper_values()["hl_table7"], "hl_table7")
     assert built["cols"] == ["lfw_acc", "cfp_fp_acc", "agedb_30_acc"] and built["rows"][-1] == "hl"
     cell = built["cells"][("hl", "lfw_acc")]
-    assert cell["ours"]["best"] == 99.3 and cell["ours"]["mean"] == pytest.approx(sum(lfw) / 3) and cell["ours"]["n"] == 3
+    assert (
+        cell["ours"]["best"] == 99.3 and cell["ours"]["mean"] == pytest.approx(sum(lfw) / 3) and cell["ours"]["n"] == 3
+    )
     assert cell["paper"] == {"best": 99.25, "mean": 99.12, "std": 0.112}
     assert built["cells"][("hl", "agedb_30_acc")]["ours"]["mean"] is None  # no value: "—", not 0
     written = make_tables([tmp_path], "hl_table7", tmp_path / "t", hparams=False, curves=False)
@@ -230,8 +264,16 @@ def test_figures_write_pngs(tmp_path):
     assert means[0].tolist() == [1.0, 3.0] and np.isnan(means[1]).all() and means[2].tolist() == [5.0, 5.0]
     png = plot_curves({"softmax": [tmp_path / "softmax"], "pod": [tmp_path / "pod"]}, tmp_path / "fig4.png")
     assert png.stat().st_size > 0
-    assert plot_loss_vs_lambda({"cifar10": [(0.01, 1.0), (1.0, 1.1), (1e5, 3.0)]}, tmp_path / "fig5.png").stat().st_size > 0
-    assert plot_feature_grid({"softmax": tmp_path / "softmax", "pod": tmp_path / "pod"}, tmp_path / "fig6.png").stat().st_size > 0
+    assert (
+        plot_loss_vs_lambda({"cifar10": [(0.01, 1.0), (1.0, 1.1), (1e5, 3.0)]}, tmp_path / "fig5.png").stat().st_size
+        > 0
+    )
+    assert (
+        plot_feature_grid({"softmax": tmp_path / "softmax", "pod": tmp_path / "pod"}, tmp_path / "fig6.png")
+        .stat()
+        .st_size
+        > 0
+    )
 
 
 def test_every_run_lands_in_a_row_or_is_listed_with_the_reason(tmp_path):
@@ -240,7 +282,9 @@ def test_every_run_lands_in_a_row_or_is_listed_with_the_reason(tmp_path):
     for seed in range(3):
         _fake_run(tmp_path, f"s{seed}", ["loss=softmax", f"seed={seed}"], test_acc=90.0 + seed)
         _fake_run(tmp_path, f"h{seed}", ["loss=hl", "loss.warmup_epochs=1", f"seed={seed}"], test_acc=91.0 + seed)
-    _fake_run(tmp_path, "f", ["loss=pod", "seed=0"], test_acc=None, status="failed", completed=False, error="NaN at epoch 2")
+    _fake_run(
+        tmp_path, "f", ["loss=pod", "seed=0"], test_acc=None, status="failed", completed=False, error="NaN at epoch 2"
+    )
     _fake_run(tmp_path, "r", ["loss=pod", "seed=1"], test_acc=50.0, status="stopped", completed=False, epochs=3)
     auto = make_tables([tmp_path], None, tmp_path / "a", hparams=False, curves=False)["markdown"].read_text()
     assert "loss=softmax loss.warmup_epochs=—" in auto and "loss=hl loss.warmup_epochs=1" in auto

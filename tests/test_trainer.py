@@ -112,8 +112,15 @@ def test_hl_with_gradient_accumulation_equals_the_whole_batch(train, tmp_path):
     """HL's per-step center update (Algorithm 1) is computed from the whole batch before any micro-batch's
     loss: accumulating 2 micro-batches gives the same centers, classifier and weights as one batch
     (GroupNorm: the model itself is batch-size independent)."""
-    common = ["loss=hl", "loss.warmup_epochs=1", "schedule.epochs=2", "trainer.limit_train_batches=4",
-              "backbone.norm=group", "trainer.deterministic=true", "seed=2"]
+    common = [
+        "loss=hl",
+        "loss.warmup_epochs=1",
+        "schedule.epochs=2",
+        "trainer.limit_train_batches=4",
+        "backbone.norm=group",
+        "trainer.deterministic=true",
+        "seed=2",
+    ]
     whole, _ = train(*common, run_dir=tmp_path / "whole")
     micro, _ = train(*common, "schedule.accumulate_grad_batches=2", run_dir=tmp_path / "micro")
     a, b = whole.criterion, micro.criterion

@@ -44,12 +44,15 @@ def plain(tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("option", [
-    "trainer.precision=bf16",
-    "trainer.precision=fp16",  # CPU autocast runs fp16 (slowly); the GradScaler's state goes into last.pt
-    "trainer.channels_last=true",
-    pytest.param("trainer.compile=true", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "option",
+    [
+        "trainer.precision=bf16",
+        "trainer.precision=fp16",  # CPU autocast runs fp16 (slowly); the GradScaler's state goes into last.pt
+        "trainer.channels_last=true",
+        pytest.param("trainer.compile=true", marks=pytest.mark.slow),
+    ],
+)
 def test_option_trains_resumes_and_records_as_fp32(option, plain, tmp_path):
     run = tmp_path / "run"
     _cli(run, option, "trainer.stop_after=1")

@@ -17,7 +17,6 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from conftest import build_trainer
-
 from podhl.config import compose_config
 from podhl.data import build_data
 from podhl.data.bundle import VerificationSet
@@ -127,12 +126,17 @@ def _write_rec(root, faces, labels):
     n, classes = len(faces), sorted(set(labels.tolist()))
     records = [(0, struct.pack("<IfQQ", 2, 0.0, 0, 0) + np.array([n + 1, n + 1 + len(classes)], "<f4").tobytes())]
     for i, (face, y) in enumerate(zip(faces, labels), 1):
-        head = struct.pack("<IfQQ", 0, float(y), i, 0) if i % 2 else \
-            struct.pack("<IfQQ", 2, 0.0, i, 0) + np.array([y, 0], "<f4").tobytes()
+        head = (
+            struct.pack("<IfQQ", 0, float(y), i, 0)
+            if i % 2
+            else struct.pack("<IfQQ", 2, 0.0, i, 0) + np.array([y, 0], "<f4").tobytes()
+        )
         records.append((i, head + _png(face)))
     for k, c in enumerate(classes):
         keys = [i + 1 for i in range(n) if labels[i] == c]
-        records.append((n + 1 + k, struct.pack("<IfQQ", 2, 0.0, n + 1 + k, 0) + np.array([keys[0], keys[-1] + 1], "<f4").tobytes()))
+        records.append(
+            (n + 1 + k, struct.pack("<IfQQ", 2, 0.0, n + 1 + k, 0) + np.array([keys[0], keys[-1] + 1], "<f4").tobytes())
+        )
     with open(root / "train.rec", "wb") as rec, open(root / "train.idx", "w") as idx:
         for key, payload in records:
             idx.write(f"{key}\t{rec.tell()}\n")
@@ -145,15 +149,30 @@ def test_packed_rec_idx_reader(tmp_path):
     _write_rec(tmp_path, faces, labels)
     assert (tmp_path / "train.rec").read_bytes()[:8] == bytes.fromhex("0a23d7ce20000000")  # magic, len 24 + 2·4
     classes = len(set(labels.tolist()))
-    cfg = compose_config(["dataset=casia_webface_rec", f"dataset.root={tmp_path}", f"dataset.num_classes={classes}",
-                          "dataset.augment=false"])
+    cfg = compose_config(
+        [
+            "dataset=casia_webface_rec",
+            f"dataset.root={tmp_path}",
+            f"dataset.num_classes={classes}",
+            "dataset.augment=false",
+        ]
+    )
     bundle = build_data(cfg.dataset)
     assert len(bundle.train) == 12 and bundle.num_classes == classes and bundle.image_size == (112, 96)
     for i in (0, 1, 11):  # flag 0 and flag 2 labels
         image, label = bundle.train[i]
         assert label == labels[i] and torch.equal(image, _normalized_crop(faces[i]))
-    whole = build_data(compose_config(["dataset=casia_webface_rec", f"dataset.root={tmp_path}", f"dataset.num_classes={classes}",
-                                       "dataset.image_size=[112,112]", "dataset.augment=false"]).dataset)
+    whole = build_data(
+        compose_config(
+            [
+                "dataset=casia_webface_rec",
+                f"dataset.root={tmp_path}",
+                f"dataset.num_classes={classes}",
+                "dataset.image_size=[112,112]",
+                "dataset.augment=false",
+            ]
+        ).dataset
+    )
     assert whole.train[3][0].shape == (3, 112, 112)
     cfg = compose_config(["dataset=casia_webface_rec", f"dataset.root={tmp_path}", "dataset.num_classes=10572"])
     with pytest.raises(Exception, match="declares num_classes=10572 but its training split holds"):
@@ -175,16 +194,27 @@ def test_face_folder(tmp_path):
         (tmp_path / f"id{y:02d}").mkdir(exist_ok=True)
         Image.fromarray(face).save(tmp_path / f"id{y:02d}" / f"{i}.png")
     classes = sorted(set(labels.tolist()))
-    bundle = build_data(compose_config(["dataset=casia_webface", f"dataset.root={tmp_path}",
-                                        f"dataset.num_classes={len(classes)}", "dataset.augment=false"]).dataset)
+    bundle = build_data(
+        compose_config(
+            [
+                "dataset=casia_webface",
+                f"dataset.root={tmp_path}",
+                f"dataset.num_classes={len(classes)}",
+                "dataset.augment=false",
+            ]
+        ).dataset
+    )
     assert len(bundle.train) == 8 and len(bundle.test) == 0
     by_file = {s[0]: s[1] for s in bundle.train.samples}
     for i, (face, y) in enumerate(zip(faces, labels)):
         index = list(by_file).index(str(tmp_path / f"id{y:02d}" / f"{i}.png"))
         image, label = bundle.train[index]
         assert label == classes.index(y) and torch.equal(image, _normalized_crop(face))
-    flipped = build_data(compose_config(["dataset=casia_webface", f"dataset.root={tmp_path}",
-                                         f"dataset.num_classes={len(classes)}"]).dataset)
+    flipped = build_data(
+        compose_config(
+            ["dataset=casia_webface", f"dataset.root={tmp_path}", f"dataset.num_classes={len(classes)}"]
+        ).dataset
+    )
     torch.manual_seed(0)
     seen = {bool(torch.equal(flipped.train[0][0], bundle.train[0][0])) for _ in range(20)}
     assert seen == {True, False}  # random horizontal flip for training
@@ -246,7 +276,9 @@ def test_bad_verification_files_fail_clearly(tmp_path):
     (tmp_path / "img" / "Ann").mkdir(parents=True)
     Image.fromarray(faces[0]).save(tmp_path / "img" / "Ann" / "Ann_0001.jpg")
     (tmp_path / "pairs.txt").write_text("1\t1\nAnn\t1\t2\nAnn\t1\tBob\t3\n")
-    with pytest.raises(DatasetNotFoundError, match=r"pair 1 names the image .*Ann_0002\.jpg, which does not exist \(2 missing"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"pair 1 names the image .*Ann_0002\.jpg, which does not exist \(2 missing"
+    ):
         load_pairs(tmp_path / "pairs.txt", tmp_path / "img")
     (tmp_path / "short.txt").write_text("10\t300\nAnn\t1\t1\n")
     with pytest.raises(DatasetFormatError, match="announces 10 sets"):
@@ -256,10 +288,17 @@ def test_bad_verification_files_fail_clearly(tmp_path):
 def test_missing_sets_stop_the_run_before_training(tmp_path):
     """Checked in setup, before the training data is read (podhl-train turns this error into exit code 2)."""
     with pytest.raises(DatasetNotFoundError) as err:
-        build_trainer("task=verification", "dataset=casia_webface_rec", f"dataset.root={tmp_path / 'pack'}",
-                      f"task.bin_dir={tmp_path / 'bins'}", run_dir=tmp_path / "run")
+        build_trainer(
+            "task=verification",
+            "dataset=casia_webface_rec",
+            f"dataset.root={tmp_path / 'pack'}",
+            f"task.bin_dir={tmp_path / 'bins'}",
+            run_dir=tmp_path / "run",
+        )
     text = str(err.value)
-    assert str(tmp_path / "bins" / "lfw.bin") in text and "insightface's pickle" in text and "task.sets.lfw.path" in text
+    assert (
+        str(tmp_path / "bins" / "lfw.bin") in text and "insightface's pickle" in text and "task.sets.lfw.path" in text
+    )
     assert "pack" not in text and not (tmp_path / "run").exists()  # the verification files are checked first
 
 
@@ -271,15 +310,27 @@ def test_face_pipeline_on_tiny_files(train, tmp_path):
     rng = np.random.default_rng(0)
     index = rng.integers(0, 12, (20, 2))
     with open(tmp_path / "lfw.bin", "wb") as fh:
-        pickle.dump(([_png(faces[i]) for i in index.ravel()], (labels[index[:, 0]] == labels[index[:, 1]]).tolist()), fh)
+        pickle.dump(
+            ([_png(faces[i]) for i in index.ravel()], (labels[index[:, 0]] == labels[index[:, 1]]).tolist()), fh
+        )
     for i, face in enumerate(faces):
         (tmp_path / "img" / f"P{i}").mkdir(parents=True)
         Image.fromarray(face).save(tmp_path / "img" / f"P{i}" / f"P{i}_0001.jpg")
     (tmp_path / "pairs.txt").write_text("10\t1\n" + "".join(f"P{i}\t1\t1\nP{i}\t1\tP{i + 1}\t1\n" for i in range(10)))
-    _, metrics = train("experiment=hl_table7", "loss=softmax", f"dataset.root={tmp_path}", "dataset.num_classes=10",
-                       "schedule.epochs=1", "schedule.batch_size=4", "trainer.num_workers=0", "trainer.save_checkpoints=false",
-                       "task.eval_sets=[lfw,cfp_fp]", "task.sets.cfp_fp.format=pairs",
-                       f"task.sets.cfp_fp.path={tmp_path / 'pairs.txt'}", f"task.sets.cfp_fp.images={tmp_path / 'img'}")
+    _, metrics = train(
+        "experiment=hl_table7",
+        "loss=softmax",
+        f"dataset.root={tmp_path}",
+        "dataset.num_classes=10",
+        "schedule.epochs=1",
+        "schedule.batch_size=4",
+        "trainer.num_workers=0",
+        "trainer.save_checkpoints=false",
+        "task.eval_sets=[lfw,cfp_fp]",
+        "task.sets.cfp_fp.format=pairs",
+        f"task.sets.cfp_fp.path={tmp_path / 'pairs.txt'}",
+        f"task.sets.cfp_fp.images={tmp_path / 'img'}",
+    )
     assert metrics["completed"] and metrics["table"] == "hl_table7" and metrics["row"] == "softmax"
     assert metrics["num_classes"] == 10 and metrics["feat_dim"] == 512
     assert 0 <= metrics["lfw_acc"] <= 100 and metrics["cfp_fp_acc"] == pytest.approx(100.0)  # same = identical image
@@ -297,7 +348,11 @@ def test_sphereface20_matches_the_prototxt():
     assert len(convs) == 20 and [c.out_channels for c in convs if c.stride == (2, 2)] == [64, 128, 256, 512]
     assert model.backbone.num_features == 512 * 7 * 6 and model.fc1.out_features == 512 == model.feat_dim
     assert sum(p.numel() for p in model.parameters()) == 22_666_944  # stride-2 biases only, as the Caffe net trains
-    assert all(isinstance(m, torch.nn.PReLU) and m.weight.numel() > 1 for m in model.backbone.modules() if isinstance(m, torch.nn.PReLU))
+    assert all(
+        isinstance(m, torch.nn.PReLU) and m.weight.numel() > 1
+        for m in model.backbone.modules()
+        if isinstance(m, torch.nn.PReLU)
+    )
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     with torch.no_grad():
         assert model.eval()(torch.zeros(2, 3, 112, 96)).shape == (2, 512)
@@ -333,13 +388,29 @@ def test_hl_table7_settings():
     """HL §IV-G / Table I: 11 losses × 5 runs, SphereFace-20, d = 512, 112×96, 40 epochs, lr 0.1 ÷10 at 20 and 30."""
     cfg = compose_config(["experiment=hl_table7"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
-    assert str(params.loss).split(",") == ["softmax", "asl", "er", "center", "ccl", "mml", "hml", "am", "arc", "magface", "hl"]
+    assert str(params.loss).split(",") == [
+        "softmax",
+        "asl",
+        "er",
+        "center",
+        "ccl",
+        "mml",
+        "hml",
+        "am",
+        "arc",
+        "magface",
+        "hl",
+    ]
     assert str(params.seed).split(",") == ["0", "1", "2", "3", "4"]
     assert cfg.backbone.name == "sphereface20" and cfg.model.fc1 and cfg.model.feat_dim == 512
     assert list(cfg.dataset.image_size) == [112, 96] and cfg.dataset.num_classes == 10572
     s = cfg.schedule
     assert (s.epochs, s.optimizer.lr, list(s.scheduler.milestones), s.scheduler.gamma) == (40, 0.1, [20, 30], 0.1)
-    assert (s.batch_size, s.optimizer.momentum, s.optimizer.weight_decay) == (256, 0.9, 5e-4)  # SphereFace's (HL: unstated)
+    assert (s.batch_size, s.optimizer.momentum, s.optimizer.weight_decay) == (
+        256,
+        0.9,
+        5e-4,
+    )  # SphereFace's (HL: unstated)
     assert list(cfg.task.eval_sets) == ["lfw", "cfp_fp", "agedb_30"] and cfg.task.flip and cfg.task.folds == 10
     assert cfg.task.sets.lfw.path == f"{cfg.dataset.root}/lfw.bin"  # insightface's pack holds the .bin files
     assert cfg.table.name == "hl_table7" and list(cfg.table.row) == ["loss"]
@@ -354,7 +425,26 @@ def test_bench_script_runs(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_verification", REPO / "scripts" / "bench_verification.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = bench.main(["--device", "cpu", "--batch", "2", "--steps", "1", "--warmup", "0", "--image-size", "32", "32",
-                      "--classes", "20", "--losses", "softmax,hl", "--out", str(tmp_path / "b.json")])
+    out = bench.main(
+        [
+            "--device",
+            "cpu",
+            "--batch",
+            "2",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--image-size",
+            "32",
+            "32",
+            "--classes",
+            "20",
+            "--losses",
+            "softmax,hl",
+            "--out",
+            str(tmp_path / "b.json"),
+        ]
+    )
     assert [r["loss"] for r in out["losses"]] == ["softmax", "hl"] and all(r["ms_per_step"] > 0 for r in out["losses"])
     assert json.loads((tmp_path / "b.json").read_text())["inputs"].startswith("SYNTHETIC")

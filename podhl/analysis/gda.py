@@ -36,12 +36,18 @@ def gda(source, shrinkage: float | str = 0.1, normalize: bool = False) -> dict:
     cosine_pred = source.predict(x_test)
     counts = torch.bincount(y_train, minlength=source.num_classes if hasattr(source, "num_classes") else 0)
     if int(counts.min()) < 2:  # a Gaussian needs two samples; say so instead of failing after training
-        return {"gda_acc": None, "cosine_acc": accuracy(cosine_pred, y_test), "num_train": int(y_train.numel()),
-                "num_test": int(y_test.numel()),
-                "skipped": f"class {int(counts.argmin())} has {int(counts.min())} training sample(s); GDA needs ≥ 2 per class"}
+        return {
+            "gda_acc": None,
+            "cosine_acc": accuracy(cosine_pred, y_test),
+            "num_train": int(y_train.numel()),
+            "num_test": int(y_test.numel()),
+            "skipped": f"class {int(counts.argmin())} has {int(counts.min())} training sample(s); GDA needs ≥ 2 per class",
+        }
     if normalize:
         x_train, x_test = F.normalize(x_train, dim=1), F.normalize(x_test, dim=1)
-    scale = x_train.double().std().clamp_min(1e-30)  # QDA's decisions don't change; sklearn's rank tolerance is absolute
+    scale = (
+        x_train.double().std().clamp_min(1e-30)
+    )  # QDA's decisions don't change; sklearn's rank tolerance is absolute
     x_train, x_test = x_train.double() / scale, x_test.double() / scale
     qda = QuadraticDiscriminantAnalysis(solver="eigen", shrinkage=shrinkage)
     with warnings.catch_warnings():

@@ -3,8 +3,8 @@
 The dataset YAML's ``source`` node is instantiated by Hydra (``_target_`` is the registry).
 """
 
-from podhl.data.bundle import DataBundle
 from podhl.data.build import build_data, build_detection_data
+from podhl.data.bundle import DataBundle
 from podhl.data.detection import DetectionBundle, collate_detection
 from podhl.data.loaders import Loaders
 

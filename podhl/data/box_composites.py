@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -28,8 +28,14 @@ def _place(rng: np.random.Generator, height: int, width: int, size: int, taken: 
     return None
 
 
-def _canvases(rng: np.random.Generator, count: int, canvas: Sequence[int], per_image: Sequence[int],
-              patch_size: Sequence[int], make_patch) -> tuple[list, list, list]:
+def _canvases(
+    rng: np.random.Generator,
+    count: int,
+    canvas: Sequence[int],
+    per_image: Sequence[int],
+    patch_size: Sequence[int],
+    make_patch,
+) -> tuple[list, list, list]:
     """``count`` canvases (uint8, 3×H×W) with 1..n patches each; ``make_patch(size) -> (patch (3, s, s) float
     in [0, 1], mask (s, s) bool, label)``; boxes are the tight boxes of each patch's mask."""
     images, boxes, labels = [], [], []
@@ -44,8 +50,8 @@ def _canvases(rng: np.random.Generator, count: int, canvas: Sequence[int], per_i
                 continue
             y, x = corner
             patch, mask, label = make_patch(size)
-            region = image[:, y:y + size, x:x + size]
-            image[:, y:y + size, x:x + size] = torch.where(mask, torch.maximum(region, patch), region)
+            region = image[:, y : y + size, x : x + size]
+            image[:, y : y + size, x : x + size] = torch.where(mask, torch.maximum(region, patch), region)
             rows, cols = torch.where(mask)
             box = [x + int(cols.min()), y + int(rows.min()), x + int(cols.max()) + 1, y + int(rows.max()) + 1]
             taken.append([float(v) for v in box])
@@ -56,10 +62,20 @@ def _canvases(rng: np.random.Generator, count: int, canvas: Sequence[int], per_i
     return images, boxes, labels
 
 
-def digits_boxes(train_images: int = 48, test_images: int = 16, canvas: Sequence[int] = (64, 96),
-                 per_image: Sequence[int] = (1, 3), digit_size: Sequence[int] = (16, 28), seed: int = 0,
-                 test_fraction: float = 0.2, split_seed: int = 0, augment: bool = True, min_size: int = 80,
-                 max_size: int = 120, anchor_sizes: Sequence[int] = (16, 32)) -> DetectionBundle:
+def digits_boxes(
+    train_images: int = 48,
+    test_images: int = 16,
+    canvas: Sequence[int] = (64, 96),
+    per_image: Sequence[int] = (1, 3),
+    digit_size: Sequence[int] = (16, 28),
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    augment: bool = True,
+    min_size: int = 80,
+    max_size: int = 120,
+    anchor_sizes: Sequence[int] = (16, 32),
+) -> DetectionBundle:
     """scikit-learn digits pasted at known boxes on noisy canvases (a SYNTHETIC COMPOSITE of real digit scans)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -67,30 +83,47 @@ def digits_boxes(train_images: int = 48, test_images: int = 16, canvas: Sequence
     digits = load_digits()
     pixels = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8) in [0, 1]
     targets = np.asarray(digits.target)
-    idx_train, idx_test = train_test_split(np.arange(len(targets)), test_size=test_fraction, random_state=split_seed,
-                                           stratify=targets)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(targets)), test_size=test_fraction, random_state=split_seed, stratify=targets
+    )
 
     def splits(pool: np.ndarray, count: int, stream: int):
         rng = np.random.default_rng([seed, stream])  # one stream per split: the test set never depends on train_images
 
         def patch(size: int):
             i = int(pool[rng.integers(0, len(pool))])
-            digit = F.interpolate(pixels[i:i + 1], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+            digit = F.interpolate(pixels[i : i + 1], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
             mask = digit > 0.05
             return digit.clamp(0, 1).expand(3, size, size), mask, int(targets[i]) + 1
+
         return _canvases(rng, count, canvas, per_image, digit_size, patch)
 
     train = TensorDetectionDataset(*splits(idx_train, train_images, 0), train=True)
     test = TensorDetectionDataset(*splits(idx_test, test_images, 1), train=False)
     train.flip = bool(augment)
-    return DetectionBundle(train, test, [str(d) for d in range(10)], in_chans=3, min_size=int(min_size),
-                           max_size=int(max_size), anchor_sizes=[int(a) for a in anchor_sizes],
-                           train_eval=train.evaluation_copy(), synthetic=True)
+    return DetectionBundle(
+        train,
+        test,
+        [str(d) for d in range(10)],
+        in_chans=3,
+        min_size=int(min_size),
+        max_size=int(max_size),
+        anchor_sizes=[int(a) for a in anchor_sizes],
+        train_eval=train.evaluation_copy(),
+        synthetic=True,
+    )
 
 
-def random_boxes(num_classes: int, train_images: int = 2, test_images: int = 2, canvas: Sequence[int] = (48, 64),
-                 per_image: Sequence[int] = (1, 2), box_size: Sequence[int] = (12, 28), seed: int = 0,
-                 class_names: Sequence[str] | None = None) -> DetectionBundle:
+def random_boxes(
+    num_classes: int,
+    train_images: int = 2,
+    test_images: int = 2,
+    canvas: Sequence[int] = (48, 64),
+    per_image: Sequence[int] = (1, 2),
+    box_size: Sequence[int] = (12, 28),
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> DetectionBundle:
     """A SYNTHETIC STAND-IN (smoke runs): coloured rectangles with random labels on noise; AP means nothing."""
     colours = torch.from_numpy(np.random.default_rng(12345).uniform(0.3, 1.0, size=(num_classes, 3)).astype(np.float32))
 
@@ -99,11 +132,25 @@ def random_boxes(num_classes: int, train_images: int = 2, test_images: int = 2, 
 
         def patch(size: int):
             label = int(rng.integers(1, num_classes + 1))
-            return colours[label - 1].view(3, 1, 1).expand(3, size, size), torch.ones(size, size, dtype=torch.bool), label
+            return (
+                colours[label - 1].view(3, 1, 1).expand(3, size, size),
+                torch.ones(size, size, dtype=torch.bool),
+                label,
+            )
+
         return _canvases(rng, count, canvas, per_image, box_size, patch)
 
     train = TensorDetectionDataset(*split(train_images, 0), train=True)
     test = TensorDetectionDataset(*split(test_images, 1), train=False)
     names = list(class_names) if class_names is not None else [f"class{k}" for k in range(1, num_classes + 1)]
-    return DetectionBundle(train, test, names, in_chans=3, min_size=64, max_size=96, anchor_sizes=[16, 32],
-                           train_eval=train.evaluation_copy(), synthetic=True)
+    return DetectionBundle(
+        train,
+        test,
+        names,
+        in_chans=3,
+        min_size=64,
+        max_size=96,
+        anchor_sizes=[16, 32],
+        train_eval=train.evaluation_copy(),
+        synthetic=True,
+    )

@@ -22,8 +22,13 @@ def build_standin(dataset_cfg: DictConfig) -> DataBundle:
     (``dataset.standin=true``, set by ``smoke=cpu``): it tests the plumbing; its accuracy means nothing."""
     size = dataset_cfg.image_size  # a side, or [height, width] (faces): the stand-in is square
     side = int(size) if isinstance(size, int) else max(int(s) for s in size)
-    return synthetic(num_classes=int(dataset_cfg.num_classes), image_size=min(side, 32),
-                     in_chans=int(dataset_cfg.in_chans), train_size=STANDIN_SIZES[0], test_size=STANDIN_SIZES[1])
+    return synthetic(
+        num_classes=int(dataset_cfg.num_classes),
+        image_size=min(side, 32),
+        in_chans=int(dataset_cfg.in_chans),
+        train_size=STANDIN_SIZES[0],
+        test_size=STANDIN_SIZES[1],
+    )
 
 
 def _instantiate_source(dataset_cfg: DictConfig):
@@ -67,7 +72,9 @@ def build_detection_data(dataset_cfg: DictConfig) -> DetectionBundle:
         return random_boxes(int(dataset_cfg.num_classes))
     bundle = _instantiate_source(dataset_cfg)
     if not isinstance(bundle, DetectionBundle):
-        raise ConfigError(f"task=detection needs a detection dataset (voc0712, rpc, digits_boxes, or a source returning "
-                          f"a DetectionBundle); dataset '{dataset_cfg.name}' gives {type(bundle).__name__}")
+        raise ConfigError(
+            f"task=detection needs a detection dataset (voc0712, rpc, digits_boxes, or a source returning "
+            f"a DetectionBundle); dataset '{dataset_cfg.name}' gives {type(bundle).__name__}"
+        )
     _check_classes(dataset_cfg, bundle)
     return bundle

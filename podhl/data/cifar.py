@@ -18,7 +18,9 @@ _SETS = {
 }
 
 
-def build(root: str, num_classes: int = 10, download: bool = False, augment: bool = True, resize: int | None = None) -> DataBundle:
+def build(
+    root: str, num_classes: int = 10, download: bool = False, augment: bool = True, resize: int | None = None
+) -> DataBundle:
     if num_classes not in _SETS:
         raise ValueError(f"CIFAR has 10 or 100 classes, got num_classes={num_classes}")
     cls, folder, mean, std = _SETS[num_classes]
@@ -34,10 +36,20 @@ def build(root: str, num_classes: int = 10, download: bool = False, augment: boo
         ) from err
     resident = {}
     if not resize:  # the GPU-resident path holds the raw 32 px uint8 arrays
+
         def arrays(ds, augment_split: bool) -> ResidentArrays:
             images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-            return ResidentArrays(images, torch.tensor(ds.targets), mean, std, pad=4 if augment_split else 0, flip=augment_split)
+            return ResidentArrays(
+                images, torch.tensor(ds.targets), mean, std, pad=4 if augment_split else 0, flip=augment_split
+            )
 
         resident = dict(resident_train=arrays(train, augment), resident_test=arrays(test, False))
-    return DataBundle(train, test, num_classes=num_classes, in_chans=3, image_size=resize or 32,
-                      train_eval=with_transform(train, test_tf), **resident)
+    return DataBundle(
+        train,
+        test,
+        num_classes=num_classes,
+        in_chans=3,
+        image_size=resize or 32,
+        train_eval=with_transform(train, test_tf),
+        **resident,
+    )

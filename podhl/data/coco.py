@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torchvision.io import ImageReadMode, read_image
@@ -29,8 +29,10 @@ from podhl.errors import DatasetFormatError, DatasetNotFoundError
 
 log = logging.getLogger("podhl")
 
-LAYOUT = "  <train_json>  + <train_images>/<file_name>   (COCO 'images', 'annotations', 'categories')\n" \
-         "  <test_json>   + <test_images>/<file_name>"
+LAYOUT = (
+    "  <train_json>  + <train_images>/<file_name>   (COCO 'images', 'annotations', 'categories')\n"
+    "  <test_json>   + <test_images>/<file_name>"
+)
 
 
 def read_coco(json_path: str | Path) -> tuple[list[tuple[int, str]], list[dict]]:
@@ -39,8 +41,17 @@ def read_coco(json_path: str | Path) -> tuple[list[tuple[int, str]], list[dict]]
     try:
         data = json.loads(Path(json_path).read_text())
         categories = sorted((int(c["id"]), str(c["name"])) for c in data.get("categories", []))
-        images = {int(im["id"]): {"file_name": str(im["file_name"]), "boxes": [], "category_ids": [], "crowd": [],
-                                  "where": [], "size": _size(im)} for im in data.get("images", [])}
+        images = {
+            int(im["id"]): {
+                "file_name": str(im["file_name"]),
+                "boxes": [],
+                "category_ids": [],
+                "crowd": [],
+                "where": [],
+                "size": _size(im),
+            }
+            for im in data.get("images", [])
+        }
     except (ValueError, KeyError, TypeError, AttributeError) as err:  # JSON syntax, or entries without id/file_name
         raise DatasetFormatError(f"{json_path}: not a COCO annotation file ({type(err).__name__}: {err})") from None
     empty = []
@@ -50,7 +61,9 @@ def read_coco(json_path: str | Path) -> tuple[list[tuple[int, str]], list[dict]]
             x, y, w, h = (float(v) for v in ann["bbox"])
             image_id, category = int(ann["image_id"]), int(ann["category_id"])
         except (ValueError, KeyError, TypeError):
-            raise DatasetFormatError(f"{where}: needs image_id, category_id and bbox [x, y, w, h] (4 numbers)") from None
+            raise DatasetFormatError(
+                f"{where}: needs image_id, category_id and bbox [x, y, w, h] (4 numbers)"
+            ) from None
         if not all(map(math.isfinite, (x, y, w, h))) or w < 0 or h < 0:
             raise DatasetFormatError(f"{where}: bbox {[x, y, w, h]} needs finite numbers and w, h ≥ 0; fix the box")
         if image_id not in images:
@@ -74,8 +87,15 @@ def _size(image: dict) -> tuple[int, int] | None:
 
 
 class CocoBoxes(DetectionDataset):
-    def __init__(self, json_path: str | Path, image_dir: str | Path, categories: Sequence[tuple[int, str]] | None = None,
-                 train: bool = False, skip_bad: bool = False, name: str = "COCO-format set") -> None:
+    def __init__(
+        self,
+        json_path: str | Path,
+        image_dir: str | Path,
+        categories: Sequence[tuple[int, str]] | None = None,
+        train: bool = False,
+        skip_bad: bool = False,
+        name: str = "COCO-format set",
+    ) -> None:
         super().__init__(train)
         own, self.records = read_coco(json_path)
         self.image_dir, self.skip_bad = Path(image_dir), skip_bad
@@ -86,8 +106,9 @@ class CocoBoxes(DetectionDataset):
         self.clipped = [note for r in self.records for note in self._fit(r)]
         self.categories = list(categories) if categories is not None else own
         if categories is not None and sorted(own) != sorted(self.categories):
-            raise DatasetNotFoundError(f"{json_path}: its categories differ from the training file's "
-                                       f"({len(own)} vs {len(self.categories)})")
+            raise DatasetNotFoundError(
+                f"{json_path}: its categories differ from the training file's ({len(own)} vs {len(self.categories)})"
+            )
         self.label_of = {cid: i + 1 for i, (cid, _) in enumerate(self.categories)}
         for record in self.records:
             unknown = set(record["category_ids"]) - set(self.label_of)
@@ -106,8 +127,10 @@ class CocoBoxes(DetectionDataset):
             fitted, changed = fit_box(box, width, height)
             shown = f"[x {box[0]:g}, y {box[1]:g}, w {box[2] - box[0]:g}, h {box[3] - box[1]:g}]"
             if fitted is None:
-                raise DatasetFormatError(f"{record['where'][k]}: the box {shown} lies entirely outside the "
-                                         f"{width}×{height} image; fix the box or the image size")
+                raise DatasetFormatError(
+                    f"{record['where'][k]}: the box {shown} lies entirely outside the "
+                    f"{width}×{height} image; fix the box or the image size"
+                )
             if changed:
                 notes.append(f"{record['where'][k]}: {shown} in a {width}×{height} image")
             record["boxes"][k] = fitted
@@ -136,20 +159,50 @@ def _require(path: Path, what: str, name: str) -> None:
         )
 
 
-def build(root: str, train_json: str, train_images: str, test_json: str, test_images: str, name: str = "COCO-format set",
-          augment: bool = True, min_size: int = 600, max_size: int = 1000,
-          anchor_sizes: Sequence[int] = (128, 256, 512), skip_bad_images: bool = False) -> DetectionBundle:
+def build(
+    root: str,
+    train_json: str,
+    train_images: str,
+    test_json: str,
+    test_images: str,
+    name: str = "COCO-format set",
+    augment: bool = True,
+    min_size: int = 600,
+    max_size: int = 1000,
+    anchor_sizes: Sequence[int] = (128, 256, 512),
+    skip_bad_images: bool = False,
+) -> DetectionBundle:
     base = Path(root)
-    paths = {k: base / v for k, v in dict(train_json=train_json, train_images=train_images, test_json=test_json,
-                                          test_images=test_images).items()}
+    paths = {
+        k: base / v
+        for k, v in dict(
+            train_json=train_json, train_images=train_images, test_json=test_json, test_images=test_images
+        ).items()
+    }
     for key, path in paths.items():
         _require(path, "file" if key.endswith("json") else "folder", name)
     train = CocoBoxes(paths["train_json"], paths["train_images"], train=True, skip_bad=skip_bad_images, name=name)
-    test = CocoBoxes(paths["test_json"], paths["test_images"], categories=train.categories, train=False,
-                     skip_bad=skip_bad_images, name=name)
+    test = CocoBoxes(
+        paths["test_json"],
+        paths["test_images"],
+        categories=train.categories,
+        train=False,
+        skip_bad=skip_bad_images,
+        name=name,
+    )
     clipped = train.clipped + test.clipped
     if clipped:
-        log.warning("%s: %d boxes reach past their image and are clipped to it, e.g. %s", name, len(clipped), clipped[0])
+        log.warning(
+            "%s: %d boxes reach past their image and are clipped to it, e.g. %s", name, len(clipped), clipped[0]
+        )
     train.flip = bool(augment)
-    return DetectionBundle(train, test, train.class_names, in_chans=3, min_size=int(min_size), max_size=int(max_size),
-                           anchor_sizes=[int(a) for a in anchor_sizes], train_eval=train.evaluation_copy())
+    return DetectionBundle(
+        train,
+        test,
+        train.class_names,
+        in_chans=3,
+        min_size=int(min_size),
+        max_size=int(max_size),
+        anchor_sizes=[int(a) for a in anchor_sizes],
+        train_eval=train.evaluation_copy(),
+    )

@@ -13,8 +13,9 @@ never flip. Batches are lists (images of different sizes): :func:`collate_detect
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -23,8 +24,26 @@ from podhl.data.image_check import read_sample
 
 #: PASCAL VOC's 20 classes in the usual alphabetical order (labels 1..20; torchvision's and the authors' order)
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
-    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 
@@ -32,7 +51,9 @@ class DetectionDataset(Dataset):
     """Base class: subclasses implement ``__len__`` and ``load(index) -> (image, boxes, labels, difficult)``
     (image uint8 or float (C, H, W); boxes (N, 4) float xyxy; labels (N,) int64 1..K; difficult (N,) bool)."""
 
-    skip_bad = False  # a sample that fails to load: error naming it (False), or the next sample (dataset.skip_bad_images)
+    skip_bad = (
+        False  # a sample that fails to load: error naming it (False), or the next sample (dataset.skip_bad_images)
+    )
 
     def __init__(self, train: bool = False) -> None:
         self.flip = train  # random horizontal flip, p = 0.5
@@ -49,7 +70,9 @@ class DetectionDataset(Dataset):
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        index, (image, boxes, labels, difficult) = read_sample(len(self), index, self.load, self.describe, self.skip_bad)
+        index, (image, boxes, labels, difficult) = read_sample(
+            len(self), index, self.load, self.describe, self.skip_bad
+        )
         image = image.float().div_(255.0) if image.dtype == torch.uint8 else image.float()
         boxes, labels, difficult = boxes.float().reshape(-1, 4), labels.long().reshape(-1), difficult.bool().reshape(-1)
         if self.drop_difficult:
@@ -61,7 +84,7 @@ class DetectionDataset(Dataset):
             boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
         return image, {"boxes": boxes, "labels": labels, "difficult": difficult, "image_id": torch.tensor(index)}
 
-    def evaluation_copy(self) -> "DetectionDataset":
+    def evaluation_copy(self) -> DetectionDataset:
         """The same samples without flipping (training objects only: difficult ones stay dropped)."""
         clone = copy.copy(self)
         clone.flip = False
@@ -83,11 +106,19 @@ def fit_box(box: Sequence[float], width: float, height: float) -> tuple[list[flo
 class TensorDetectionDataset(DetectionDataset):
     """Images and boxes held in memory (generated composites, stand-ins, tests)."""
 
-    def __init__(self, images: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
-                 difficult: Sequence[torch.Tensor] | None = None, train: bool = False) -> None:
+    def __init__(
+        self,
+        images: Sequence[torch.Tensor],
+        boxes: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        difficult: Sequence[torch.Tensor] | None = None,
+        train: bool = False,
+    ) -> None:
         super().__init__(train)
         self.images, self.boxes, self.labels = list(images), list(boxes), list(labels)
-        self.difficult = list(difficult) if difficult is not None else [torch.zeros(len(l), dtype=torch.bool) for l in self.labels]
+        self.difficult = (
+            list(difficult) if difficult is not None else [torch.zeros(len(l), dtype=torch.bool) for l in self.labels]
+        )
 
     def __len__(self) -> int:
         return len(self.images)

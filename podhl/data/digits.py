@@ -20,9 +20,9 @@ import gzip
 import hashlib
 import importlib.util
 import os
+from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ import torch
 from podhl.data.bundle import DataBundle, VerificationSet
 from podhl.data.tensor_dataset import TensorImageDataset
 from podhl.errors import ConfigError
+
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """(images (1797, 8, 8) float, labels (1797,) int) from scikit-learn's ``digits.csv.gz``, without importing it."""
@@ -91,9 +92,16 @@ def pair_indices(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.
     return np.asarray(pairs)[order], np.asarray(same)[order]
 
 
-def build(test_fraction: float = 0.2, split_seed: int = 0, resize: int | None = None,
-          classes: Sequence[int] | None = None, verification_classes: Sequence[int] | None = None,
-          verification_pairs: int = 3000, verification_name: str = "digits_open", pair_seed: int = 0) -> DataBundle:
+def build(
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    resize: int | None = None,
+    classes: Sequence[int] | None = None,
+    verification_classes: Sequence[int] | None = None,
+    verification_pairs: int = 3000,
+    verification_name: str = "digits_open",
+    pair_seed: int = 0,
+) -> DataBundle:
     images, labels = _images(resize)
     if classes is not None:
         classes = [int(c) for c in classes]
@@ -112,16 +120,28 @@ def build(test_fraction: float = 0.2, split_seed: int = 0, resize: int | None = 
     if verification_classes:
         held_out = [int(c) for c in verification_classes]
         if classes is None or set(held_out) & set(classes):
-            raise ConfigError(f"verification_classes {held_out} must be digits the training classes {classes} leave out "
-                              f"(an open-set verification set)")
+            raise ConfigError(
+                f"verification_classes {held_out} must be digits the training classes {classes} leave out "
+                f"(an open-set verification set)"
+            )
         mask = torch.isin(labels, torch.tensor(held_out))
         pool, pool_y = images[mask], labels[mask].numpy()
         index, issame = pair_indices(pool_y, int(verification_pairs), pair_seed)
         verification[verification_name] = VerificationSet(
-            verification_name, pool[torch.from_numpy(index.reshape(-1))], issame, mean, std,
-            f"scikit-learn digits {held_out} ({len(pool)} images never trained on)")
+            verification_name,
+            pool[torch.from_numpy(index.reshape(-1))],
+            issame,
+            mean,
+            std,
+            f"scikit-learn digits {held_out} ({len(pool)} images never trained on)",
+        )
     return DataBundle(
-        train=train, test=test, num_classes=len(classes) if classes is not None else 10, in_chans=1,
-        image_size=images.shape[-1], resident_train=train.resident(), resident_test=test.resident(),
+        train=train,
+        test=test,
+        num_classes=len(classes) if classes is not None else 10,
+        in_chans=1,
+        image_size=images.shape[-1],
+        resident_train=train.resident(),
+        resident_test=test.resident(),
         verification=verification,
     )

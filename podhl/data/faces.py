@@ -24,9 +24,10 @@ from __future__ import annotations
 import io
 import logging
 import pickle
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,8 +36,15 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from podhl.data.bundle import DataBundle, VerificationSet, with_transform
-from podhl.data.image_check import (READ_ERRORS, CheckedImageFolder, cached_check, check_image_folder, read_sample,
-                                    report_bad, signature_problem)
+from podhl.data.image_check import (
+    READ_ERRORS,
+    CheckedImageFolder,
+    cached_check,
+    check_image_folder,
+    read_sample,
+    report_bad,
+    signature_problem,
+)
 from podhl.data.recordio import HEADER, IndexedRecordReader
 from podhl.errors import DatasetFormatError, DatasetNotFoundError
 
@@ -48,11 +56,15 @@ FACE_STD = (128.0 / 255.0,) * 3
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 FOLDER_LAYOUT = "  <root>/<identity>/<image>.jpg   (aligned faces, e.g. 112x96 or 112x112; one folder per identity)"
-REC_LAYOUT = ("  <root>/train.rec\n  <root>/train.idx\n  <root>/property   (optional: 'classes,height,width', "
-              "e.g. insightface's faces_webface_112x112)")
+REC_LAYOUT = (
+    "  <root>/train.rec\n  <root>/train.idx\n  <root>/property   (optional: 'classes,height,width', "
+    "e.g. insightface's faces_webface_112x112)"
+)
 BIN_LAYOUT = "  <file>.bin: insightface's pickle (list of 2P encoded images, list of P is-same flags), e.g. lfw.bin"
-PAIRS_LAYOUT = ("  pairs.txt: header '10<TAB>300', then 'name<TAB>n1<TAB>n2' (same) and 'name1<TAB>n1<TAB>name2<TAB>n2' (different)\n"
-                "  <images>/<name>/<name>_<n as 4 digits>.jpg   (aligned faces)")
+PAIRS_LAYOUT = (
+    "  pairs.txt: header '10<TAB>300', then 'name<TAB>n1<TAB>n2' (same) and 'name1<TAB>n1<TAB>name2<TAB>n2' (different)\n"
+    "  <images>/<name>/<name>_<n as 4 digits>.jpg   (aligned faces)"
+)
 
 
 def image_hw(size: int | Sequence[int]) -> tuple[int, int]:
@@ -102,8 +114,14 @@ class FaceRecordDataset(Dataset):
     """The image records of an indexed RecordIO pack: (normalized image, class). A record that fails to read
     raises an error naming the file and key (or, with ``skip_bad``, gives the next record)."""
 
-    def __init__(self, reader: IndexedRecordReader, keys: Sequence[int], num_classes: int,
-                 transform: Callable[[Image.Image], torch.Tensor], skip_bad: bool = False) -> None:
+    def __init__(
+        self,
+        reader: IndexedRecordReader,
+        keys: Sequence[int],
+        num_classes: int,
+        transform: Callable[[Image.Image], torch.Tensor],
+        skip_bad: bool = False,
+    ) -> None:
         self.reader, self.keys, self.num_classes, self.transform = reader, list(keys), num_classes, transform
         self.skip_bad = skip_bad
 
@@ -114,14 +132,17 @@ class FaceRecordDataset(Dataset):
         record = self.reader.read(self.keys[index])
         label = int(record.labels[0])  # flag 0: the scalar label; flag ≥ 1: the first of the labels (insightface)
         if not 0 <= label < self.num_classes:
-            raise ValueError(f"label {label} is outside 0..{self.num_classes - 1} (the class count of 'property' / the header)")
+            raise ValueError(
+                f"label {label} is outside 0..{self.num_classes - 1} (the class count of 'property' / the header)"
+            )
         with Image.open(io.BytesIO(record.payload)) as image:
             image.load()
             return image, label
 
     def __getitem__(self, index: int):
-        _, (image, label) = read_sample(len(self.keys), index, self._read,
-                                        lambda i: f"{self.reader.rec_path} record {self.keys[i]}", self.skip_bad)
+        _, (image, label) = read_sample(
+            len(self.keys), index, self._read, lambda i: f"{self.reader.rec_path} record {self.keys[i]}", self.skip_bad
+        )
         return self.transform(image), label
 
 
@@ -141,12 +162,15 @@ ROOT_HINT = "Set dataset.root=<dir> to point elsewhere (CASIA-WebFace has no aut
 def _require(path: Path, what: str, layout: str, is_dir: bool = False, hint: str = "") -> None:
     if not (path.is_dir() if is_dir else path.is_file()):
         kind = "folder" if is_dir else "file"
-        raise DatasetNotFoundError(f"{what} not found: expected the {kind} {path.resolve()}.\n"
-                                   f"Expected layout:\n{layout}" + (f"\n{hint}" if hint else ""))
+        raise DatasetNotFoundError(
+            f"{what} not found: expected the {kind} {path.resolve()}.\n"
+            f"Expected layout:\n{layout}" + (f"\n{hint}" if hint else "")
+        )
 
 
-def face_folder(root: str, image_size: Sequence[int] = (112, 96), augment: bool = True,
-                skip_bad_images: bool = False) -> DataBundle:
+def face_folder(
+    root: str, image_size: Sequence[int] = (112, 96), augment: bool = True, skip_bad_images: bool = False
+) -> DataBundle:
     """Aligned faces in ``<root>/<identity>/*.jpg``; classes follow the sorted folder names. Every file is checked
     up front (:func:`~podhl.data.image_check.check_image_folder`)."""
     base = Path(root)
@@ -155,11 +179,18 @@ def face_folder(root: str, image_size: Sequence[int] = (112, 96), augment: bool 
     try:
         train = CheckedImageFolder(str(base), transform=FaceTransform(size, augment))
     except FileNotFoundError as err:
-        raise DatasetNotFoundError(f"no identity folders with images under {base.resolve()} ({err}).\n"
-                                   f"Expected layout:\n{FOLDER_LAYOUT}") from None
+        raise DatasetNotFoundError(
+            f"no identity folders with images under {base.resolve()} ({err}).\nExpected layout:\n{FOLDER_LAYOUT}"
+        ) from None
     check_image_folder(train, f"face folder {base}", skip_bad_images)
-    return DataBundle(train, _NoImages(), num_classes=len(train.classes), in_chans=3, image_size=size,
-                      train_eval=with_transform(train, FaceTransform(size, False)))
+    return DataBundle(
+        train,
+        _NoImages(),
+        num_classes=len(train.classes),
+        in_chans=3,
+        image_size=size,
+        train_eval=with_transform(train, FaceTransform(size, False)),
+    )
 
 
 def rec_images(reader: IndexedRecordReader, property_path: Path) -> tuple[list[int], int]:
@@ -175,14 +206,18 @@ def rec_images(reader: IndexedRecordReader, property_path: Path) -> tuple[list[i
                 classes = int(head.labels[1]) - end
             missing = [k for k in (1, end - 1) if k not in reader.index]
             if missing or end < 2:
-                raise DatasetFormatError(f"{reader.rec_path}: header record 0 announces images 1..{end - 1}, "
-                                         f"but {reader.idx_path} lacks key(s) {missing or [1]}")
+                raise DatasetFormatError(
+                    f"{reader.rec_path}: header record 0 announces images 1..{end - 1}, "
+                    f"but {reader.idx_path} lacks key(s) {missing or [1]}"
+                )
     if keys is None:
         keys = sorted(reader.index)
     if property_path.is_file():
         fields = property_path.read_text().strip().split(",")
         if len(fields) != 3 or not fields[0].strip().isdigit():
-            raise DatasetFormatError(f"{property_path}: expected one line 'classes,height,width', got {property_path.read_text()!r}")
+            raise DatasetFormatError(
+                f"{property_path}: expected one line 'classes,height,width', got {property_path.read_text()!r}"
+            )
         classes = int(fields[0])
     if classes is None:  # neither header nor property: read every label once
         classes = 1 + max(int(reader.read(k).labels[0]) for k in keys)
@@ -204,11 +239,13 @@ def check_records(reader: IndexedRecordReader, keys: Sequence[int], classes: int
                     flag, label = HEADER.unpack_from(first)[:2]
                     start = HEADER.size + 4 * flag
                     if flag > 0 and len(first) >= start:
-                        label = float(np.frombuffer(first[HEADER.size:HEADER.size + 4], "<f4")[0])
+                        label = float(np.frombuffer(first[HEADER.size : HEADER.size + 4], "<f4")[0])
                     if not (np.isfinite(label) and label == int(label) and 0 <= label < classes):
-                        problem = f"label {label:g} is outside 0..{classes - 1} (the class count of 'property' / the header)"
+                        problem = (
+                            f"label {label:g} is outside 0..{classes - 1} (the class count of 'property' / the header)"
+                        )
                     elif len(first) >= start + 12:
-                        problem = signature_problem(first[start:start + 12])
+                        problem = signature_problem(first[start : start + 12])
             if problem:
                 bad.append([f"{reader.rec_path} record {key}", problem])
         return bad
@@ -217,8 +254,9 @@ def check_records(reader: IndexedRecordReader, keys: Sequence[int], classes: int
     return [tuple(b) for b in cached_check("records", [*stamps, str(classes), str(len(keys)), str(keys[:1])], check)]
 
 
-def face_rec(root: str, image_size: Sequence[int] = (112, 96), augment: bool = True,
-             skip_bad_images: bool = False) -> DataBundle:
+def face_rec(
+    root: str, image_size: Sequence[int] = (112, 96), augment: bool = True, skip_bad_images: bool = False
+) -> DataBundle:
     """insightface's packed training set: ``<root>/train.rec`` + ``train.idx`` (+ ``property``); every record's
     framing, header, label and image signature are checked up front (:func:`check_records`)."""
     base = Path(root)
@@ -233,15 +271,27 @@ def face_rec(root: str, image_size: Sequence[int] = (112, 96), augment: bool = T
         keys = [k for k in keys if f"{reader.rec_path} record {k}" not in drop]
     size = image_hw(image_size)
     train = FaceRecordDataset(reader, keys, classes, FaceTransform(size, augment), skip_bad_images)
-    return DataBundle(train, _NoImages(), num_classes=classes, in_chans=3, image_size=size,
-                      train_eval=with_transform(train, FaceTransform(size, False)))
+    return DataBundle(
+        train,
+        _NoImages(),
+        num_classes=classes,
+        in_chans=3,
+        image_size=size,
+        train_eval=with_transform(train, FaceTransform(size, False)),
+    )
 
 
 # ---------------------------------------------------------------------------------------- verification pairs
 
 
-def _decode_all(items: Sequence[Any], decode: Callable[[Any], np.ndarray], workers: int, desc: str,
-                progress: bool, name: Callable[[int], str]) -> torch.Tensor:
+def _decode_all(
+    items: Sequence[Any],
+    decode: Callable[[Any], np.ndarray],
+    workers: int,
+    desc: str,
+    progress: bool,
+    name: Callable[[int], str],
+) -> torch.Tensor:
     """Decode every item (threads: PIL releases the GIL) into a uint8 (N, 3, H, W) tensor; an item that does not
     decode stops with ``name(i)`` in the message."""
 
@@ -252,8 +302,15 @@ def _decode_all(items: Sequence[Any], decode: Callable[[Any], np.ndarray], worke
             raise DatasetFormatError(f"{name(i)} does not decode as an image ({type(err).__name__}: {err})") from None
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        arrays = list(tqdm(pool.map(one, range(len(items))), total=len(items), desc=desc, leave=False,
-                           disable=None if progress else True))
+        arrays = list(
+            tqdm(
+                pool.map(one, range(len(items))),
+                total=len(items),
+                desc=desc,
+                leave=False,
+                disable=None if progress else True,
+            )
+        )
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -261,8 +318,13 @@ def _pairs_set(name: str, images: torch.Tensor, issame: Iterable[bool], source: 
     return VerificationSet(name, images, np.asarray(list(issame), dtype=bool), FACE_MEAN, FACE_STD, source)
 
 
-def load_bin(path: str | Path, image_size: Sequence[int] = (112, 96), name: str | None = None,
-             workers: int = 4, progress: bool = False) -> VerificationSet:
+def load_bin(
+    path: str | Path,
+    image_size: Sequence[int] = (112, 96),
+    name: str | None = None,
+    workers: int = 4,
+    progress: bool = False,
+) -> VerificationSet:
     """insightface's ``.bin``: ``pickle.dump((bins, issame_list))``, pair i = ``bins[2i]``, ``bins[2i+1]``.
 
     The published files are Python-2 pickles: a ``UnicodeDecodeError`` retries with ``encoding='bytes'``
@@ -277,21 +339,42 @@ def load_bin(path: str | Path, image_size: Sequence[int] = (112, 96), name: str 
             except UnicodeDecodeError:
                 fh.seek(0)
                 content = pickle.load(fh, encoding="bytes")
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
-                KeyError, MemoryError) as err:  # what unpickling a damaged or foreign file raises
-            raise DatasetFormatError(f"{path} is not a readable pickle ({type(err).__name__}: {err}); expected:\n"
-                                     f"{BIN_LAYOUT}") from None
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            ImportError,
+            IndexError,
+            KeyError,
+            MemoryError,
+        ) as err:  # what unpickling a damaged or foreign file raises
+            raise DatasetFormatError(
+                f"{path} is not a readable pickle ({type(err).__name__}: {err}); expected:\n{BIN_LAYOUT}"
+            ) from None
     if not (isinstance(content, (tuple, list)) and len(content) == 2):
-        raise DatasetFormatError(f"{path}: expected a pickled pair (images, is-same list), got {type(content).__name__}")
+        raise DatasetFormatError(
+            f"{path}: expected a pickled pair (images, is-same list), got {type(content).__name__}"
+        )
     bins, issame = list(content[0]), [bool(s) for s in content[1]]
     if len(bins) % 2:
-        raise DatasetFormatError(f"{path}: {len(bins)} images, an odd count: images 2i and 2i+1 form pair i, "
-                                 f"so a .bin must hold an even number of images")
+        raise DatasetFormatError(
+            f"{path}: {len(bins)} images, an odd count: images 2i and 2i+1 form pair i, "
+            f"so a .bin must hold an even number of images"
+        )
     if len(bins) != 2 * len(issame):
-        raise DatasetFormatError(f"{path}: {len(bins)} images form {len(bins) // 2} pairs, but the is-same list "
-                                 f"has {len(issame)} entries")
-    images = _decode_all(bins, lambda b: decode_face(b, image_size), workers, f"decoding {path.name}", progress,
-                         lambda i: f"{path}: image {i} (pair {i // 2 + 1})")
+        raise DatasetFormatError(
+            f"{path}: {len(bins)} images form {len(bins) // 2} pairs, but the is-same list has {len(issame)} entries"
+        )
+    images = _decode_all(
+        bins,
+        lambda b: decode_face(b, image_size),
+        workers,
+        f"decoding {path.name}",
+        progress,
+        lambda i: f"{path}: image {i} (pair {i // 2 + 1})",
+    )
     return _pairs_set(name, images, issame, str(path))
 
 
@@ -312,11 +395,14 @@ def read_pairs_txt(path: str | Path) -> list[tuple[str, int, str, int, bool]]:
             else:
                 raise ValueError
         except ValueError:
-            raise DatasetFormatError(f"{path}, line {n}: expected 'name n1 n2' or 'name1 n1 name2 n2', "
-                                     f"got {' '.join(fields)!r}") from None
+            raise DatasetFormatError(
+                f"{path}, line {n}: expected 'name n1 n2' or 'name1 n1 name2 n2', got {' '.join(fields)!r}"
+            ) from None
     if len(header) == 2 and len(pairs) != 2 * header[0] * header[1]:
-        raise DatasetFormatError(f"{path}: the header announces {header[0]} sets × {header[1]} same + {header[1]} "
-                                 f"different pairs = {2 * header[0] * header[1]}, but the file lists {len(pairs)}")
+        raise DatasetFormatError(
+            f"{path}: the header announces {header[0]} sets × {header[1]} same + {header[1]} "
+            f"different pairs = {2 * header[0] * header[1]}, but the file lists {len(pairs)}"
+        )
     return pairs
 
 
@@ -328,8 +414,14 @@ def _lfw_image(images: Path, name: str, number: int) -> Path:
     return stem.with_suffix(".jpg")
 
 
-def load_pairs(pairs_path: str | Path, images: str | Path, image_size: Sequence[int] = (112, 96),
-               name: str = "lfw", workers: int = 4, progress: bool = False) -> VerificationSet:
+def load_pairs(
+    pairs_path: str | Path,
+    images: str | Path,
+    image_size: Sequence[int] = (112, 96),
+    name: str = "lfw",
+    workers: int = 4,
+    progress: bool = False,
+) -> VerificationSet:
     """The classic LFW form: ``pairs.txt`` + ``<images>/<name>/<name>_<n:04d>.jpg`` (aligned faces)."""
     pairs_path, images = Path(pairs_path), Path(images)
     _require(pairs_path, f"verification set '{name}' (pairs file)", PAIRS_LAYOUT)
@@ -339,15 +431,23 @@ def load_pairs(pairs_path: str | Path, images: str | Path, image_size: Sequence[
     missing = [(k // 2, f) for k, f in enumerate(files) if not f.is_file()]
     if missing:
         pair, first = missing[0]
-        raise DatasetNotFoundError(f"{pairs_path}: pair {pair + 1} names the image {first}, which does not exist "
-                                   f"({len(missing)} missing in all).\nExpected layout:\n{PAIRS_LAYOUT}")
+        raise DatasetNotFoundError(
+            f"{pairs_path}: pair {pair + 1} names the image {first}, which does not exist "
+            f"({len(missing)} missing in all).\nExpected layout:\n{PAIRS_LAYOUT}"
+        )
 
     def decode(file: Path) -> np.ndarray:
         with Image.open(file) as image:
             return fit_face(image, image_size)
 
-    stacked = _decode_all(files, decode, workers, f"decoding {images.name}", progress,
-                          lambda i: f"{files[i]} (pair {i // 2 + 1} of {pairs_path})")
+    stacked = _decode_all(
+        files,
+        decode,
+        workers,
+        f"decoding {images.name}",
+        progress,
+        lambda i: f"{files[i]} (pair {i // 2 + 1} of {pairs_path})",
+    )
     return _pairs_set(name, stacked, (p[4] for p in pairs), f"{pairs_path} + {images}")
 
 
@@ -362,15 +462,22 @@ def standin_pairs(bundle: DataBundle, name: str, num_pairs: int = 20, seed: int 
     other = (first + 1 + torch.randint(0, max(len(images) - 1, 1), (num_pairs,), generator=g)) % len(images)
     issame = np.arange(num_pairs) % 2 == 0
     stacked = torch.stack([images[first], images[other]], 1).flatten(0, 1)
-    return VerificationSet(name, stacked, issame, source.mean.flatten().tolist(), source.std.flatten().tolist(),
-                           "SYNTHETIC stand-in (smoke run)")
+    return VerificationSet(
+        name,
+        stacked,
+        issame,
+        source.mean.flatten().tolist(),
+        source.std.flatten().tolist(),
+        "SYNTHETIC stand-in (smoke run)",
+    )
 
 
 FORMATS = ("bin", "pairs")
 
 
-def check_verification_files(name: str, fmt: str, path: str | Path, images: str | Path | None = None,
-                             hint: str = "") -> None:
+def check_verification_files(
+    name: str, fmt: str, path: str | Path, images: str | Path | None = None, hint: str = ""
+) -> None:
     """Stop before training if a configured verification set's files are missing (names paths and layouts)."""
     if fmt not in FORMATS:
         raise DatasetFormatError(f"verification set '{name}': format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -379,12 +486,21 @@ def check_verification_files(name: str, fmt: str, path: str | Path, images: str 
     else:
         _require(Path(path), f"verification set '{name}' (pairs file)", PAIRS_LAYOUT, hint=hint)
         if images is None:
-            raise DatasetFormatError(f"verification set '{name}': format 'pairs' needs the image folder (images: <dir>)")
+            raise DatasetFormatError(
+                f"verification set '{name}': format 'pairs' needs the image folder (images: <dir>)"
+            )
         _require(Path(images), f"verification set '{name}' (image folder)", PAIRS_LAYOUT, is_dir=True, hint=hint)
 
 
-def load_verification_set(name: str, fmt: str, path: str | Path, images: str | Path | None,
-                          image_size: Sequence[int], workers: int = 4, progress: bool = False) -> VerificationSet:
+def load_verification_set(
+    name: str,
+    fmt: str,
+    path: str | Path,
+    images: str | Path | None,
+    image_size: Sequence[int],
+    workers: int = 4,
+    progress: bool = False,
+) -> VerificationSet:
     """One configured set: ``bin`` (insightface) or ``pairs`` (LFW's pairs.txt + image folder)."""
     check_verification_files(name, fmt, path, images)
     if fmt == "bin":

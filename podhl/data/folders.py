@@ -63,8 +63,10 @@ class _TinyImageNetVal(CheckedImageFolder):
             if len(fields) < 2:
                 raise DatasetFormatError(f"{listing}, line {n}: expected '<file>\\t<wnid>\\t...', got {line!r}")
             if fields[1] not in class_to_idx:
-                raise DatasetFormatError(f"{listing}, line {n}: class {fields[1]!r} of {fields[0]} has no folder in "
-                                         f"{val_dir.parent / 'train'} ({len(class_to_idx)} classes there)")
+                raise DatasetFormatError(
+                    f"{listing}, line {n}: class {fields[1]!r} of {fields[0]} has no folder in "
+                    f"{val_dir.parent / 'train'} ({len(class_to_idx)} classes there)"
+                )
             self.samples.append((str(val_dir / "images" / fields[0]), class_to_idx[fields[1]]))
         self.imgs = self.samples
         self.targets = [s[1] for s in self.samples]
@@ -75,7 +77,9 @@ class _TinyImageNetVal(CheckedImageFolder):
 TINY_LAYOUT = "  tiny-imagenet-200/train/<wnid>/images/*.JPEG\n  tiny-imagenet-200/val/images/*.JPEG\n  tiny-imagenet-200/val/val_annotations.txt"
 
 
-def tiny_imagenet(root: str, augment: bool = True, resize: int | None = None, skip_bad_images: bool = False) -> DataBundle:
+def tiny_imagenet(
+    root: str, augment: bool = True, resize: int | None = None, skip_bad_images: bool = False
+) -> DataBundle:
     base = Path(root) / "tiny-imagenet-200"
     _require_dir(base / "train", "Tiny ImageNet", TINY_LAYOUT)
     mean, std = (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)
@@ -89,8 +93,14 @@ def tiny_imagenet(root: str, augment: bool = True, resize: int | None = None, sk
         test = CheckedImageFolder(str(val_dir), transform=test_tf)
     for split in (train, test):
         check_image_folder(split, "Tiny ImageNet", skip_bad_images)
-    return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=resize or 64,
-                      train_eval=with_transform(train, test_tf))
+    return DataBundle(
+        train,
+        test,
+        num_classes=len(train.classes),
+        in_chans=3,
+        image_size=resize or 64,
+        train_eval=with_transform(train, test_tf),
+    )
 
 
 FACESCRUB_LAYOUT = "  facescrub/train/<person>/*.jpg\n  facescrub/test/<person>/*.jpg"
@@ -107,15 +117,22 @@ def facescrub(root: str, augment: bool = True, resize: int | None = None, skip_b
     test = CheckedImageFolder(str(base / "test"), transform=T.Compose([to64, test_tf]))
     for split in (train, test):
         check_image_folder(split, "FaceScrub", skip_bad_images)
-    return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=resize or 64,
-                      train_eval=with_transform(train, test.transform))
+    return DataBundle(
+        train,
+        test,
+        num_classes=len(train.classes),
+        in_chans=3,
+        image_size=resize or 64,
+        train_eval=with_transform(train, test.transform),
+    )
 
 
 IMAGENET_LAYOUT = "  imagenet/train/<wnid>/*.JPEG\n  imagenet/val/<wnid>/*.JPEG"
 
 
-def imagenet(root: str, num_classes: int = 1000, augment: bool = True, crop: int = 224,
-             skip_bad_images: bool = False) -> DataBundle:
+def imagenet(
+    root: str, num_classes: int = 1000, augment: bool = True, crop: int = 224, skip_bad_images: bool = False
+) -> DataBundle:
     base = Path(root) / "imagenet"
     for split in ("train", "val"):
         _require_dir(base / split, "ImageNet", IMAGENET_LAYOUT)
@@ -126,5 +143,11 @@ def imagenet(root: str, num_classes: int = 1000, augment: bool = True, crop: int
         raise DatasetNotFoundError(f"ImageNet train and val class folders differ under {base.resolve()}")
     for split in (train, test):
         check_image_folder(split, "ImageNet", skip_bad_images)
-    return DataBundle(train, test, num_classes=len(train.classes), in_chans=3, image_size=crop,
-                      train_eval=with_transform(train, test_tf))
+    return DataBundle(
+        train,
+        test,
+        num_classes=len(train.classes),
+        in_chans=3,
+        image_size=crop,
+        train_eval=with_transform(train, test_tf),
+    )

@@ -8,8 +8,8 @@ same augmentation distribution as torchvision's RandomCrop(padding) + RandomHori
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F

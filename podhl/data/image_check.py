@@ -21,9 +21,10 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import TypeVar
 
 from PIL import Image
 from torchvision.datasets import ImageFolder
@@ -130,7 +131,7 @@ def bad_images(paths: Sequence[str], workers: int = 8) -> list[tuple[str, str]]:
 
 def _parallel(fn: Callable[[str], T], items: Sequence[str], workers: int, chunk: int = 2048) -> list[T]:
     """``[fn(x) for x in items]`` on threads, in chunks (file reads release the GIL; network file systems gain most)."""
-    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
+    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     with ThreadPoolExecutor(max(1, min(workers, len(chunks)))) as pool:
         return [y for part in pool.map(lambda c: [fn(x) for x in c], chunks) for y in part]
 
@@ -143,9 +144,16 @@ def report_bad(name: str, bad: Sequence[tuple[str, str]], total: int, skip_bad: 
     if not skip_bad:
         raise DatasetFormatError(
             f"{name}: {len(bad)} of {total} {what} cannot be used:\n  {listed}\n"
-            f"Remove or replace them, or set dataset.skip_bad_images=true to leave them out.")
-    log.warning("%s: skipped %d unreadable %s of %d (dataset.skip_bad_images=true), e.g. %s: %s",
-                name, len(bad), what, total, *bad[0])
+            f"Remove or replace them, or set dataset.skip_bad_images=true to leave them out."
+        )
+    log.warning(
+        "%s: skipped %d unreadable %s of %d (dataset.skip_bad_images=true), e.g. %s: %s",
+        name,
+        len(bad),
+        what,
+        total,
+        *bad[0],
+    )
 
 
 def check_image_folder(dataset, name: str, skip_bad: bool = False):
@@ -180,8 +188,9 @@ MAX_SKIPS = 100  # our choice: more unreadable samples in a row than this means 
 _warned: set[str] = set()
 
 
-def read_sample(size: int, index: int, read: Callable[[int], T], name: Callable[[int], str],
-                skip_bad: bool = False) -> tuple[int, T]:
+def read_sample(
+    size: int, index: int, read: Callable[[int], T], name: Callable[[int], str], skip_bad: bool = False
+) -> tuple[int, T]:
     """``(index, read(index))``; a read that fails raises :class:`BadSampleError` naming ``name(index)``, or, with
     ``skip_bad``, is warned about (once per file) and the next index that reads is used instead."""
     if not -size <= index < size:
@@ -194,14 +203,22 @@ def read_sample(size: int, index: int, read: Callable[[int], T], name: Callable[
         except READ_ERRORS as err:
             where = name(i)
             if not skip_bad:
-                raise BadSampleError(f"{where} cannot be read ({type(err).__name__}: {err}); replace or remove it, or "
-                                     f"set dataset.skip_bad_images=true to use the next sample instead") from err
+                raise BadSampleError(
+                    f"{where} cannot be read ({type(err).__name__}: {err}); replace or remove it, or "
+                    f"set dataset.skip_bad_images=true to use the next sample instead"
+                ) from err
             if where not in _warned:
                 _warned.add(where)
-                log.warning("skipped %s (%s: %s; dataset.skip_bad_images=true): the next sample is used instead",
-                            where, type(err).__name__, err)
-    raise BadSampleError(f"{min(size, MAX_SKIPS)} samples in a row from {name(index)} cannot be read: the data is "
-                         f"damaged beyond single files")
+                log.warning(
+                    "skipped %s (%s: %s; dataset.skip_bad_images=true): the next sample is used instead",
+                    where,
+                    type(err).__name__,
+                    err,
+                )
+    raise BadSampleError(
+        f"{min(size, MAX_SKIPS)} samples in a row from {name(index)} cannot be read: the data is "
+        f"damaged beyond single files"
+    )
 
 
 class CheckedImageFolder(ImageFolder):
@@ -211,8 +228,13 @@ class CheckedImageFolder(ImageFolder):
     skip_bad = False
 
     def __getitem__(self, index: int):
-        index, image = read_sample(len(self.samples), index, lambda i: self.loader(self.samples[i][0]),
-                                   lambda i: self.samples[i][0], self.skip_bad)
+        index, image = read_sample(
+            len(self.samples),
+            index,
+            lambda i: self.loader(self.samples[i][0]),
+            lambda i: self.samples[i][0],
+            self.skip_bad,
+        )
         target = self.samples[index][1]
         if self.transform is not None:
             image = self.transform(image)

@@ -19,17 +19,42 @@ from podhl.data.samplers import ResumableSampler, ShardSampler
 from podhl.errors import ConfigError
 
 
-def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, rank: int = 0, world: int = 1,
-                pin_memory: bool = False, collate_fn=None) -> DataLoader:
+def eval_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    pin_memory: bool = False,
+    collate_fn=None,
+) -> DataLoader:
     """In-order loader over ``dataset`` (this rank's shard when ``world`` > 1), no shuffling."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world),
-                      num_workers=num_workers, pin_memory=pin_memory, collate_fn=collate_fn)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=ShardSampler(len(dataset), rank, world),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        collate_fn=collate_fn,
+    )
 
 
 class Loaders:
-    def __init__(self, bundle: DataBundle, batch_size: int, eval_batch_size: int, num_workers: int, seed: int,
-                 rank: int, world: int, device: torch.device, gpu_resident: bool = False,
-                 pin_memory: bool = False, name: str = "dataset", collate_fn=None) -> None:
+    def __init__(
+        self,
+        bundle: DataBundle,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int,
+        seed: int,
+        rank: int,
+        world: int,
+        device: torch.device,
+        gpu_resident: bool = False,
+        pin_memory: bool = False,
+        name: str = "dataset",
+        collate_fn=None,
+    ) -> None:
         """``collate_fn``: how samples become a batch (default: stacked tensors; detection: lists)."""
         self.bundle, self.eval_batch_size, self.num_workers = bundle, eval_batch_size, num_workers
         self.collate_fn = collate_fn
@@ -44,11 +69,20 @@ class Loaders:
                     f"trainer.gpu_resident=true needs an in-memory dataset (digits, mnist, cifar10/100 without "
                     f"resize, synthetic); '{name}' is read from image files"
                 )
-            self.train = GpuResidentLoader(bundle.resident_train, batch_size, self.sampler, device, augment=True, seed=seed)
+            self.train = GpuResidentLoader(
+                bundle.resident_train, batch_size, self.sampler, device, augment=True, seed=seed
+            )
         else:
-            self.train = DataLoader(bundle.train, batch_size=batch_size, sampler=self.sampler, generator=self.generator,
-                                    num_workers=num_workers, pin_memory=pin_memory,
-                                    persistent_workers=num_workers > 0, collate_fn=collate_fn)
+            self.train = DataLoader(
+                bundle.train,
+                batch_size=batch_size,
+                sampler=self.sampler,
+                generator=self.generator,
+                num_workers=num_workers,
+                pin_memory=pin_memory,
+                persistent_workers=num_workers > 0,
+                collate_fn=collate_fn,
+            )
         self.test = self.eval("test")
 
     def eval(self, split: str, shard: bool = True):
@@ -59,7 +93,9 @@ class Loaders:
             sampler = ShardSampler(len(arrays.labels), rank, world)
             return GpuResidentLoader(arrays, self.eval_batch_size, sampler, self.device, augment=False)
         dataset = (self.bundle.train_eval or self.bundle.train) if split == "train" else self.bundle.test
-        return eval_loader(dataset, self.eval_batch_size, self.num_workers, rank, world, self.pin_memory, self.collate_fn)
+        return eval_loader(
+            dataset, self.eval_batch_size, self.num_workers, rank, world, self.pin_memory, self.collate_fn
+        )
 
     def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
         """Seed the epoch's order and augmentation, so a resumed run replays the same batches; with

@@ -28,8 +28,10 @@ def _decompress_gz(raw: Path) -> None:
             try:
                 extract_archive(str(gz), str(raw))
             except OSError as err:
-                raise DatasetNotFoundError(f"MNIST: cannot decompress {gz} ({err}); decompress the four *-ubyte.gz "
-                                           f"files in {raw} yourself (gunzip)") from None
+                raise DatasetNotFoundError(
+                    f"MNIST: cannot decompress {gz} ({err}); decompress the four *-ubyte.gz "
+                    f"files in {raw} yourself (gunzip)"
+                ) from None
 
 
 def _load(root: str, train: bool, download: bool) -> MNIST:
@@ -55,6 +57,11 @@ def build(root: str, download: bool = False, num_classes: int = 10, resize: int 
             images = images.round().clamp(0, 255).to(torch.uint8)
         splits.append(TensorImageDataset(images, labels, MEAN, STD))
     return DataBundle(
-        splits[0], splits[1], num_classes=num_classes, in_chans=1, image_size=resize or 28,
-        resident_train=splits[0].resident(), resident_test=splits[1].resident(),
+        splits[0],
+        splits[1],
+        num_classes=num_classes,
+        in_chans=1,
+        image_size=resize or 28,
+        resident_train=splits[0].resident(),
+        resident_test=splits[1].resident(),
     )

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -53,11 +53,11 @@ def unpack(data: bytes) -> Record:
     if len(data) < HEADER.size:
         raise RecordIOError(f"record of {len(data)} bytes is shorter than the {HEADER.size}-byte IRHeader")
     flag, label, id_, id2 = HEADER.unpack_from(data)
-    body = data[HEADER.size:]
+    body = data[HEADER.size :]
     if flag > 0:
         if len(body) < 4 * flag:
             raise RecordIOError(f"record header announces {flag} labels but only {len(body)} bytes follow")
-        return Record(flag, np.frombuffer(body[: 4 * flag], "<f4").copy(), id_, id2, body[4 * flag:])
+        return Record(flag, np.frombuffer(body[: 4 * flag], "<f4").copy(), id_, id2, body[4 * flag :])
     return Record(0, np.array([label], np.float32), id_, id2, body)
 
 
@@ -72,7 +72,9 @@ def read_index(idx_path: str | Path) -> dict[int, int]:
             try:
                 index[int(parts[0])] = int(parts[1])
             except (IndexError, ValueError):
-                raise RecordIOError(f"{idx_path}, line {n}: expected '<key>\\t<offset>', got {line.rstrip()!r}") from None
+                raise RecordIOError(
+                    f"{idx_path}, line {n}: expected '<key>\\t<offset>', got {line.rstrip()!r}"
+                ) from None
     return index
 
 
@@ -114,8 +116,10 @@ class IndexedRecordReader:
                 raise RecordIOError(f"{self.rec_path}: truncated record at offset {fh.tell() - len(head)} (key {key})")
             magic, lrec = struct.unpack("<II", head)
             if magic != MAGIC:
-                raise RecordIOError(f"{self.rec_path}: no RecordIO magic word at offset {fh.tell() - 8} (key {key}); "
-                                    f"is {self.idx_path.name} the index of this file?")
+                raise RecordIOError(
+                    f"{self.rec_path}: no RecordIO magic word at offset {fh.tell() - 8} (key {key}); "
+                    f"is {self.idx_path.name} the index of this file?"
+                )
             length, cflag = lrec & _LENGTH_MASK, lrec >> 29
             data = fh.read(length)
             if len(data) < length:
@@ -139,7 +143,9 @@ class IndexedRecordReader:
                 first, problem = b"", None
                 while True:
                     if offset + 8 > size:
-                        problem = f"offset {offset} is past the end of the file ({size} bytes): truncated .rec or wrong .idx"
+                        problem = (
+                            f"offset {offset} is past the end of the file ({size} bytes): truncated .rec or wrong .idx"
+                        )
                         break
                     fh.seek(offset)
                     magic, lrec = struct.unpack("<II", fh.read(8))

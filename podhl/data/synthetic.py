@@ -32,6 +32,11 @@ def build(
 
     train, test = split(train_size), split(test_size)
     return DataBundle(
-        train, test, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
-        resident_train=train.resident(pad=pad, flip=flip), resident_test=test.resident(),
+        train,
+        test,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        image_size=image_size,
+        resident_train=train.resident(pad=pad, flip=flip),
+        resident_test=test.resident(),
     )

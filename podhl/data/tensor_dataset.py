@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -32,7 +32,9 @@ class TensorImageDataset(Dataset):
         """These tensors as :class:`ResidentArrays` for the GPU-resident loader."""
         from podhl.data.gpu_loader import ResidentArrays
 
-        return ResidentArrays(self.images, self.labels, self.mean.flatten().tolist(), self.std.flatten().tolist(), pad, flip)
+        return ResidentArrays(
+            self.images, self.labels, self.mean.flatten().tolist(), self.std.flatten().tolist(), pad, flip
+        )
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 from xml.etree.ElementTree import ParseError
 from xml.etree.ElementTree import parse as parse_xml
 
@@ -83,7 +83,9 @@ def read_annotation(path: str | Path) -> Annotation:
             raise DatasetFormatError(f"{where}: <bndbox> holds a non-finite number")
         for low, high, a, b in (("xmin", "xmax", xmin, xmax), ("ymin", "ymax", ymin, ymax)):
             if b < a:
-                raise DatasetFormatError(f"{where}: {high} {b:g} < {low} {a:g} (a box needs {low} ≤ {high}); fix the box")
+                raise DatasetFormatError(
+                    f"{where}: {high} {b:g} < {low} {a:g} (a box needs {low} ≤ {high}); fix the box"
+                )
         objects.append((name, [xmin - 1.0, ymin - 1.0, xmax, ymax], (obj.findtext("difficult") or "0").strip() == "1"))
     return Annotation(str(path), size if min(size) > 0 else None, objects)
 
@@ -102,8 +104,9 @@ def resolve_classes(classes: Sequence[str] | None, train: Sequence[Annotation]) 
 class VOCBoxes(DetectionDataset):
     """Checked VOC samples: (image path, annotation); images read with torchvision.io, boxes parsed once up front."""
 
-    def __init__(self, images: Sequence[str], annotations: Sequence[Annotation], class_names: Sequence[str],
-                 train: bool = False) -> None:
+    def __init__(
+        self, images: Sequence[str], annotations: Sequence[Annotation], class_names: Sequence[str], train: bool = False
+    ) -> None:
         super().__init__(train)
         self.class_names = tuple(class_names)
         index = {name: i + 1 for i, name in enumerate(self.class_names)}
@@ -115,18 +118,26 @@ class VOCBoxes(DetectionDataset):
             for k, (name, box, _) in enumerate(ann.objects, 1):
                 where = f"{ann.path}, object {k} ({name!r})"
                 if name not in index:
-                    raise DatasetFormatError(f"{where}: class {name!r} is not one of the dataset's {len(index)} classes "
-                                             f"{list(self.class_names)}; add it to dataset.classes (or fix the name)")
+                    raise DatasetFormatError(
+                        f"{where}: class {name!r} is not one of the dataset's {len(index)} classes "
+                        f"{list(self.class_names)}; add it to dataset.classes (or fix the name)"
+                    )
                 fitted, changed = fit_box(box, width, height)
                 if fitted is None:
-                    raise DatasetFormatError(f"{where}: the box {_shown(box)} lies entirely outside the {width}×{height} "
-                                             f"image; fix the box or the image size")
+                    raise DatasetFormatError(
+                        f"{where}: the box {_shown(box)} lies entirely outside the {width}×{height} "
+                        f"image; fix the box or the image size"
+                    )
                 if changed:
                     self.clipped.append(f"{where}: {_shown(box)} in a {width}×{height} image")
                 boxes.append(fitted)
-            self.target_tensors.append((torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                                  torch.tensor([index[n] for n, _, _ in ann.objects], dtype=torch.int64),
-                                  torch.tensor([d for _, _, d in ann.objects], dtype=torch.bool)))
+            self.target_tensors.append(
+                (
+                    torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                    torch.tensor([index[n] for n, _, _ in ann.objects], dtype=torch.int64),
+                    torch.tensor([d for _, _, d in ann.objects], dtype=torch.bool),
+                )
+            )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -168,9 +179,18 @@ def _files(root: str, sets, download: bool, skip_bad: bool, split: str) -> tuple
     return [image for image, _ in pairs], [read_annotation(xml) for _, xml in pairs]
 
 
-def build(root: str, download: bool = False, train_sets=DEFAULT_TRAIN, test_sets=DEFAULT_TEST,
-          classes: Sequence[str] | None = None, augment: bool = True, min_size: int = 600, max_size: int = 1000,
-          anchor_sizes: Sequence[int] = (128, 256, 512), skip_bad_images: bool = False) -> DetectionBundle:
+def build(
+    root: str,
+    download: bool = False,
+    train_sets=DEFAULT_TRAIN,
+    test_sets=DEFAULT_TEST,
+    classes: Sequence[str] | None = None,
+    augment: bool = True,
+    min_size: int = 600,
+    max_size: int = 1000,
+    anchor_sizes: Sequence[int] = (128, 256, 512),
+    skip_bad_images: bool = False,
+) -> DetectionBundle:
     train_images, train_ann = _files(root, train_sets, download, skip_bad_images, "train")
     test_images, test_ann = _files(root, test_sets, download, skip_bad_images, "test")
     names = resolve_classes(classes, train_ann)
@@ -180,9 +200,19 @@ def build(root: str, download: bool = False, train_sets=DEFAULT_TRAIN, test_sets
     test = VOCBoxes(test_images, test_ann, names, train=False)
     clipped = train.clipped + test.clipped
     if clipped:
-        log.warning("PASCAL VOC: %d boxes reach past their image and are clipped to it, e.g. %s", len(clipped), clipped[0])
+        log.warning(
+            "PASCAL VOC: %d boxes reach past their image and are clipped to it, e.g. %s", len(clipped), clipped[0]
+        )
     for split in (train, test):
         split.skip_bad = bool(skip_bad_images)
     train.flip = bool(augment)
-    return DetectionBundle(train, test, list(names), in_chans=3, min_size=int(min_size), max_size=int(max_size),
-                           anchor_sizes=[int(a) for a in anchor_sizes], train_eval=train.evaluation_copy())
+    return DetectionBundle(
+        train,
+        test,
+        list(names),
+        in_chans=3,
+        min_size=int(min_size),
+        max_size=int(max_size),
+        anchor_sizes=[int(a) for a in anchor_sizes],
+        train_eval=train.evaluation_copy(),
+    )

@@ -42,16 +42,24 @@ def start_runtime(tcfg: DictConfig) -> Runtime:
     dist.init_from_env(tcfg.ddp_backend)
     world = dist.world_size()
     device = resolve_device(tcfg.device, dist.local_rank() if world > 1 else None)
-    return Runtime(device=device, rank=dist.rank(), world=world, amp_dtype=AMP_DTYPES.get(tcfg.precision),
-                   channels_last=bool(tcfg.channels_last), progress=bool(tcfg.progress) and dist.is_main())
+    return Runtime(
+        device=device,
+        rank=dist.rank(),
+        world=world,
+        amp_dtype=AMP_DTYPES.get(tcfg.precision),
+        channels_last=bool(tcfg.channels_last),
+        progress=bool(tcfg.progress) and dist.is_main(),
+    )
 
 
 def check_backbone_kind(task: Task, backbone: DictConfig) -> None:
     """A backbone serves one kind of task (``backbone.kind``: features by default, detector for Faster R-CNN)."""
     kind = str(backbone.get("kind", "features"))
     if kind != task.backbone_kind:
-        raise ConfigError(f"backbone={backbone.get('name')} is a {kind} backbone (backbone.kind), but "
-                          f"{type(task).__name__} needs a {task.backbone_kind} backbone: use {task.backbone_examples}")
+        raise ConfigError(
+            f"backbone={backbone.get('name')} is a {kind} backbone (backbone.kind), but "
+            f"{type(task).__name__} needs a {task.backbone_kind} backbone: use {task.backbone_examples}"
+        )
 
 
 def build_run(cfg: DictConfig) -> RunParts:

@@ -13,8 +13,16 @@ class FeatureSource:
     LAYERS = ("latent", "backbone")
     SPLITS = ("train", "test")
 
-    def __init__(self, task, model: nn.Module, criterion: nn.Module, run_dir: Path, device: torch.device,
-                 label: str = "", epoch: int = 0) -> None:
+    def __init__(
+        self,
+        task,
+        model: nn.Module,
+        criterion: nn.Module,
+        run_dir: Path,
+        device: torch.device,
+        label: str = "",
+        epoch: int = 0,
+    ) -> None:
         self.task, self.model, self.criterion = task, model, criterion
         self.run_dir, self.device, self.label, self.epoch = Path(run_dir), device, label, epoch
 
@@ -49,5 +57,9 @@ class FeatureSource:
     def predict(self, features: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
         """The criterion's prediction (argmax of ``criterion.logits``) for CPU ``features``, on CPU."""
         self.criterion.eval()
-        return torch.cat([self.criterion.logits(features[i : i + batch_size].to(self.device)).argmax(1).cpu()
-                          for i in range(0, features.shape[0], batch_size)])
+        return torch.cat(
+            [
+                self.criterion.logits(features[i : i + batch_size].to(self.device)).argmax(1).cpu()
+                for i in range(0, features.shape[0], batch_size)
+            ]
+        )

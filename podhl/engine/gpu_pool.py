@@ -12,9 +12,9 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 
 class NoFreeGpuError(TimeoutError):

@@ -111,8 +111,9 @@ class WandbLogger(Logger):
     """A Weights & Biases run named after the run folder, its files in ``<run dir>/wandb``; every value is
     logged at the global step (W&B's steps only grow) with ``epoch`` beside it."""
 
-    def __init__(self, project: str = "podhl", entity: str | None = None, mode: str | None = None,
-                 tags: list[str] | tuple = ()) -> None:
+    def __init__(
+        self, project: str = "podhl", entity: str | None = None, mode: str | None = None, tags: list[str] | tuple = ()
+    ) -> None:
         _require("wandb", "wandb")
         self.settings = {"project": project, "entity": entity, "mode": mode, "tags": list(tags) or None}
         self.run = None
@@ -121,8 +122,14 @@ class WandbLogger(Logger):
         import wandb
 
         run_id = _remembered_id(run_dir, "wandb", step)
-        self.run = wandb.init(name=run_dir.name, dir=str(run_dir), config=config, id=run_id,
-                              resume="allow" if run_id else None, **self.settings)
+        self.run = wandb.init(
+            name=run_dir.name,
+            dir=str(run_dir),
+            config=config,
+            id=run_id,
+            resume="allow" if run_id else None,
+            **self.settings,
+        )
         (run_dir / ".wandb_run_id").write_text(self.run.id)
 
     def log(self, values, epoch, step, per_epoch):
@@ -160,7 +167,7 @@ class MLflowLogger(Logger):
             self.run_id = self.client.create_run(self.experiment_id, run_name=run_dir.name).info.run_id
             params = [Param(k, str(v)[:6000]) for k, v in _flatten(config).items()]  # 6000: MLflow's value limit
             for i in range(0, len(params), 100):  # 100: MLflow's params per batch
-                self.client.log_batch(self.run_id, params=params[i:i + 100])
+                self.client.log_batch(self.run_id, params=params[i : i + 100])
         (run_dir / ".mlflow_run_id").write_text(self.run_id)
 
     def log(self, values, epoch, step, per_epoch):

@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import torch
-
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
@@ -61,5 +60,7 @@ class CosineLR(torch.optim.lr_scheduler.LRScheduler):
         t = self.last_epoch
         if t >= self.t_initial:
             return [self.lr_min for _ in self.base_lrs]
-        return [self.lr_min + 0.5 * (base * 1.0 - self.lr_min) * (1 + math.cos(math.pi * t ** 1.0 / self.t_initial ** 1.0))
-                for base in self.base_lrs]
+        return [
+            self.lr_min + 0.5 * (base * 1.0 - self.lr_min) * (1 + math.cos(math.pi * t**1.0 / self.t_initial**1.0))
+            for base in self.base_lrs
+        ]

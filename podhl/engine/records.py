@@ -104,7 +104,7 @@ def finite_or_none(values: dict[str, Any]) -> dict[str, Any]:
 def _tag(key: str) -> str:
     for prefix in _TAG_PREFIXES:
         if key.startswith(prefix):
-            return f"{prefix[:-1]}/{key[len(prefix):]}"
+            return f"{prefix[:-1]}/{key[len(prefix) :]}"
     return key
 
 
@@ -202,8 +202,12 @@ def capture_rng(task) -> dict[str, Any]:
 
     import numpy as np
 
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-             "task": task.rng_state()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "task": task.rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -228,12 +232,20 @@ def training_state(trainer, in_epoch: dict[str, Any] | None = None) -> dict[str,
     from omegaconf import OmegaConf
 
     return {
-        "epoch": trainer.epoch, "global_step": trainer.global_step, "model": trainer.model.state_dict(),
-        "criterion": trainer.criterion.state_dict(), "optimizers": [o.state_dict() for o in trainer.optimizers],
+        "epoch": trainer.epoch,
+        "global_step": trainer.global_step,
+        "model": trainer.model.state_dict(),
+        "criterion": trainer.criterion.state_dict(),
+        "optimizers": [o.state_dict() for o in trainer.optimizers],
         "schedulers": [s.state_dict() if s is not None else None for s in trainer.schedulers],
-        "scaler": trainer.scaler.state_dict(), "history": trainer.history, "last_eval": trainer.last_eval,
-        "best_value": trainer.best_value, "best_epoch": trainer.best_epoch, "train_time": trainer.train_time,
-        "in_epoch": in_epoch, "config": OmegaConf.to_container(trainer.cfg, resolve=True),
+        "scaler": trainer.scaler.state_dict(),
+        "history": trainer.history,
+        "last_eval": trainer.last_eval,
+        "best_value": trainer.best_value,
+        "best_epoch": trainer.best_epoch,
+        "train_time": trainer.train_time,
+        "in_epoch": in_epoch,
+        "config": OmegaConf.to_container(trainer.cfg, resolve=True),
     }
 
 
@@ -267,17 +279,29 @@ def run_metrics(trainer) -> dict[str, Any]:
     last = trainer.history[-1] if trainer.history else {}
     primary = trainer.task.primary_metric
     completed = trainer.epoch >= trainer.epochs
-    return finite_or_none({
-        **trainer.last_eval,
-        "primary_metric": primary, f"best_{primary}": trainer.best_value, "best_epoch": trainer.best_epoch,
-        "epochs": trainer.epoch, "epochs_planned": trainer.epochs, "completed": completed,
-        "status": "completed" if completed else "running" if trainer.running else "stopped",
-        "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
-        "mean_feature_norm": last.get("train_feature_norm"), "train_time_s": round(trainer.train_time, 2),
-        "num_params": sum(p.numel() for p in trainer.model.parameters()), "num_classes": trainer.task.num_classes,
-        "feat_dim": int(trainer.model.feat_dim), "seed": trainer.seed, "device": str(trainer.runtime.device),
-        "analysis": trainer.analysis or None, **trainer.names,
-    })
+    return finite_or_none(
+        {
+            **trainer.last_eval,
+            "primary_metric": primary,
+            f"best_{primary}": trainer.best_value,
+            "best_epoch": trainer.best_epoch,
+            "epochs": trainer.epoch,
+            "epochs_planned": trainer.epochs,
+            "completed": completed,
+            "status": "completed" if completed else "running" if trainer.running else "stopped",
+            "train_acc": last.get("train_acc"),
+            "train_loss": last.get("train_loss"),
+            "mean_feature_norm": last.get("train_feature_norm"),
+            "train_time_s": round(trainer.train_time, 2),
+            "num_params": sum(p.numel() for p in trainer.model.parameters()),
+            "num_classes": trainer.task.num_classes,
+            "feat_dim": int(trainer.model.feat_dim),
+            "seed": trainer.seed,
+            "device": str(trainer.runtime.device),
+            "analysis": trainer.analysis or None,
+            **trainer.names,
+        }
+    )
 
 
 def mark_run(run_dir: Path, **fields: Any) -> None:

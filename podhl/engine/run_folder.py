@@ -53,8 +53,10 @@ def check_folder(path: str | Path, key: str) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=existing)
     except OSError as err:
-        raise ConfigError(f"{key}={path}: cannot write in {existing} ({err.strerror or err}); make it writable "
-                          f"or set {key} to a writable folder") from None
+        raise ConfigError(
+            f"{key}={path}: cannot write in {existing} ({err.strerror or err}); make it writable "
+            f"or set {key} to a writable folder"
+        ) from None
     os.close(fd)
     Path(probe).unlink(missing_ok=True)  # (rank 0 claiming the folder may have removed it already)
 
@@ -87,8 +89,11 @@ def identity_mismatch(saved: dict[str, Any], current: dict[str, Any], shown: int
     for key in IDENTITY_KEYS:
         if key in saved and saved[key] != current.get(key):
             old, new = _leaves(saved[key], key), _leaves(current.get(key), key)
-            changed = [f"{k} saved {_shown(old, k)}, now {_shown(new, k)}"
-                       for k in dict.fromkeys([*old, *new]) if _shown(old, k) != _shown(new, k)]
+            changed = [
+                f"{k} saved {_shown(old, k)}, now {_shown(new, k)}"
+                for k in dict.fromkeys([*old, *new])
+                if _shown(old, k) != _shown(new, k)
+            ]
             more = f" (and {len(changed) - shown} more)" if len(changed) > shown else ""
             return f"'{key}' differs: {'; '.join(changed[:shown])}{more}"
     return None
@@ -113,8 +118,9 @@ def read_checkpoint(path: Path, map_location="cpu", mmap: bool = False) -> dict[
                 advice = f"best.pt (epoch {epoch}) is readable: copy it over last.pt to resume from that epoch"
             except Exception:  # noqa: BLE001
                 advice = "best.pt is damaged too"
-        raise ConfigError(f"{path} is damaged ({type(err).__name__}: {err}); {advice}, "
-                          f"or start over with overwrite=true") from None
+        raise ConfigError(
+            f"{path} is damaged ({type(err).__name__}: {err}); {advice}, or start over with overwrite=true"
+        ) from None
 
 
 class RunFolder:
@@ -147,8 +153,10 @@ class RunFolder:
         last = self.path / "last.pt"
         if resume is True and not last.is_file():
             self.release()
-            raise ConfigError(f"resume=true but {self.path} holds no last.pt (a typo in hydra.run.dir?); "
-                              f"point hydra.run.dir at the run to continue")
+            raise ConfigError(
+                f"resume=true but {self.path} holds no last.pt (a typo in hydra.run.dir?); "
+                f"point hydra.run.dir at the run to continue"
+            )
         if resume and last.is_file():
             try:
                 why = identity_mismatch(read_checkpoint(last, mmap=True).get("config", {}), config)
@@ -157,15 +165,19 @@ class RunFolder:
                 raise
             if why:
                 self.release()
-                raise ConfigError(f"resume: {why} from the run in {self.path}; resume with the same settings "
-                                  f"or start a new run in another folder")
+                raise ConfigError(
+                    f"resume: {why} from the run in {self.path}; resume with the same settings "
+                    f"or start a new run in another folder"
+                )
             self._remove_temporaries()
             return True
         found = self.results()
         if found and not (overwrite or resume == "auto"):
             self.release()
-            raise ConfigError(f"{self.path} already holds another run's results ({', '.join(found)}). Use a new "
-                              f"hydra.run.dir, resume=true to continue that run, or overwrite=true to replace it")
+            raise ConfigError(
+                f"{self.path} already holds another run's results ({', '.join(found)}). Use a new "
+                f"hydra.run.dir, resume=true to continue that run, or overwrite=true to replace it"
+            )
         for name in [n for n in RESULTS if (self.path / n).exists()]:
             target = self.path / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
@@ -182,8 +194,11 @@ class RunFolder:
 
     def _lock(self) -> None:
         if fcntl is None:
-            warnings.warn(f"no run-folder lock on this platform: nothing stops a second run from writing into "
-                          f"{self.path}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"no run-folder lock on this platform: nothing stops a second run from writing into {self.path}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return
         fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -191,8 +206,9 @@ class RunFolder:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise ConfigError(f"{self.path} is in use by a live run (pid {holder}); wait for it, or use another "
-                              f"hydra.run.dir") from None
+            raise ConfigError(
+                f"{self.path} is in use by a live run (pid {holder}); wait for it, or use another hydra.run.dir"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

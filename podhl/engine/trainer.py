@@ -25,7 +25,12 @@ from podhl.engine.features import FeatureSource
 from podhl.engine.loggers import build_loggers
 from podhl.engine.optim import step_scheduler_epoch, step_scheduler_update
 from podhl.engine.records import (
-    RunRecords, capture_rng, restore_rng, restore_training_state, run_metrics, training_state,
+    RunRecords,
+    capture_rng,
+    restore_rng,
+    restore_training_state,
+    run_metrics,
+    training_state,
 )
 from podhl.engine.run_folder import read_checkpoint
 from podhl.engine.seeding import epoch_seed, seed_everything
@@ -36,10 +41,17 @@ log = logging.getLogger("podhl")
 
 
 class Trainer:
-    def __init__(self, parts: RunParts, cfg: DictConfig, records: RunRecords, names: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, parts: RunParts, cfg: DictConfig, records: RunRecords, names: dict[str, Any] | None = None
+    ) -> None:
         self.parts, self.cfg, self.records = parts, cfg, records
         self.task, self.model, self.criterion = parts.task, parts.model, parts.criterion
-        self.runtime, self.optimizers, self.schedulers, self.scaler = parts.runtime, parts.optimizers, parts.schedulers, parts.scaler
+        self.runtime, self.optimizers, self.schedulers, self.scaler = (
+            parts.runtime,
+            parts.optimizers,
+            parts.schedulers,
+            parts.scaler,
+        )
         self.names = dict(names or {})
         self.settings = cfg.trainer
         self.seed = int(cfg.seed)
@@ -59,7 +71,7 @@ class Trainer:
         self.running = False
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, run_dir: str | Path, names: dict[str, Any] | None = None) -> "Trainer":
+    def from_config(cls, cfg: DictConfig, run_dir: str | Path, names: dict[str, Any] | None = None) -> Trainer:
         loggers = build_loggers(cfg.get("logger"))  # before the data: a missing package fails now, on every rank
         parts = build_run(cfg)
         return cls(parts, cfg, RunRecords(run_dir, enabled=dist.is_main(), loggers=loggers), names)
@@ -71,8 +83,15 @@ class Trainer:
     @property
     def feature_source(self) -> FeatureSource:
         """What analyses read: features of a split, the criterion's predictions, the run folder."""
-        return FeatureSource(self.task, self.model, self.criterion, self.run_dir, self.runtime.device,
-                             label=str(self.names.get("loss") or ""), epoch=self.epoch)
+        return FeatureSource(
+            self.task,
+            self.model,
+            self.criterion,
+            self.run_dir,
+            self.runtime.device,
+            label=str(self.names.get("loss") or ""),
+            epoch=self.epoch,
+        )
 
     # ------------------------------------------------------------------ run
     def fit(self) -> dict[str, Any]:
@@ -146,8 +165,14 @@ class Trainer:
         total = done + len(batches) if limit is None else min(int(limit), done + len(batches))
         every = int(self.settings.log_every_n_steps)
         save_every = self.settings.checkpoint_every_n_steps if self.settings.save_checkpoints else None
-        bar = tqdm(total=total, initial=done, desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True,
-                   disable=None if self.runtime.progress else True)
+        bar = tqdm(
+            total=total,
+            initial=done,
+            desc=f"epoch {epoch}/{self.epochs}",
+            leave=False,
+            dynamic_ncols=True,
+            disable=None if self.runtime.progress else True,
+        )
         t_start = time.perf_counter()
         for i, batch in enumerate(batches, start=done):
             if i >= total:
@@ -169,11 +194,18 @@ class Trainer:
                 values = {k: float(v) for k, v in step_terms.items()}
                 self.records.scalars("train_step", values, self.global_step, epoch)
                 seen = float(stats.counts[0]) * self.runtime.world
-                bar.set_postfix(loss=f"{stats.running_mean('loss'):.4f}", img_s=f"{seen / (time.perf_counter() - t_start):.0f}")
+                bar.set_postfix(
+                    loss=f"{stats.running_mean('loss'):.4f}", img_s=f"{seen / (time.perf_counter() - t_start):.0f}"
+                )
             if save_every and self.global_step % int(save_every) == 0 and i + 1 < total:
                 self._check_finite(first_bad, epoch)
-                position = {"batches": i + 1, "lr": lr, "rng": capture_rng(self.task), "stats": stats.state(),
-                            "criterion_progress": self.criterion.epoch_progress()}
+                position = {
+                    "batches": i + 1,
+                    "lr": lr,
+                    "rng": capture_rng(self.task),
+                    "stats": stats.state(),
+                    "criterion_progress": self.criterion.epoch_progress(),
+                }
                 self.records.checkpoint(training_state(self, in_epoch=position), best=False)
         bar.close()
         return stats.reduce()
@@ -206,10 +238,14 @@ class Trainer:
             labels.append(out.labels)
             for k, v in part_terms.items():
                 terms[k] = terms.get(k, 0.0) + v.detach() * weight
-        dist.all_reduce_mean_([p.grad for p in self.criterion.parameters() if p.grad is not None])  # DDP does the model's
+        dist.all_reduce_mean_(
+            [p.grad for p in self.criterion.parameters() if p.grad is not None]
+        )  # DDP does the model's
         if self.grad_clip:
             self.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], float(self.grad_clip))
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in optimizer.param_groups for p in g["params"]], float(self.grad_clip)
+            )
         self.scaler.step(optimizer)
         self.scaler.update()
         step_scheduler_update(scheduler, self.global_step + 1)
@@ -238,10 +274,15 @@ class Trainer:
         if float(dist.all_reduce_sum(torch.tensor([float(local >= 0)], device=self.runtime.device))) > 0:
             where = f"batch {local}" if local >= 0 else "a batch on another rank"
             last = self.run_dir / "last.pt"
-            kept = f"The last good checkpoint is {last} (epoch {self.epoch})." if self.epoch and last.is_file() else \
-                "No checkpoint was written yet (the loss failed in the first epoch)."
-            raise NonFiniteLossError(f"loss became NaN/Inf at epoch {epoch}, {where}. {kept} "
-                                     f"Lower the learning rate or check the loss' hyperparameters.")
+            kept = (
+                f"The last good checkpoint is {last} (epoch {self.epoch})."
+                if self.epoch and last.is_file()
+                else "No checkpoint was written yet (the loss failed in the first epoch)."
+            )
+            raise NonFiniteLossError(
+                f"loss became NaN/Inf at epoch {epoch}, {where}. {kept} "
+                f"Lower the learning rate or check the loss' hyperparameters."
+            )
 
     # ------------------------------------------------------------------ records
     def _record_epoch(self, epoch: int, lr: float, train: dict, test: dict | None, seconds: float) -> None:
@@ -256,8 +297,10 @@ class Trainer:
         if improved:
             self.best_value, self.best_epoch = test[self.primary], epoch
         shown = f" | {self.primary} {test[self.primary]:.2f}" if test is not None else ""
-        log.info(f"epoch {epoch}/{self.epochs} | loss {train['loss']:.4f} | train_acc {train['acc']:.2f}{shown} "
-                 f"| lr {lr:.4g} | {seconds:.1f}s")
+        log.info(
+            f"epoch {epoch}/{self.epochs} | loss {train['loss']:.4f} | train_acc {train['acc']:.2f}{shown} "
+            f"| lr {lr:.4g} | {seconds:.1f}s"
+        )
         self.records.epoch(row, self.global_step)
         if self.settings.save_checkpoints:
             self.records.checkpoint(self.state_dict(), best=improved)
@@ -273,7 +316,9 @@ class Trainer:
         if not last.is_file():
             if self.cfg.resume == "auto":
                 return
-            raise ConfigError(f"resume=true but {self.run_dir} holds no last.pt; point hydra.run.dir at the run to continue")
+            raise ConfigError(
+                f"resume=true but {self.run_dir} holds no last.pt; point hydra.run.dir at the run to continue"
+            )
         restore_training_state(self, read_checkpoint(last, map_location=self.runtime.device))
         where = f" (batch {self.in_epoch['batches']} of epoch {self.epoch + 1})" if self.in_epoch else ""
         log.info("resumed %s after epoch %d/%d%s", self.run_dir, self.epoch, self.epochs, where)

@@ -10,7 +10,9 @@ from podhl.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
-SEED_MAX = 2**63 - 2  # epoch seeds are taken modulo 2**63 - 1 (podhl.engine.seeding.epoch_seed): larger seeds would alias
+SEED_MAX = (
+    2**63 - 2
+)  # epoch seeds are taken modulo 2**63 - 1 (podhl.engine.seeding.epoch_seed): larger seeds would alias
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -27,9 +29,12 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.model.get("fc1", False) and "pedcc_method" in cfg.loss:  # the PEDCC losses (podhl/losses/pod)
         # k evenly spread unit centroids in n dimensions: the 1-D "sphere" is the two points ±1 (POD §2.1)
         k = int(cfg.dataset.num_classes)
-        require(int(cfg.model.feat_dim) >= 2 or k <= 2, "model.feat_dim",
-                f"at least 2 for {k} PEDCC class centroids (a 1-D latent space holds only 2; POD §3.2 suggests "
-                f"2k to 40k)", cfg.model.feat_dim)
+        require(
+            int(cfg.model.feat_dim) >= 2 or k <= 2,
+            "model.feat_dim",
+            f"at least 2 for {k} PEDCC class centroids (a 1-D latent space holds only 2; POD §3.2 suggests 2k to 40k)",
+            cfg.model.feat_dim,
+        )
     one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
     for key in ("stop_after", "limit_train_batches", "limit_test_batches", "checkpoint_every_n_steps"):
         if cfg.trainer.get(key) is not None:
@@ -60,8 +65,10 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     if device.type not in available:
         raise ConfigError(f"trainer.device={name!r} is not supported; use one of {', '.join(DEVICE_TYPES)}")
     if not available[device.type]:
-        raise ConfigError(f"trainer.device={name} but {device.type.upper()} is not available on this machine; "
-                          f"use trainer.device=auto or cpu")
+        raise ConfigError(
+            f"trainer.device={name} but {device.type.upper()} is not available on this machine; "
+            f"use trainer.device=auto or cpu"
+        )
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"trainer.device={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device

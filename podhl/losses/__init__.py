@@ -14,7 +14,14 @@ floor (``podhl.errors``, ``checks``, ``distributed``, ``pedcc``) besides torch, 
 
 from podhl.losses.base import Criterion
 from podhl.losses.center import CenterLoss, ConstrainedCenterLoss
-from podhl.losses.hypersphere import BatchEWMA, CenterUpdate, EpochEWMA, HypersphereLoss, OfficialSwitches, WholeTrainingSet
+from podhl.losses.hypersphere import (
+    BatchEWMA,
+    CenterUpdate,
+    EpochEWMA,
+    HypersphereLoss,
+    OfficialSwitches,
+    WholeTrainingSet,
+)
 from podhl.losses.linear import COTLoss, HardMiningLoss, SoftmaxLoss
 from podhl.losses.margin import (
     AMCMSoftmaxLoss,
@@ -30,12 +37,28 @@ from podhl.losses.pod import CosineLoss, NaCLoss, PEDCCLoss, PODLoss
 
 __all__ = [
     "Criterion",
-    "CosineLoss", "NaCLoss", "PODLoss", "PEDCCLoss",
-    "AMSoftmaxLoss", "ArcFaceLoss", "CombinedMarginLoss", "AMCMSoftmaxLoss", "ASoftmaxLoss",
-    "ExclusiveRegularizationLoss", "MagFaceLoss",
-    "CenterLoss", "ConstrainedCenterLoss",
-    "HypersphereLoss", "OfficialSwitches", "CenterUpdate", "BatchEWMA", "EpochEWMA", "WholeTrainingSet",
-    "SoftmaxLoss", "COTLoss", "HardMiningLoss",
+    "CosineLoss",
+    "NaCLoss",
+    "PODLoss",
+    "PEDCCLoss",
+    "AMSoftmaxLoss",
+    "ArcFaceLoss",
+    "CombinedMarginLoss",
+    "AMCMSoftmaxLoss",
+    "ASoftmaxLoss",
+    "ExclusiveRegularizationLoss",
+    "MagFaceLoss",
+    "CenterLoss",
+    "ConstrainedCenterLoss",
+    "HypersphereLoss",
+    "OfficialSwitches",
+    "CenterUpdate",
+    "BatchEWMA",
+    "EpochEWMA",
+    "WholeTrainingSet",
+    "SoftmaxLoss",
+    "COTLoss",
+    "HardMiningLoss",
 ]
 
 

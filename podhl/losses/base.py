@@ -40,7 +40,8 @@ features (detection, background = class 0) go in; loss terms and class scores co
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,8 +69,9 @@ class Criterion(nn.Module):
         self.num_classes = integer("num_classes", num_classes, low=2)
         self.feat_dim = integer("feat_dim", feat_dim, low=1)
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0,
-                prepared: Any = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, labels: torch.Tensor, step: int = 0, prepared: Any = None
+    ) -> dict[str, torch.Tensor]:
         """The loss terms of a batch; must not change state (it also runs on test batches).
 
         Args:
@@ -112,8 +114,9 @@ class Criterion(nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         """Called before epoch ``epoch`` (1-based) trains."""
 
-    def after_optimizer_step(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0,
-                             prepared: Any = None) -> None:
+    def after_optimizer_step(
+        self, features: torch.Tensor, labels: torch.Tensor, step: int = 0, prepared: Any = None
+    ) -> None:
         """Called under ``torch.no_grad()`` after each optimizer step with that batch's features."""
 
     def feature_pass(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:

@@ -65,13 +65,17 @@ def load_weights(model: nn.Module, path: str) -> None:
     model.load_state_dict(usable, strict=False)
     missing = sorted(set(own) - set(usable))
     if missing:
-        print(f"[podhl] weights {file.name}: {len(usable)} tensors loaded, {len(missing)} kept at init (e.g. {missing[:3]})")
+        print(
+            f"[podhl] weights {file.name}: {len(usable)} tensors loaded, {len(missing)} kept at init (e.g. {missing[:3]})"
+        )
 
 
 def _no_weights(name: str, why) -> str:
-    return (f"backbone.pretrained=true needs timm's '{name}' weights from the Hugging Face hub, which is not "
-            f"reachable ({why}) and has no local copy. Download the weights on a machine with internet and pass "
-            f"backbone.weights=<file> (.safetensors/.pth), or set backbone.pretrained=false")
+    return (
+        f"backbone.pretrained=true needs timm's '{name}' weights from the Hugging Face hub, which is not "
+        f"reachable ({why}) and has no local copy. Download the weights on a machine with internet and pass "
+        f"backbone.weights=<file> (.safetensors/.pth), or set backbone.pretrained=false"
+    )
 
 
 def _check_weights_reachable(name: str, timeout_s: float = 5.0) -> None:

@@ -27,7 +27,8 @@ Evaluation forward: torchvision's detections (boxes in the input image's pixels,
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,9 +56,16 @@ class RoIPooler(nn.Module):
         super().__init__()
         if kind not in POOLS:
             raise ConfigError(f"backbone.roi_pool must be one of {POOLS}, got {kind!r}")
-        self.kind, self.output_size, self.scale, self.sampling_ratio = kind, int(output_size), 1.0 / stride, sampling_ratio
+        self.kind, self.output_size, self.scale, self.sampling_ratio = (
+            kind,
+            int(output_size),
+            1.0 / stride,
+            sampling_ratio,
+        )
 
-    def forward(self, features: Mapping[str, torch.Tensor], proposals: list[torch.Tensor], image_shapes=None) -> torch.Tensor:
+    def forward(
+        self, features: Mapping[str, torch.Tensor], proposals: list[torch.Tensor], image_shapes=None
+    ) -> torch.Tensor:
         x = features["0"].float()  # fp32 pooling: box coordinates in half precision would be off by pixels
         boxes = [p.float() for p in proposals]
         if self.kind == "pool":
@@ -126,38 +134,68 @@ class RegionHeads(RoIHeads):
 class Detector(nn.Module):
     """Faster R-CNN with an external region scorer (see the module docstring)."""
 
-    def __init__(self, trunk: nn.Module, head: nn.Module, stride: int, feat_dim: int, num_classes: int, *,
-                 min_size: int, max_size: int, anchor_sizes: Sequence[int], aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-                 image_mean: Sequence[float] = IMAGENET_MEAN, image_std: Sequence[float] = IMAGENET_STD,
-                 roi_pool: str = "pool", roi_size: int = 14, norm: str = "eval",
-                 rpn: Mapping[str, Any] | None = None, roi: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        trunk: nn.Module,
+        head: nn.Module,
+        stride: int,
+        feat_dim: int,
+        num_classes: int,
+        *,
+        min_size: int,
+        max_size: int,
+        anchor_sizes: Sequence[int],
+        aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        roi_pool: str = "pool",
+        roi_size: int = 14,
+        norm: str = "eval",
+        rpn: Mapping[str, Any] | None = None,
+        roi: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         rpn, roi = dict(rpn or {}), dict(roi or {})
         self.feat_dim, self.num_classes, self.stride, self.norm = int(feat_dim), int(num_classes), int(stride), norm
         self.transform = GeneralizedRCNNTransform(int(min_size), int(max_size), list(image_mean), list(image_std))
         self.backbone = trunk
-        anchors = AnchorGenerator(sizes=(tuple(int(a) for a in anchor_sizes),),
-                                  aspect_ratios=(tuple(float(r) for r in aspect_ratios),))
+        anchors = AnchorGenerator(
+            sizes=(tuple(int(a) for a in anchor_sizes),), aspect_ratios=(tuple(float(r) for r in aspect_ratios),)
+        )
         self.rpn = RegionProposalNetwork(
-            anchors, RPNHead(trunk.out_channels, anchors.num_anchors_per_location()[0]),
-            fg_iou_thresh=rpn.get("fg_iou_thresh", 0.7), bg_iou_thresh=rpn.get("bg_iou_thresh", 0.3),
-            batch_size_per_image=rpn.get("batch_size_per_image", 256), positive_fraction=rpn.get("positive_fraction", 0.5),
-            pre_nms_top_n={"training": rpn.get("pre_nms_top_n_train", 12000), "testing": rpn.get("pre_nms_top_n_test", 3000)},
-            post_nms_top_n={"training": rpn.get("post_nms_top_n_train", 600), "testing": rpn.get("post_nms_top_n_test", 300)},
+            anchors,
+            RPNHead(trunk.out_channels, anchors.num_anchors_per_location()[0]),
+            fg_iou_thresh=rpn.get("fg_iou_thresh", 0.7),
+            bg_iou_thresh=rpn.get("bg_iou_thresh", 0.3),
+            batch_size_per_image=rpn.get("batch_size_per_image", 256),
+            positive_fraction=rpn.get("positive_fraction", 0.5),
+            pre_nms_top_n={
+                "training": rpn.get("pre_nms_top_n_train", 12000),
+                "testing": rpn.get("pre_nms_top_n_test", 3000),
+            },
+            post_nms_top_n={
+                "training": rpn.get("post_nms_top_n_train", 600),
+                "testing": rpn.get("post_nms_top_n_test", 300),
+            },
             nms_thresh=rpn.get("nms_thresh", 0.7),
         )
         self.roi_heads = RegionHeads(
-            RoIPooler(roi_pool, roi_size, stride), head, BoxRegressor(feat_dim, num_classes),
-            fg_iou_thresh=roi.get("fg_iou_thresh", 0.5), bg_iou_thresh=roi.get("bg_iou_thresh", 0.5),
-            batch_size_per_image=roi.get("batch_size_per_image", 128), positive_fraction=roi.get("positive_fraction", 0.5),
+            RoIPooler(roi_pool, roi_size, stride),
+            head,
+            BoxRegressor(feat_dim, num_classes),
+            fg_iou_thresh=roi.get("fg_iou_thresh", 0.5),
+            bg_iou_thresh=roi.get("bg_iou_thresh", 0.5),
+            batch_size_per_image=roi.get("batch_size_per_image", 128),
+            positive_fraction=roi.get("positive_fraction", 0.5),
             bbox_reg_weights=tuple(roi.get("bbox_reg_weights", (10.0, 10.0, 5.0, 5.0))),
-            score_thresh=roi.get("score_thresh", 0.02), nms_thresh=roi.get("nms_thresh", 0.5),
+            score_thresh=roi.get("score_thresh", 0.02),
+            nms_thresh=roi.get("nms_thresh", 0.5),
             detections_per_img=roi.get("detections_per_img") or 10**9,
         )
         self._scorer: list[Scorer] = []  # a list, so a criterion never becomes a submodule (not in state_dict)
 
     # ------------------------------------------------------------------ modes
-    def train(self, mode: bool = True) -> "Detector":
+    def train(self, mode: bool = True) -> Detector:
         super().train(mode)
         if mode and self.norm == "eval":  # the authors' freeze_bn: statistics fixed, affine still trained
             for m in self.modules():
@@ -181,7 +219,9 @@ class Detector(nn.Module):
                 raise ValueError("the detector needs targets in training mode")
             image_list, targets, features = self._features(images, targets)
             proposals, rpn_losses = self.rpn(image_list, features, targets)
-            region_features, labels, box_losses = self.roi_heads.sampled_regions(features, proposals, image_list.image_sizes, targets)
+            region_features, labels, box_losses = self.roi_heads.sampled_regions(
+                features, proposals, image_list.image_sizes, targets
+            )
             return region_features, labels, {**rpn_losses, **box_losses}
         if not self._scorer:
             raise RuntimeError("Detector in eval mode needs a region scorer: detector.set_scorer(criterion.logits)")
@@ -212,8 +252,10 @@ def _resnet50_c4(pretrained: bool, weights: str | None, norm: str):
 
     if norm not in ("eval", "frozen", "batch"):
         raise ConfigError(f"backbone.norm for resnet50_c4 must be eval, frozen or batch, got {norm!r}")
-    net = resnet50(weights=ResNet50_Weights.IMAGENET1K_V1 if pretrained else None,
-                   norm_layer=FrozenBatchNorm2d if norm == "frozen" else nn.BatchNorm2d)
+    net = resnet50(
+        weights=ResNet50_Weights.IMAGENET1K_V1 if pretrained else None,
+        norm_layer=FrozenBatchNorm2d if norm == "frozen" else nn.BatchNorm2d,
+    )
     if weights:
         from podhl.models.backbones import load_weights
 
@@ -231,37 +273,69 @@ def _conv(cin: int, cout: int, stride: int, norm: str) -> nn.Sequential:
 def _tiny(in_chans: int, width: int, feat_dim: int, norm: str):
     if norm not in ("group", "batch", "eval"):
         raise ConfigError(f"backbone.norm for tiny must be group, batch or eval, got {norm!r}")
-    trunk = _Trunk(_conv(in_chans, width // 2, 2, norm), _conv(width // 2, width, 2, norm), _conv(width, width, 2, norm),
-                   out_channels=width)
+    trunk = _Trunk(
+        _conv(in_chans, width // 2, 2, norm),
+        _conv(width // 2, width, 2, norm),
+        _conv(width, width, 2, norm),
+        out_channels=width,
+    )
     head = nn.Sequential(_conv(width, feat_dim, 2, norm), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     return trunk, head, 8, feat_dim
 
 
-def build_detector(backbone: Mapping[str, Any], num_classes: int, in_chans: int, *, min_size: int, max_size: int,
-                   anchor_sizes: Sequence[int], settings: Mapping[str, Any] | None = None) -> Detector:
+def build_detector(
+    backbone: Mapping[str, Any],
+    num_classes: int,
+    in_chans: int,
+    *,
+    min_size: int,
+    max_size: int,
+    anchor_sizes: Sequence[int],
+    settings: Mapping[str, Any] | None = None,
+) -> Detector:
     """``backbone``: the ``backbone`` config of a detector (``arch`` resnet50_c4 | tiny, ``norm``, ``roi_pool``,
     ``roi_size``, ``pretrained``, ``weights``; tiny: ``width``, ``feat_dim``); ``num_classes`` includes the
     background; ``settings``: RPN/RoI/post-processing values (``rpn``, ``roi``, ``aspect_ratios``,
     ``image_mean``, ``image_std``)."""
     arch = backbone.get("arch")
     if arch not in ARCHS:
-        raise ConfigError(f"task=detection needs a detector backbone (backbone=frcnn_resnet50 or frcnn_tiny: "
-                          f"backbone.arch one of {ARCHS}); got backbone '{backbone.get('name')}'")
+        raise ConfigError(
+            f"task=detection needs a detector backbone (backbone=frcnn_resnet50 or frcnn_tiny: "
+            f"backbone.arch one of {ARCHS}); got backbone '{backbone.get('name')}'"
+        )
     norm = str(backbone.get("norm", "eval"))
     if arch == "resnet50_c4":
         if in_chans != 3:
             raise ConfigError(f"resnet50_c4 takes 3-channel images, the dataset has {in_chans}")
-        trunk, head, stride, feat_dim = _resnet50_c4(bool(backbone.get("pretrained", False)), backbone.get("weights"), norm)
+        trunk, head, stride, feat_dim = _resnet50_c4(
+            bool(backbone.get("pretrained", False)), backbone.get("weights"), norm
+        )
     else:
         if backbone.get("pretrained"):
             raise ConfigError("the tiny detector backbone has no pretrained weights (backbone.pretrained=false)")
-        trunk, head, stride, feat_dim = _tiny(in_chans, int(backbone.get("width", 32)), int(backbone.get("feat_dim", 64)), norm)
+        trunk, head, stride, feat_dim = _tiny(
+            in_chans, int(backbone.get("width", 32)), int(backbone.get("feat_dim", 64)), norm
+        )
     settings = dict(settings or {})
     mean = settings.get("image_mean") or IMAGENET_MEAN
     std = settings.get("image_std") or IMAGENET_STD
     if len(mean) != in_chans or len(std) != in_chans:
         raise ConfigError(f"task.image_mean/image_std need {in_chans} values (the dataset's channels)")
-    return Detector(trunk, head, stride, feat_dim, num_classes, min_size=min_size, max_size=max_size,
-                    anchor_sizes=anchor_sizes, aspect_ratios=settings.get("aspect_ratios", (0.5, 1.0, 2.0)),
-                    image_mean=mean, image_std=std, roi_pool=str(backbone.get("roi_pool", "pool")),
-                    roi_size=int(backbone.get("roi_size", 14)), norm=norm, rpn=settings.get("rpn"), roi=settings.get("roi"))
+    return Detector(
+        trunk,
+        head,
+        stride,
+        feat_dim,
+        num_classes,
+        min_size=min_size,
+        max_size=max_size,
+        anchor_sizes=anchor_sizes,
+        aspect_ratios=settings.get("aspect_ratios", (0.5, 1.0, 2.0)),
+        image_mean=mean,
+        image_std=std,
+        roi_pool=str(backbone.get("roi_pool", "pool")),
+        roi_size=int(backbone.get("roi_size", 14)),
+        norm=norm,
+        rpn=settings.get("rpn"),
+        roi=settings.get("roi"),
+    )

@@ -24,8 +24,9 @@ class FeatureNet(nn.Module):
         return self.fc1(self.backbone(images))
 
 
-def build_model(backbone_cfg: DictConfig, model_cfg: DictConfig, in_chans: int,
-                image_size: int | tuple[int, int]) -> FeatureNet:
+def build_model(
+    backbone_cfg: DictConfig, model_cfg: DictConfig, in_chans: int, image_size: int | tuple[int, int]
+) -> FeatureNet:
     """Build and dry-run the model on one tiny batch so shape problems surface before training.
 
     ``image_size``: the side of square images, or (height, width) (e.g. 112×96 faces)."""

@@ -24,9 +24,13 @@ class SmallCNN(nn.Module):
     def __init__(self, in_chans: int = 1, width: int = 32, norm: str = "batch") -> None:
         super().__init__()
         self.features = nn.Sequential(
-            _block(in_chans, width, norm), _block(width, width, norm), nn.MaxPool2d(2),
-            _block(width, 2 * width, norm), _block(2 * width, 2 * width, norm),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            _block(in_chans, width, norm),
+            _block(width, width, norm),
+            nn.MaxPool2d(2),
+            _block(width, 2 * width, norm),
+            _block(2 * width, 2 * width, norm),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.num_features = 2 * width
 

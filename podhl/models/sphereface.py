@@ -18,7 +18,7 @@ keeps ``nn.Linear``'s default initialisation in both cases.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -53,16 +53,26 @@ class SphereFace(nn.Module):
     ``layers`` = residual units per stage: (1, 2, 4, 1) is SphereFace-20 (the default), (3, 8, 16, 3) SphereFace-64.
     """
 
-    def __init__(self, in_chans: int = 3, img_size: int | Sequence[int] = (112, 96),
-                 layers: Sequence[int] = (1, 2, 4, 1), caffe_init: bool = True) -> None:
+    def __init__(
+        self,
+        in_chans: int = 3,
+        img_size: int | Sequence[int] = (112, 96),
+        layers: Sequence[int] = (1, 2, 4, 1),
+        caffe_init: bool = True,
+    ) -> None:
         super().__init__()
         h, w = (img_size, img_size) if isinstance(img_size, int) else (int(img_size[0]), int(img_size[1]))
         if len(layers) != 4:
             raise ValueError(f"layers must give the residual units of 4 stages, got {list(layers)}")
         stages, cin = [], in_chans
         for cout, units in zip(WIDTHS, layers):
-            stages.append(nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1), nn.PReLU(cout),
-                                        *(_Unit(cout, bias=not caffe_init) for _ in range(int(units)))))
+            stages.append(
+                nn.Sequential(
+                    nn.Conv2d(cin, cout, 3, 2, 1),
+                    nn.PReLU(cout),
+                    *(_Unit(cout, bias=not caffe_init) for _ in range(int(units))),
+                )
+            )
             cin = cout
         self.stages = nn.Sequential(*stages)
         self.img_size = (h, w)

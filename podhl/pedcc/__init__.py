@@ -16,5 +16,13 @@ from podhl.pedcc.generate import METHODS, generate_pedcc, load_pedcc_file, pedcc
 from podhl.pedcc.mub import mub_bound, mub_capacity
 from podhl.pedcc.quality import pedcc_quality
 
-__all__ = ["METHODS", "generate_pedcc", "load_pedcc_file", "pedcc_cache_dir", "pedcc_quality", "mub_capacity",
-           "mub_bound", "main"]
+__all__ = [
+    "METHODS",
+    "generate_pedcc",
+    "load_pedcc_file",
+    "pedcc_cache_dir",
+    "pedcc_quality",
+    "mub_capacity",
+    "mub_bound",
+    "main",
+]

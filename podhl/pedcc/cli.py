@@ -25,18 +25,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="podhl-pedcc",
         description="Generate (or load cached) PEDCC — predefined evenly-distributed class centroids (POD §2.1) — "
-                    "and print their quality: nearest-neighbour cosines against random unit vectors.")
+        "and print their quality: nearest-neighbour cosines against random unit vectors.",
+    )
     parser.add_argument("num_classes", type=int, help="k, the number of classes (≥ 2)")
     parser.add_argument("dim", type=int, help="n, the feature dimension (model.feat_dim)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the construction (loss.pedcc_seed; default 0)")
-    parser.add_argument("--method", choices=METHODS, default="auto",
-                        help="construction (loss.pedcc_method): auto picks simplex, simplices, mub or physical "
-                             "by (k, n); default auto")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="construction (loss.pedcc_method): auto picks simplex, simplices, mub or physical by (k, n); default auto",
+    )
     parser.add_argument("--iters", type=int, default=None, help="physical-model steps (default 200, 150 for k > 4096)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the disk cache")
     parser.add_argument("--device", default="cpu", help="where the physical model runs (cpu, cuda, ...; same result)")
-    parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="torch.set_num_threads(N) before any work (on a shared CPU, 1 is often fastest)")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch.set_num_threads(N) before any work (on a shared CPU, 1 is often fastest)",
+    )
     parser.add_argument("--out", default=None, help="also save the centroids to this .pt file (for loss.pedcc_file)")
     return parser
 
@@ -50,8 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t0 = time.perf_counter()
     try:
-        c, method = generate_with_method(args.num_classes, args.dim, args.seed, args.method,
-                                         cache=not args.no_cache, iters=args.iters, device=args.device)
+        c, method = generate_with_method(
+            args.num_classes,
+            args.dim,
+            args.seed,
+            args.method,
+            cache=not args.no_cache,
+            iters=args.iters,
+            device=args.device,
+        )
     except ValueError as err:
         parser.exit(2, f"podhl-pedcc: error: {err}\n")
     seconds = time.perf_counter() - t0
@@ -60,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     q = pedcc_quality(c)
     gen = torch.Generator().manual_seed(args.seed)
     rnd = pedcc_quality(torch.randn(args.num_classes, args.dim, generator=gen))
-    print(f"PEDCC k={args.num_classes} n={args.dim} seed={args.seed} method={method}: {seconds:.2f}s, "
-          f"{torch.get_num_threads()} threads (cache: {'off' if args.no_cache else pedcc_cache_dir()})")
+    print(
+        f"PEDCC k={args.num_classes} n={args.dim} seed={args.seed} method={method}: {seconds:.2f}s, "
+        f"{torch.get_num_threads()} threads (cache: {'off' if args.no_cache else pedcc_cache_dir()})"
+    )
     print(f"  max nearest-neighbour cosine  {q['max_nn_cos']:+.4f}   (random unit vectors: {rnd['max_nn_cos']:+.4f})")
     print(f"  mean nearest-neighbour cosine {q['mean_nn_cos']:+.4f}   (random unit vectors: {rnd['mean_nn_cos']:+.4f})")
-    print(f"  min pairwise angle            {q['min_angle_deg']:.2f}°   (simplex optimum −1/(k−1) = {q['simplex_bound']:+.4f})")
+    print(
+        f"  min pairwise angle            {q['min_angle_deg']:.2f}°   (simplex optimum −1/(k−1) = {q['simplex_bound']:+.4f})"
+    )
     if method == "mub":
         print(f"  mub guarantee: max cosine ≤ {mub_bound(args.num_classes, args.dim):+.4f}")
     if args.out:

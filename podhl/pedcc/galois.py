@@ -12,7 +12,7 @@ import functools
 import torch
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def irreducible(m: int) -> int:
     """The smallest irreducible binary polynomial of degree m (bit i = coefficient of X^i)."""
 
@@ -47,7 +47,7 @@ def parity(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trace_mask(m: int) -> int:
     """Tr: GF(2^m) → GF(2) is linear: Tr(z) = parity(z & mask), mask bit i = Tr(X^i)."""
     mask = 0

@@ -93,7 +93,13 @@ def generate_pedcc(
 
 
 def generate_with_method(
-    num_classes: int, dim: int, seed: int, method: str, *, cache: bool, iters: int | None,
+    num_classes: int,
+    dim: int,
+    seed: int,
+    method: str,
+    *,
+    cache: bool,
+    iters: int | None,
     device: str | torch.device,
 ) -> tuple[torch.Tensor, str]:
     """:func:`generate_pedcc`, also returning the method that produced the centroids."""
@@ -117,13 +123,20 @@ def generate_with_method(
     candidates = {name: _generate_one(k, n, seed, name, cache, iters, device) for name in ("mub", "physical")}
     scores = {name: pedcc_quality(c)["max_nn_cos"] for name, c in candidates.items()}
     chosen = "physical" if scores["physical"] < scores["mub"] - _AUTO_MARGIN else "mub"
-    log.info("PEDCC auto k=%d n=%d: max NN cos mub %.4f, physical %.4f: using %s",
-             k, n, scores["mub"], scores["physical"], chosen)
+    log.info(
+        "PEDCC auto k=%d n=%d: max NN cos mub %.4f, physical %.4f: using %s",
+        k,
+        n,
+        scores["mub"],
+        scores["physical"],
+        chosen,
+    )
     return candidates[chosen], chosen
 
 
-def _generate_one(k: int, n: int, seed: int, method: str, cache: bool, iters: int | None,
-                  device: str | torch.device) -> torch.Tensor:
+def _generate_one(
+    k: int, n: int, seed: int, method: str, cache: bool, iters: int | None, device: str | torch.device
+) -> torch.Tensor:
     """One concrete method (simplex, simplices, mub or physical), through the disk cache."""
     path = None
     if cache:
@@ -140,13 +153,27 @@ def _generate_one(k: int, n: int, seed: int, method: str, cache: bool, iters: in
     if method == "physical":
         centroids = physical(k, n, seed, iters, device)
         q = pedcc_quality(centroids)
-        log.info("PEDCC physical model k=%d n=%d seed=%d: %.1fs, max NN cos %.4f, mean NN cos %.4f",
-                 k, n, seed, time.perf_counter() - t0, q["max_nn_cos"], q["mean_nn_cos"])
+        log.info(
+            "PEDCC physical model k=%d n=%d seed=%d: %.1fs, max NN cos %.4f, mean NN cos %.4f",
+            k,
+            n,
+            seed,
+            time.perf_counter() - t0,
+            q["max_nn_cos"],
+            q["mean_nn_cos"],
+        )
     else:
         centroids = CONSTRUCTIONS[method](k, n, seed)
         bound = 0.0 if method == "simplices" else mub_bound(k, n) if method == "mub" else -1.0 / (k - 1)
-        log.info("PEDCC %s k=%d n=%d seed=%d: %.2fs, max NN cos ≤ %.4f (guaranteed)",
-                 method, k, n, seed, time.perf_counter() - t0, bound)
+        log.info(
+            "PEDCC %s k=%d n=%d seed=%d: %.2fs, max NN cos ≤ %.4f (guaranteed)",
+            method,
+            k,
+            n,
+            seed,
+            time.perf_counter() - t0,
+            bound,
+        )
     centroids = centroids.float().contiguous()
     if path is not None:
         try:
@@ -175,11 +202,15 @@ def load_pedcc_file(path: str | os.PathLike, num_classes: int, dim: int) -> torc
         else:
             data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ConfigError(f"loss.pedcc_file={path}: not a tensor file torch.load or numpy.load can read ({err})") from None
+        raise ConfigError(
+            f"loss.pedcc_file={path}: not a tensor file torch.load or numpy.load can read ({err})"
+        ) from None
     if not isinstance(data, torch.Tensor) or tuple(data.shape) != (num_classes, dim):
         shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
-        raise ConfigError(f"loss.pedcc_file={path}: holds {shape}, this run needs ({num_classes}, {dim}) "
-                          f"(num_classes, model.feat_dim)")
+        raise ConfigError(
+            f"loss.pedcc_file={path}: holds {shape}, this run needs ({num_classes}, {dim}) "
+            f"(num_classes, model.feat_dim)"
+        )
     data = data.double()
     if not bool(torch.isfinite(data).all()) or bool((data.norm(dim=1) == 0).any()):
         raise ConfigError(f"loss.pedcc_file={path}: has non-finite values or a zero row")

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
-
-import numpy as np
 
 import matplotlib
 import matplotlib.ticker
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -61,11 +60,15 @@ def scatter_features(ax, features, labels, means=None, pedcc=None, title: str | 
     cmap = plt.get_cmap("tab10")
     for c in np.unique(labels):
         sel = labels == c
-        ax.scatter(pts[sel, 0], pts[sel, 1], s=2, alpha=0.5, color=cmap(int(c) % 10), label=str(int(c)), rasterized=True)
+        ax.scatter(
+            pts[sel, 0], pts[sel, 1], s=2, alpha=0.5, color=cmap(int(c) % 10), label=str(int(c)), rasterized=True
+        )
     if m2 is not None:
         ax.scatter(m2[:, 0], m2[:, 1], s=30, color="black", marker="o", zorder=3)
     if p2 is not None:
-        ax.scatter(p2[:, 0], p2[:, 1], s=40, facecolors="none", edgecolors="black", marker="o", linewidths=1.5, zorder=4)
+        ax.scatter(
+            p2[:, 0], p2[:, 1], s=40, facecolors="none", edgecolors="black", marker="o", linewidths=1.5, zorder=4
+        )
     ax.set_aspect("equal", adjustable="datalim")
     if title:
         ax.set_title(title, fontsize=9)
@@ -93,7 +96,6 @@ def mean_curve(run_dirs: Iterable[Path], column: str = "test_acc") -> tuple[np.n
     return epochs, values
 
 
-
 def _save(fig, out: Path, dpi: int = 120) -> Path:
     """Lay out, write ``out`` as PNG (creating its folder) and free the figure."""
     fig.tight_layout()
@@ -103,7 +105,10 @@ def _save(fig, out: Path, dpi: int = 120) -> Path:
     plt.close(fig)
     return out
 
-def plot_curves(groups: dict[str, Sequence[Path]], out: Path, column: str = "test_acc", title: str | None = None) -> Path:
+
+def plot_curves(
+    groups: dict[str, Sequence[Path]], out: Path, column: str = "test_acc", title: str | None = None
+) -> Path:
     """One line per group (mean over its runs): POD Fig. 4 / HL Fig. 2."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, runs in groups.items():
@@ -144,8 +149,14 @@ def plot_feature_grid(panels: dict[str, Path], out: Path, ncols: int = 3) -> Pat
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.6 * nrows), squeeze=False)
     for ax, (title, run) in zip(axes.flat, panels.items()):
         data = np.load(Path(run) / "features.npz")
-        scatter_features(ax, data["features"], data["labels"], data["class_means"],
-                         data["pedcc"] if "pedcc" in data.files else None, title=title)
+        scatter_features(
+            ax,
+            data["features"],
+            data["labels"],
+            data["class_means"],
+            data["pedcc"] if "pedcc" in data.files else None,
+            title=title,
+        )
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     return _save(fig, out, dpi=90)
@@ -162,8 +173,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("dirs", nargs="+", help="run dirs or multirun dirs")
     parser.add_argument("-o", "--out", required=True, help="PNG file to write")
     parser.add_argument("--column", default="test_acc", help="curves: history.csv column (default test_acc)")
-    parser.add_argument("--by", default=None, help="group runs by these override keys (comma list; default: all that differ but seed)")
-    parser.add_argument("--seed", type=int, default=None, help="features: only the runs of this seed (one panel per setting)")
+    parser.add_argument(
+        "--by", default=None, help="group runs by these override keys (comma list; default: all that differ but seed)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="features: only the runs of this seed (one panel per setting)"
+    )
     args = parser.parse_args(argv)
     runs = load_runs(args.dirs)
     if args.seed is not None:

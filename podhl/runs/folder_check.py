@@ -27,7 +27,9 @@ def check_output_folders(folder: str, key: str, output_dir: str | None) -> None:
 
 class FolderCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        HydraConfig.instance().set_config(config)  # hydra.run.dir reads ${hydra:runtime.choices...} (run_job sets it too)
+        HydraConfig.instance().set_config(
+            config
+        )  # hydra.run.dir reads ${hydra:runtime.choices...} (run_job sets it too)
         self._check(config, str(config.hydra.run.dir), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

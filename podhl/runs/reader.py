@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from podhl.config import canonical
 from podhl.engine.records import read_history
@@ -98,7 +99,9 @@ def run_dirs(paths: Iterable[str | Path]) -> list[Path]:
         if (p / "metrics.json").is_file():
             found.append(p)
         else:
-            below = sorted({m.parent for m in p.rglob("metrics.json")}, key=lambda q: (len(q.parts), len(str(q)), str(q)))
+            below = sorted(
+                {m.parent for m in p.rglob("metrics.json")}, key=lambda q: (len(q.parts), len(str(q)), str(q))
+            )
             found.extend(below)
     return found
 

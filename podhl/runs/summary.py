@@ -6,8 +6,9 @@ from __future__ import annotations
 import atexit
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -25,11 +26,16 @@ def format_summary(runs: Sequence[Run]) -> str:
     """Markdown: job, what differs between jobs, status, the primary metric (last and best), epochs, time."""
     keys = varying_keys(runs, exclude=()) if len(runs) > 1 else []
     primary = str(runs[0].metrics.get("primary_metric") or "test_acc") if runs else "test_acc"
-    lines = [f"| job | overrides | status | {primary} | best_{primary} | epochs | train_time_s |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| job | overrides | status | {primary} | best_{primary} | epochs | train_time_s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         status = r.status if r.status != "failed" else f"failed: {r.metrics.get('error') or '?'}"
-        lines.append(f"| {r.dir.name} | {r.label(keys)} | {status} | {_fmt(r.metric(primary))} | {_fmt(r.metric('best_' + primary))} "
-                     f"| {_fmt(r.metrics.get('epochs'))} | {_fmt(r.metrics.get('train_time_s'))} |")
+        lines.append(
+            f"| {r.dir.name} | {r.label(keys)} | {status} | {_fmt(r.metric(primary))} | {_fmt(r.metric('best_' + primary))} "
+            f"| {_fmt(r.metrics.get('epochs'))} | {_fmt(r.metrics.get('train_time_s'))} |"
+        )
     return "\n".join(lines)
 
 
@@ -55,8 +61,11 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not (config.get("resume") or config.get("overwrite")) and sweep_dir.is_dir() and load_runs([sweep_dir]):
-            log.error("%s already holds another sweep's runs: pass a new hydra.sweep.dir, or resume=true / "
-                      "resume=auto to continue those jobs, or overwrite=true", sweep_dir)
+            log.error(
+                "%s already holds another sweep's runs: pass a new hydra.sweep.dir, or resume=true / "
+                "resume=auto to continue those jobs, or overwrite=true",
+                sweep_dir,
+            )
             sys.exit(2)  # (with resume/overwrite each job checks its own folder: podhl/engine/run_folder.py)
         atexit.register(self._summary_if_stopped, sweep_dir)
 

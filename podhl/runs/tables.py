@@ -22,9 +22,10 @@ import argparse
 import csv
 import json
 import statistics
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from podhl.runs.figures import plot_curves
 from podhl.runs.reader import Run, load_runs, varying_keys
@@ -42,15 +43,26 @@ def paper_values() -> dict[str, Any]:
 def aggregate(values: Sequence[float]) -> dict[str, float | int | None]:
     if not values:
         return {"mean": None, "best": None, "std": None, "n": 0}
-    return {"mean": statistics.fmean(values), "best": max(values),
-            "std": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "best": max(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values),
+    }
 
 
 def auto_spec(runs: Sequence[Run], metric_name: str) -> dict[str, Any]:
     """No paper table: one row per setting (the overrides that differ, seed pooled)."""
     keys = varying_keys(runs)
-    return {"title": "runs grouped by " + (", ".join(keys) or "(nothing differs)"), "cols_are_metrics": True,
-            "stats": ["mean", "best", "std"], "rows": {}, "cols": {metric_name: metric_name}, "values": {}, "keys": keys}
+    return {
+        "title": "runs grouped by " + (", ".join(keys) or "(nothing differs)"),
+        "cols_are_metrics": True,
+        "stats": ["mean", "best", "std"],
+        "rows": {},
+        "cols": {metric_name: metric_name},
+        "values": {},
+        "keys": keys,
+    }
 
 
 def place(run: Run, name: str | None, spec: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
@@ -64,7 +76,9 @@ def place(run: Run, name: str | None, spec: dict[str, Any]) -> tuple[str | None,
     return str(run.metrics.get("row")), run.metrics.get("col"), None
 
 
-def build_table(runs: Sequence[Run], spec: dict[str, Any], name: str | None, metric_name: str = "test_acc") -> dict[str, Any]:
+def build_table(
+    runs: Sequence[Run], spec: dict[str, Any], name: str | None, metric_name: str = "test_acc"
+) -> dict[str, Any]:
     """Cells ``{(row, col): {"ours": aggregate, "paper": number | dict | None, "runs": [dirs]}}``, order, runs left out."""
     by_metric = bool(spec.get("cols_are_metrics"))
     rows, cols = list(spec["rows"]), list(spec["cols"])
@@ -90,10 +104,25 @@ def build_table(runs: Sequence[Run], spec: dict[str, Any], name: str | None, met
             dirs.setdefault((row, c), []).append(str(run.dir))
             if value is not None:
                 values.setdefault((row, c), []).append(value)
-    cells = {(r, c): {"ours": aggregate(values.get((r, c), [])), "paper": spec["values"].get(r, {}).get(c),
-                      "runs": dirs.get((r, c), [])} for r in rows for c in cols}
-    return {"rows": rows, "cols": cols, "cells": cells, "stats": list(spec.get("stats", ["mean"])), "left_out": left_out,
-            "row_labels": spec["rows"], "col_labels": spec["cols"], "title": spec.get("title", "")}
+    cells = {
+        (r, c): {
+            "ours": aggregate(values.get((r, c), [])),
+            "paper": spec["values"].get(r, {}).get(c),
+            "runs": dirs.get((r, c), []),
+        }
+        for r in rows
+        for c in cols
+    }
+    return {
+        "rows": rows,
+        "cols": cols,
+        "cells": cells,
+        "stats": list(spec.get("stats", ["mean"])),
+        "left_out": left_out,
+        "row_labels": spec["rows"],
+        "col_labels": spec["cols"],
+        "title": spec.get("title", ""),
+    }
 
 
 def _paper_stat(paper: Any, stat: str) -> float | None:
@@ -189,7 +218,9 @@ def _hparam(v: str | None) -> Any:
         return v
 
 
-def write_curves(runs: Sequence[Run], table: dict[str, Any], name: str, spec: dict[str, Any], out_dir: Path) -> list[Path]:
+def write_curves(
+    runs: Sequence[Run], table: dict[str, Any], name: str, spec: dict[str, Any], out_dir: Path
+) -> list[Path]:
     """Test accuracy per epoch, one line per table row (mean over seeds), one PNG per column (POD Fig. 4 / HL Fig. 2)."""
     groups_by_col: dict[str, dict[str, list[Path]]] = {}
     for run in runs:
@@ -200,12 +231,20 @@ def write_curves(runs: Sequence[Run], table: dict[str, Any], name: str, spec: di
     written = []
     for col, groups in groups_by_col.items():
         label = table["col_labels"].get(col, col)
-        written.append(plot_curves(groups, out_dir / f"{name}_curves_{col.replace('/', '_')}.png", title=f"{name}: {label}"))
+        written.append(
+            plot_curves(groups, out_dir / f"{name}_curves_{col.replace('/', '_')}.png", title=f"{name}: {label}")
+        )
     return written
 
 
-def make_tables(dirs: Sequence[str | Path], table: str | None = None, out: str | Path | None = None,
-                metric_name: str = "test_acc", hparams: bool = True, curves: bool = True) -> dict[str, Path]:
+def make_tables(
+    dirs: Sequence[str | Path],
+    table: str | None = None,
+    out: str | Path | None = None,
+    metric_name: str = "test_acc",
+    hparams: bool = True,
+    curves: bool = True,
+) -> dict[str, Path]:
     runs = load_runs(dirs)
     if not runs:
         raise SystemExit(f"podhl-tables: no metrics.json under {', '.join(map(str, dirs))}")
@@ -236,18 +275,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="podhl-tables",
         description="Run folders → the papers' table layouts (Markdown + CSV), beside the papers' numbers.",
         epilog="Examples: podhl-tables outputs/multirun/<stamp> (group by what differs between jobs); "
-               "podhl-tables sweeps/pod_table4 --table pod_table4; podhl-tables --list")
+        "podhl-tables sweeps/pod_table4 --table pod_table4; podhl-tables --list",
+    )
     parser.add_argument("dirs", nargs="*", help="multirun (sweep) dirs or run dirs; several are pooled")
-    parser.add_argument("--table", default=None,
-                        help=f"paper table layout: {', '.join(paper_values())} (default: group by what differs)")
+    parser.add_argument(
+        "--table",
+        default=None,
+        help=f"paper table layout: {', '.join(paper_values())} (default: group by what differs)",
+    )
     parser.add_argument("--out", default=None, help="output dir (default: <first dir>/tables)")
-    parser.add_argument("--metric", default="test_acc",
-                        help="metrics.json value for the cells of a run-keyed table (default test_acc: the last "
-                             "epoch's; best_test_acc: the best epoch's)")
-    parser.add_argument("--no-hparams", action="store_true",
-                        help="skip TensorBoard add_hparams (<first dir>/tb_hparams, the HParams tab)")
-    parser.add_argument("--no-curves", action="store_true",
-                        help="skip the accuracy-per-epoch PNGs (<name>_curves_<column>.png)")
+    parser.add_argument(
+        "--metric",
+        default="test_acc",
+        help="metrics.json value for the cells of a run-keyed table (default test_acc: the last "
+        "epoch's; best_test_acc: the best epoch's)",
+    )
+    parser.add_argument(
+        "--no-hparams",
+        action="store_true",
+        help="skip TensorBoard add_hparams (<first dir>/tb_hparams, the HParams tab)",
+    )
+    parser.add_argument(
+        "--no-curves", action="store_true", help="skip the accuracy-per-epoch PNGs (<name>_curves_<column>.png)"
+    )
     parser.add_argument("--list", action="store_true", help="list the known tables and exit")
     return parser
 

@@ -10,9 +10,10 @@ whose region classifier is the criterion).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -104,7 +105,9 @@ class Task:
     def forward(self, model: nn.Module, batch: Any) -> StepOutput:
         raise NotImplementedError
 
-    def feature_batches(self, model: nn.Module, split: str, shard: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def feature_batches(
+        self, model: nn.Module, split: str, shard: bool = True
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(features, labels) over ``split`` without augmentation, model in eval mode (feature passes, analyses)."""
         raise NotImplementedError
 
@@ -126,9 +129,19 @@ class LoadersTask(Task):
         per_rank = int(cfg.schedule.batch_size) // runtime.world
         tcfg = cfg.trainer
         pin = tcfg.pin_memory if tcfg.pin_memory != "auto" else runtime.device.type == "cuda"
-        self.loaders = Loaders(data, per_rank, int(cfg.schedule.get("eval_batch_size") or per_rank),
-                               int(tcfg.num_workers), int(cfg.seed), runtime.rank, runtime.world, runtime.device,
-                               pin_memory=bool(pin), name=str(cfg.dataset.name), **options)
+        self.loaders = Loaders(
+            data,
+            per_rank,
+            int(cfg.schedule.get("eval_batch_size") or per_rank),
+            int(tcfg.num_workers),
+            int(cfg.seed),
+            runtime.rank,
+            runtime.world,
+            runtime.device,
+            pin_memory=bool(pin),
+            name=str(cfg.dataset.name),
+            **options,
+        )
 
     def start_epoch(self, epoch: int, epoch_seed: int, skip_batches: int = 0) -> None:
         self.loaders.start_epoch(epoch, epoch_seed, skip_batches)

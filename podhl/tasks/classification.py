@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from omegaconf import DictConfig
@@ -54,7 +54,9 @@ class ClassificationTask(LoadersTask):
         return StepOutput(features.float(), labels)  # losses always run in fp32
 
     @torch.no_grad()
-    def feature_batches(self, model: nn.Module, split: str, shard: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def feature_batches(
+        self, model: nn.Module, split: str, shard: bool = True
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         was_training = model.training
         model.eval()
         try:

@@ -13,7 +13,7 @@ and AP@0.5 and the best-box accuracy are computed as the authors' code does
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -35,8 +35,10 @@ def unwrap(model: nn.Module) -> Detector:
     for attr in ("_orig_mod", "module", "_orig_mod"):
         model = getattr(model, attr, model)
     if not isinstance(model, Detector):
-        raise ConfigError(f"task=detection works on its detector, got {type(model).__name__} "
-                          "(analyses with layer=backbone do not apply to detection; use layer=latent)")
+        raise ConfigError(
+            f"task=detection works on its detector, got {type(model).__name__} "
+            "(analyses with layer=backbone do not apply to detection; use layer=latent)"
+        )
     return model
 
 
@@ -48,16 +50,28 @@ class DetectionTask(LoadersTask):
     backbone_kind = "detector"
     backbone_examples = "backbone=frcnn_resnet50 or backbone=frcnn_tiny"
 
-    def __init__(self, rpn: dict | None = None, roi: dict | None = None, aspect_ratios=(0.5, 1.0, 2.0),
-                 image_mean=None, image_std=None, iou_threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        rpn: dict | None = None,
+        roi: dict | None = None,
+        aspect_ratios=(0.5, 1.0, 2.0),
+        image_mean=None,
+        image_std=None,
+        iou_threshold: float = 0.5,
+    ) -> None:
         self.rpn = dict(OmegaConf.to_container(rpn, resolve=True) if isinstance(rpn, DictConfig) else rpn or {})
         self.roi = dict(OmegaConf.to_container(roi, resolve=True) if isinstance(roi, DictConfig) else roi or {})
         self.aspect_ratios = [float(r) for r in aspect_ratios]
         self.image_mean = list(image_mean) if image_mean is not None else None
         self.image_std = list(image_std) if image_std is not None else None
         self.iou_threshold = in_range("iou_threshold", iou_threshold, 0.0, 1.0, low_open=True)
-        for key in ("pre_nms_top_n_train", "post_nms_top_n_train", "pre_nms_top_n_test", "post_nms_top_n_test",
-                    "batch_size_per_image"):
+        for key in (
+            "pre_nms_top_n_train",
+            "post_nms_top_n_train",
+            "pre_nms_top_n_test",
+            "post_nms_top_n_test",
+            "batch_size_per_image",
+        ):
             if key in self.rpn:
                 integer(f"rpn.{key}", self.rpn[key], low=1)
         integer("roi.batch_size_per_image", self.roi.get("batch_size_per_image", 128), low=1)
@@ -68,12 +82,18 @@ class DetectionTask(LoadersTask):
         self.dataset_name = str(cfg.dataset.name)
         self.data = build_detection_data(cfg.dataset)
         if cfg.trainer.gpu_resident:
-            raise ConfigError("trainer.gpu_resident=true applies to in-memory classification sets, not to task=detection")
+            raise ConfigError(
+                "trainer.gpu_resident=true applies to in-memory classification sets, not to task=detection"
+            )
         self.build_loaders(cfg, runtime, self.data, collate_fn=collate_detection)
         # smoke runs (smoke=cpu): fewer proposals and sampled RoIs per image
-        for key, targets in (("limit_proposals_per_image", [(self.rpn, "post_nms_top_n_train", 600),
-                                                             (self.rpn, "post_nms_top_n_test", 300)]),
-                             ("limit_rois_per_image", [(self.roi, "batch_size_per_image", 128)])):
+        for key, targets in (
+            (
+                "limit_proposals_per_image",
+                [(self.rpn, "post_nms_top_n_train", 600), (self.rpn, "post_nms_top_n_test", 300)],
+            ),
+            ("limit_rois_per_image", [(self.roi, "batch_size_per_image", 128)]),
+        ):
             limit = cfg.trainer.get(key)
             if limit is not None:
                 integer(f"trainer.{key}", limit, low=1)
@@ -86,15 +106,28 @@ class DetectionTask(LoadersTask):
 
     def build_model(self, cfg: DictConfig) -> nn.Module:
         backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
-        return build_detector(backbone, self.num_classes, self.data.in_chans, min_size=self.data.min_size,
-                              max_size=self.data.max_size, anchor_sizes=self.data.anchor_sizes,
-                              settings={"rpn": self.rpn, "roi": self.roi, "aspect_ratios": self.aspect_ratios,
-                                        "image_mean": self.image_mean, "image_std": self.image_std})
+        return build_detector(
+            backbone,
+            self.num_classes,
+            self.data.in_chans,
+            min_size=self.data.min_size,
+            max_size=self.data.max_size,
+            anchor_sizes=self.data.anchor_sizes,
+            settings={
+                "rpn": self.rpn,
+                "roi": self.roi,
+                "aspect_ratios": self.aspect_ratios,
+                "image_mean": self.image_mean,
+                "image_std": self.image_std,
+            },
+        )
 
     def describe(self) -> str:
         kind = " (SYNTHETIC)" if self.data.synthetic else ""
-        return (f"{self.dataset_name}{kind}: {len(self.data.train)} train / {len(self.data.test)} test images, "
-                f"{self.data.num_classes} object classes + background")
+        return (
+            f"{self.dataset_name}{kind}: {len(self.data.train)} train / {len(self.data.test)} test images, "
+            f"{self.data.num_classes} object classes + background"
+        )
 
     # ------------------------------------------------------------------ training
     def _images_to_device(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -103,7 +136,9 @@ class DetectionTask(LoadersTask):
     def to_device(self, batch):
         images, targets = batch
         device = self.runtime.device
-        return self._images_to_device(images), [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+        return self._images_to_device(images), [
+            {k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets
+        ]
 
     def split(self, batch, parts: int):
         images, targets = batch
@@ -120,7 +155,9 @@ class DetectionTask(LoadersTask):
         return StepOutput(features.float(), labels, {k: v.float() for k, v in terms.items()})
 
     @torch.no_grad()
-    def feature_batches(self, model: nn.Module, split: str, shard: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def feature_batches(
+        self, model: nn.Module, split: str, shard: bool = True
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Per batch of images of ``split`` (training images without flipping, difficult objects left out):
         the region features of every test-time proposal labelled by the training matcher (IoU ≥ fg → its
         object's class, < bg → background 0, in between left out) and of every ground-truth box, in eval mode.
@@ -150,8 +187,13 @@ class DetectionTask(LoadersTask):
         truths: list[ImageTruth] = []
         loader = self.loaders.test
         total = len(loader) if limit_batches is None else min(int(limit_batches), len(loader))
-        bar = tqdm(total=total, desc="evaluate", leave=False, dynamic_ncols=True,
-                   disable=None if self.runtime.progress else True)
+        bar = tqdm(
+            total=total,
+            desc="evaluate",
+            leave=False,
+            dynamic_ncols=True,
+            disable=None if self.runtime.progress else True,
+        )
         try:
             for i, (images, targets) in enumerate(loader):
                 if i >= total:
@@ -159,9 +201,16 @@ class DetectionTask(LoadersTask):
                 with self.runtime.autocast():
                     outputs = detector(self._images_to_device(images))
                 for out, target in zip(outputs, targets):
-                    detections.append(ImageDetections(out["boxes"].float().cpu().numpy(), out["scores"].float().cpu().numpy(),
-                                                      out["labels"].cpu().numpy()))
-                    truths.append(ImageTruth(target["boxes"].numpy(), target["labels"].numpy(), target["difficult"].numpy()))
+                    detections.append(
+                        ImageDetections(
+                            out["boxes"].float().cpu().numpy(),
+                            out["scores"].float().cpu().numpy(),
+                            out["labels"].cpu().numpy(),
+                        )
+                    )
+                    truths.append(
+                        ImageTruth(target["boxes"].numpy(), target["labels"].numpy(), target["difficult"].numpy())
+                    )
                 bar.update(1)
         finally:
             bar.close()

@@ -25,8 +25,8 @@ gives on the XML's inclusive pixel indices); ``plus_one=True`` is the authors' f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -77,8 +77,12 @@ def _best_same_class(det: ImageDetections, gt: ImageTruth, plus_one: bool) -> tu
     return iou[np.arange(len(best)), best], best
 
 
-def average_precision(detections: Sequence[ImageDetections], truths: Sequence[ImageTruth], iou_threshold: float = 0.5,
-                      plus_one: bool = False) -> dict[str, object]:
+def average_precision(
+    detections: Sequence[ImageDetections],
+    truths: Sequence[ImageTruth],
+    iou_threshold: float = 0.5,
+    plus_one: bool = False,
+) -> dict[str, object]:
     """``{"map": mean AP over classes with objects, "per_class": {label: AP}, "num_objects": {label: n},
     "curves": {label: (recall, precision)}}`` (fractions; the curves in score order, before interpolation)."""
     if len(detections) != len(truths):
@@ -88,10 +92,16 @@ def average_precision(detections: Sequence[ImageDetections], truths: Sequence[Im
     for det, gt in zip(detections, truths):
         ovmax, best = _best_same_class(det, gt, plus_one)
         difficult = gt.difficult[best] if len(gt.labels) else np.zeros(len(best), dtype=bool)
-        rows.append((det.labels.astype(np.int64), det.scores.astype(np.float64), ovmax, best + offset, difficult.astype(bool)))
+        rows.append(
+            (det.labels.astype(np.int64), det.scores.astype(np.float64), ovmax, best + offset, difficult.astype(bool))
+        )
         offset += len(gt.labels)
-    labels, scores, ovmax, matched, difficult = (np.concatenate([r[i] for r in rows]) if rows else np.zeros(0) for i in range(5))
-    gt_labels = np.concatenate([t.labels[~t.difficult.astype(bool)] for t in truths]) if truths else np.zeros(0, dtype=np.int64)
+    labels, scores, ovmax, matched, difficult = (
+        np.concatenate([r[i] for r in rows]) if rows else np.zeros(0) for i in range(5)
+    )
+    gt_labels = (
+        np.concatenate([t.labels[~t.difficult.astype(bool)] for t in truths]) if truths else np.zeros(0, dtype=np.int64)
+    )
     classes, counts = np.unique(gt_labels.astype(np.int64), return_counts=True)
     per_class, curves = {}, {}
     for c, npos in zip(classes.tolist(), counts.tolist()):
@@ -113,12 +123,20 @@ def average_precision(detections: Sequence[ImageDetections], truths: Sequence[Im
         per_class[c] = voc_ap(recall, precision)
         curves[c] = (recall, precision)
     mean = float(np.mean(list(per_class.values()))) if per_class else 0.0
-    return {"map": mean, "per_class": per_class, "num_objects": dict(zip(classes.tolist(), counts.tolist())),
-            "curves": curves}
+    return {
+        "map": mean,
+        "per_class": per_class,
+        "num_objects": dict(zip(classes.tolist(), counts.tolist())),
+        "curves": curves,
+    }
 
 
-def best_box_accuracy(detections: Sequence[ImageDetections], truths: Sequence[ImageTruth], iou_threshold: float = 0.5,
-                      plus_one: bool = False) -> dict[str, float]:
+def best_box_accuracy(
+    detections: Sequence[ImageDetections],
+    truths: Sequence[ImageTruth],
+    iou_threshold: float = 0.5,
+    plus_one: bool = False,
+) -> dict[str, float]:
     """``{"accuracy", "correct", "matched", "objects"}``: the class accuracy of each object's best-IoU detection."""
     correct = matched = objects = 0
     for det, gt in zip(detections, truths):
@@ -130,4 +148,9 @@ def best_box_accuracy(detections: Sequence[ImageDetections], truths: Sequence[Im
         hit = iou[np.arange(len(best)), best] >= iou_threshold
         matched += int(hit.sum())
         correct += int((hit & (det.labels[best] == gt.labels)).sum())
-    return {"accuracy": correct / matched if matched else 0.0, "correct": correct, "matched": matched, "objects": objects}
+    return {
+        "accuracy": correct / matched if matched else 0.0,
+        "correct": correct,
+        "matched": matched,
+        "objects": objects,
+    }

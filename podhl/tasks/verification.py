@@ -18,7 +18,8 @@ sets a run evaluates. If the dataset has a test split (digits_open), the classif
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,15 +48,25 @@ def far_label(far: float) -> str:
 class VerificationTask(ClassificationTask):
     primary_metric = "verify_acc"
 
-    def __init__(self, sets: dict[str, Any] | None = None, eval_sets: Sequence[str] = ("lfw", "cfp_fp", "agedb_30"),
-                 flip: bool = True, folds: int = 10, far: float = 1e-3, decode_workers: int = 4,
-                 standin_pairs: int = 20, bin_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        sets: dict[str, Any] | None = None,
+        eval_sets: Sequence[str] = ("lfw", "cfp_fp", "agedb_30"),
+        flip: bool = True,
+        folds: int = 10,
+        far: float = 1e-3,
+        decode_workers: int = 4,
+        standin_pairs: int = 20,
+        bin_dir: str | None = None,
+    ) -> None:
         self.sets = {k: dict(v) for k, v in (sets or {}).items() if v is not None}
         self.eval_sets = list(eval_sets or [])
         unknown = [s for s in self.eval_sets if s not in self.sets]
         if unknown:
-            raise ConfigError(f"task.eval_sets names {unknown}, which task.sets does not define "
-                              f"(defined: {', '.join(self.sets) or 'none'})")
+            raise ConfigError(
+                f"task.eval_sets names {unknown}, which task.sets does not define "
+                f"(defined: {', '.join(self.sets) or 'none'})"
+            )
         self.flip, self.folds, self.far = bool(flip), int(folds), float(far)
         if self.folds < 2:
             raise ConfigError(f"task.folds must be at least 2, got {folds}")
@@ -70,10 +81,15 @@ class VerificationTask(ClassificationTask):
         if not standin:  # missing files stop the run before the (long) training data scan
             for name in self.eval_sets:
                 spec = self.sets[name]
-                check_verification_files(name, spec.get("format", "bin"), spec["path"], spec.get("images"),
-                                         hint=f"Set task.sets.{name}.path=<file> (format pairs: also task.sets.{name}.images="
-                                              f"<dir>), task.bin_dir=<dir> for all .bin files, or evaluate fewer sets: "
-                                              f"task.eval_sets=[...]")
+                check_verification_files(
+                    name,
+                    spec.get("format", "bin"),
+                    spec["path"],
+                    spec.get("images"),
+                    hint=f"Set task.sets.{name}.path=<file> (format pairs: also task.sets.{name}.images="
+                    f"<dir>), task.bin_dir=<dir> for all .bin files, or evaluate fewer sets: "
+                    f"task.eval_sets=[...]",
+                )
         super().setup(cfg, runtime)
         self.eval_batch_size = self.loaders.eval_batch_size
         size = image_hw(self.data.image_size)
@@ -83,24 +99,42 @@ class VerificationTask(ClassificationTask):
             if standin:
                 self.pairs[name] = make_standin_pairs(self.data, name, self.standin_pairs, seed=len(self.pairs))
             else:
-                self.pairs[name] = load_verification_set(name, spec.get("format", "bin"), spec["path"], spec.get("images"),
-                                                         size, self.decode_workers, runtime.progress)
+                self.pairs[name] = load_verification_set(
+                    name,
+                    spec.get("format", "bin"),
+                    spec["path"],
+                    spec.get("images"),
+                    size,
+                    self.decode_workers,
+                    runtime.progress,
+                )
         for name, pairs in self.data.verification.items():
             if name in self.pairs:
                 raise ConfigError(f"the dataset brings a verification set '{name}' and task.eval_sets names one too")
             self.pairs[name] = pairs
         if not self.pairs:
-            raise ConfigError("task=verification has no verification set: list some in task.eval_sets "
-                              "(or use a dataset that carries one, e.g. dataset=digits_open)")
+            raise ConfigError(
+                "task=verification has no verification set: list some in task.eval_sets "
+                "(or use a dataset that carries one, e.g. dataset=digits_open)"
+            )
         expected = (self.data.in_chans, *size)
         for name, pairs in self.pairs.items():
             if tuple(pairs.images.shape[1:]) != expected or len(pairs.images) != 2 * pairs.num_pairs:
-                raise ConfigError(f"verification set '{name}' holds images of shape {tuple(pairs.images.shape[1:])} "
-                                  f"(×{len(pairs.images)}), but the model takes {expected} (2 per pair)")
+                raise ConfigError(
+                    f"verification set '{name}' holds images of shape {tuple(pairs.images.shape[1:])} "
+                    f"(×{len(pairs.images)}), but the model takes {expected} (2 per pair)"
+                )
             if pairs.num_pairs < self.folds:
-                raise ConfigError(f"verification set '{name}' has {pairs.num_pairs} pairs: too few for {self.folds} folds")
-            log.info("verification set %s: %d pairs (%d same) from %s", name, pairs.num_pairs,
-                     int(np.sum(pairs.issame)), pairs.source)
+                raise ConfigError(
+                    f"verification set '{name}' has {pairs.num_pairs} pairs: too few for {self.folds} folds"
+                )
+            log.info(
+                "verification set %s: %d pairs (%d same) from %s",
+                name,
+                pairs.num_pairs,
+                int(np.sum(pairs.issame)),
+                pairs.source,
+            )
 
     def describe(self) -> str:
         sets = ", ".join(f"{n} ({p.num_pairs} pairs)" for n, p in self.pairs.items())
@@ -114,8 +148,13 @@ class VerificationTask(ClassificationTask):
         model.eval()
         out = []
         total = len(pairs.images)
-        bar = tqdm(total=total, desc=f"embedding {pairs.name}", leave=False, dynamic_ncols=True,
-                   disable=None if self.runtime.progress else True)
+        bar = tqdm(
+            total=total,
+            desc=f"embedding {pairs.name}",
+            leave=False,
+            dynamic_ncols=True,
+            disable=None if self.runtime.progress else True,
+        )
         try:
             for start in range(0, total, self.eval_batch_size):
                 x = pairs.normalized(start, start + self.eval_batch_size, self.runtime.device)

@@ -76,11 +76,17 @@ def tar_at_far(scores: np.ndarray, issame: np.ndarray, far: float = 1e-3) -> flo
     return 100.0 * float(tpr[fpr <= far].max())
 
 
-def verification_metrics(scores: np.ndarray, issame: np.ndarray, n_folds: int = 10, far: float = 1e-3) -> dict[str, float | None]:
+def verification_metrics(
+    scores: np.ndarray, issame: np.ndarray, n_folds: int = 10, far: float = 1e-3
+) -> dict[str, float | None]:
     """``acc`` (mean over folds, %), ``acc_std`` (std over folds, ddof 0), ``threshold`` (mean chosen
     cosine threshold), ``tar_at_far`` (%, or None) and ``pairs``."""
     accs, thresholds = fold_accuracies(scores, issame, n_folds)
     finite = thresholds[np.isfinite(thresholds)]
-    return {"acc": float(accs.mean()), "acc_std": float(accs.std()),
-            "threshold": float(finite.mean()) if len(finite) else None,
-            "tar_at_far": tar_at_far(scores, issame, far), "pairs": int(len(np.asarray(issame).ravel()))}
+    return {
+        "acc": float(accs.mean()),
+        "acc_std": float(accs.std()),
+        "threshold": float(finite.mean()) if len(finite) else None,
+        "tar_at_far": tar_at_far(scores, issame, far),
+        "pairs": int(len(np.asarray(issame).ravel())),
+    }

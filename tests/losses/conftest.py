@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-_spec = importlib.util.spec_from_file_location("_podhl_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
+_spec = importlib.util.spec_from_file_location(
+    "_podhl_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
+)
 _shared = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_shared)
 FAST, REPO, read_metrics, build_trainer = _shared.FAST, _shared.REPO, _shared.read_metrics, _shared.build_trainer

@@ -49,11 +49,14 @@ def _features_around(unit_centers, radius, y, distances, seed=0):
     return radius * unit_centers[y] + u * torch.tensor(distances, dtype=torch.float64).unsqueeze(1)
 
 
-@pytest.mark.parametrize("preset,version,rho,distances", [
-    ("hl_official", "ba67071", 0.05, [0.5, 1.5, 1.99, 2.01, 3.0, 12.0]),  # thres = 0.998·40·0.05 = 1.996
-    ("hl_official_versions/no_dead_zone", "4c035a7", 0.5, [0.5, 1.5, 5.0, 19.0, 21.0, 40.0]),
-    ("hl_official_versions/indicator_d2", "733989d", 0.5, [0.5, 5.0, 19.9, 20.0, 30.0, 45.0]),  # thres = 19.96
-])
+@pytest.mark.parametrize(
+    "preset,version,rho,distances",
+    [
+        ("hl_official", "ba67071", 0.05, [0.5, 1.5, 1.99, 2.01, 3.0, 12.0]),  # thres = 0.998·40·0.05 = 1.996
+        ("hl_official_versions/no_dead_zone", "4c035a7", 0.5, [0.5, 1.5, 5.0, 19.0, 21.0, 40.0]),
+        ("hl_official_versions/indicator_d2", "733989d", 0.5, [0.5, 5.0, 19.9, 20.0, 30.0, 45.0]),  # thres = 19.96
+    ],
+)
 def test_hl_official_penalty_is_the_code_of_that_version(preset, version, rho, distances):
     loss = build(preset, "loss.warmup_epochs=0", "schedule.epochs=10", num_classes=4, feat_dim=5)
     loss.on_epoch_start(1)
@@ -62,7 +65,9 @@ def test_hl_official_penalty_is_the_code_of_that_version(preset, version, rho, d
     y = torch.tensor([0, 1, 2, 3, 0, 1])
     f = _features_around(unit.double(), 40.0, y, distances).float()
     out = loss(f, y, prepared=40.0 * unit)
-    assert float(out["center"].detach()) == pytest.approx(code_gcl(f, y, unit, 40.0, rho, version), rel=1e-5)  # HL runs in fp32
+    assert float(out["center"].detach()) == pytest.approx(
+        code_gcl(f, y, unit, 40.0, rho, version), rel=1e-5
+    )  # HL runs in fp32
 
 
 def test_hl_official_dead_zone_is_the_codes_threshold_not_the_papers():

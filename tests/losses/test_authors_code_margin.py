@@ -85,8 +85,10 @@ def caffe_backward(x, w, labels, lam: float):
                 coeff_x = 1.0 / (-xn) * (s3 * (24 * c**4 - 8 * c**2 - 1) - s4)
                 coeff_norm = math.sqrt(coeff_w**2 + coeff_x**2)
                 coeff_w, coeff_x = coeff_w / coeff_norm, coeff_x / coeff_norm
-                bottom[i] = [d + g / (1 + lam) * coeff_w * wk + g / (1 + lam) * coeff_x * xk
-                             for d, wk, xk in zip(bottom[i], ws[j], xs[i])]
+                bottom[i] = [
+                    d + g / (1 + lam) * coeff_w * wk + g / (1 + lam) * coeff_x * xk
+                    for d, wk, xk in zip(bottom[i], ws[j], xs[i])
+                ]
             bottom[i] = [d + lam / (1 + lam) * g * wk for d, wk in zip(bottom[i], ws[j])]  # the final gemm
     weight_diff = [[sum(top_diff[i][j] * xs[i][k] for i in range(b)) for k in range(len(xs[0]))] for j in range(n)]
     return torch.tensor(bottom, dtype=torch.float64), torch.tensor(weight_diff, dtype=torch.float64)
@@ -107,7 +109,7 @@ def test_asl_caffe_backward_is_the_layers(steps):
     gx, gw = torch.autograd.grad(out["loss"], (x, caffe.weight))
     assert torch.allclose(gx, ref_x, atol=1e-12) and torch.allclose(gw, ref_w, atol=1e-12)
     assert float(out["loss"].detach()) == pytest.approx(float(exact(x, y)["loss"].detach()), rel=1e-12)  # same forward
-    ex, = torch.autograd.grad(exact(x, y)["loss"], x)
+    (ex,) = torch.autograd.grad(exact(x, y)["loss"], x)
     assert not torch.allclose(ex, gx, rtol=1e-3)  # autograd's exact d/dx differs: the rescaled coefficients
 
 

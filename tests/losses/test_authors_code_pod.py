@@ -69,7 +69,9 @@ def test_pedcc_loss_paper_form_is_2n_times_smaller_and_takes_the_root():
     out = {k: v.detach() for k, v in paper(x, y).items()}
     assert float(out["mse"]) == pytest.approx(paper_mse, rel=1e-5)
     assert float(out["loss"] - out["am"]) == pytest.approx(paper_mse**0.5, rel=1e-5)  # eq. 4: the n-th root
-    assert float(code(x, y)["loss"].detach() - out["am"]) == pytest.approx(code_mse**2, rel=1e-5)  # the code: the n-th power
+    assert float(code(x, y)["loss"].detach() - out["am"]) == pytest.approx(
+        code_mse**2, rel=1e-5
+    )  # the code: the n-th power
 
 
 def test_pedcc_official_preset():
@@ -81,8 +83,17 @@ def test_pedcc_official_preset():
 
 
 # ======================================================================== POD family: the PEDCC normalized once
-@pytest.mark.parametrize("cls,kwargs", [(CosineLoss, {}), (NaCLoss, {}), (NaCLoss, {"denominator": "sqrt"}),
-                                        (PODLoss, {}), (PEDCCLoss, {}), (PEDCCLoss, {"mse_reduction": "sum"})])
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [
+        (CosineLoss, {}),
+        (NaCLoss, {}),
+        (NaCLoss, {"denominator": "sqrt"}),
+        (PODLoss, {}),
+        (PEDCCLoss, {}),
+        (PEDCCLoss, {"mse_reduction": "sum"}),
+    ],
+)
 def test_pedcc_normalized_once_gives_identical_values(cls, kwargs):
     crit = cls(7, 12, **kwargs)
     crit.on_epoch_start(3)

@@ -76,8 +76,13 @@ def test_center_loss_state_and_hooks():
 
 @pytest.mark.parametrize(
     "cls,kw,name",
-    [(CenterLoss, {"lam": -1}, "lam"), (CenterLoss, {"alpha": 0.0}, "alpha"), (CenterLoss, {"alpha": 1.5}, "alpha"),
-     (ConstrainedCenterLoss, {"radius": 0}, "radius"), (ConstrainedCenterLoss, {"lam": -0.1}, "lam")],
+    [
+        (CenterLoss, {"lam": -1}, "lam"),
+        (CenterLoss, {"alpha": 0.0}, "alpha"),
+        (CenterLoss, {"alpha": 1.5}, "alpha"),
+        (ConstrainedCenterLoss, {"radius": 0}, "radius"),
+        (ConstrainedCenterLoss, {"lam": -0.1}, "lam"),
+    ],
 )
 def test_bad_hyperparameters(cls, kw, name):
     with pytest.raises(ValueError, match=name):

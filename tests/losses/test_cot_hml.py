@@ -120,7 +120,8 @@ def test_cot_runs_two_optimizer_steps_per_batch(train, tmp_path):
     overrides = ["loss=cot", "schedule.epochs=2"]
     steps: dict[int, int] = {}  # optimizer id -> steps taken (torch's global post-step hook)
     handle = register_optimizer_step_post_hook(
-        lambda opt, args, kwargs: steps.__setitem__(id(opt), steps.get(id(opt), 0) + 1))
+        lambda opt, args, kwargs: steps.__setitem__(id(opt), steps.get(id(opt), 0) + 1)
+    )
     try:
         trainer, m = train(*overrides, run_dir=tmp_path / "cot")
     finally:

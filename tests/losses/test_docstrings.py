@@ -21,13 +21,20 @@ from podhl.config import compose_config, config_options
 from podhl.errors import ConfigError
 
 FAMILIES = ("pod", "margin", "center", "hypersphere", "linear")
-LOSS_CLASSES = sorted({get_class(compose_config([f"loss={name}"]).loss._target_) for name in config_options("loss")},
-                      key=lambda cls: cls.__name__)
+LOSS_CLASSES = sorted(
+    {get_class(compose_config([f"loss={name}"]).loss._target_) for name in config_options("loss")},
+    key=lambda cls: cls.__name__,
+)
 EXPORTED = [getattr(podhl.losses, name) for name in podhl.losses.__all__]
-FUNCTIONS = sorted({getattr(importlib.import_module(f"podhl.losses.{family}.math"), name)
-                    for family in FAMILIES for name in importlib.import_module(f"podhl.losses.{family}.math").__all__
-                    if inspect.isfunction(getattr(importlib.import_module(f"podhl.losses.{family}.math"), name))},
-                   key=lambda f: f.__qualname__)
+FUNCTIONS = sorted(
+    {
+        getattr(importlib.import_module(f"podhl.losses.{family}.math"), name)
+        for family in FAMILIES
+        for name in importlib.import_module(f"podhl.losses.{family}.math").__all__
+        if inspect.isfunction(getattr(importlib.import_module(f"podhl.losses.{family}.math"), name))
+    },
+    key=lambda f: f.__qualname__,
+)
 EQUATION = re.compile(r"\b[Ee]qs?\.\s*\d|no equation number", re.IGNORECASE)
 ENTRY = re.compile(r"^(\*{0,2}\w+)(?: \(([^)]*)\))?: ")
 
@@ -47,14 +54,14 @@ def section(doc: str, title: str) -> dict[str, tuple[str | None, str]]:
         return {}
     entries: dict[str, tuple[str | None, str]] = {}
     name = None
-    for line in lines[lines.index(f"{title}:") + 1:]:
+    for line in lines[lines.index(f"{title}:") + 1 :]:
         if line and not line.startswith(" "):
             break  # the next section (or text) at the header's indentation
         if line.startswith("    ") and not line.startswith("     "):
             match = ENTRY.match(line[4:])
             assert match, f"{title}: entry without 'name: description': {line!r}"
             name = match.group(1)
-            entries[name] = (match.group(2), line[4 + match.end():])
+            entries[name] = (match.group(2), line[4 + match.end() :])
         elif line.strip():
             assert name, f"{title}: continuation before an entry: {line!r}"
             kind, text = entries[name]
@@ -81,19 +88,31 @@ def check_default(name: str, param: inspect.Parameter, description: str) -> None
     if default is None or isinstance(default, (bool, str)):
         assert token == str(default), f"{name}: docstring says Default {token}, signature {default!r}"
     else:
-        assert math.isclose(float(token), float(default)), f"{name}: docstring says Default {token}, signature {default!r}"
+        assert math.isclose(float(token), float(default)), (
+            f"{name}: docstring says Default {token}, signature {default!r}"
+        )
 
 
 def test_every_public_class_and_function_has_a_docstring():
-    public = EXPORTED + FUNCTIONS + [importlib.import_module(f"podhl.losses.{family}.head") for family in
-                                     ("margin", "linear", "pod")]
-    public += [podhl.losses.margin.NormalizedClassifier, podhl.losses.margin.MarginHead,
-               podhl.losses.linear.LinearClassifier, podhl.losses.pod.PEDCCCriterion]
+    public = (
+        EXPORTED
+        + FUNCTIONS
+        + [importlib.import_module(f"podhl.losses.{family}.head") for family in ("margin", "linear", "pod")]
+    )
+    public += [
+        podhl.losses.margin.NormalizedClassifier,
+        podhl.losses.margin.MarginHead,
+        podhl.losses.linear.LinearClassifier,
+        podhl.losses.pod.PEDCCCriterion,
+    ]
     missing = [getattr(obj, "__qualname__", getattr(obj, "__name__", obj)) for obj in public if not own_doc(obj)]
     assert not missing
     base = podhl.losses.Criterion
-    undocumented = [name for name, member in vars(base).items()
-                    if inspect.isfunction(member) and not name.startswith("_") and not member.__doc__]
+    undocumented = [
+        name
+        for name, member in vars(base).items()
+        if inspect.isfunction(member) and not name.startswith("_") and not member.__doc__
+    ]
     assert not undocumented, undocumented
 
 
@@ -147,10 +166,19 @@ def test_each_public_function_documents_its_arguments_and_result(function):
     assert all(p.annotation is not inspect.Parameter.empty for p in signature.parameters.values()), function.__name__
 
 
-@pytest.mark.parametrize("cls", [podhl.losses.OfficialSwitches, podhl.losses.BatchEWMA,
-                                 podhl.losses.margin.NormalizedClassifier, podhl.losses.margin.MarginHead,
-                                 podhl.losses.linear.LinearClassifier, podhl.losses.pod.PEDCCCriterion,
-                                 podhl.losses.Criterion], ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(
+    "cls",
+    [
+        podhl.losses.OfficialSwitches,
+        podhl.losses.BatchEWMA,
+        podhl.losses.margin.NormalizedClassifier,
+        podhl.losses.margin.MarginHead,
+        podhl.losses.linear.LinearClassifier,
+        podhl.losses.pod.PEDCCCriterion,
+        podhl.losses.Criterion,
+    ],
+    ids=lambda cls: cls.__name__,
+)
 def test_the_bases_and_helpers_document_their_parameters(cls):
     args = section(own_doc(cls), "Args")
     params = parameters(cls)

@@ -54,8 +54,11 @@ def test_radius_known_values():
 # ---------------------------------------------------------------- functionals (eq. 10, 11, 17)
 def _tiny(seed=0, b=7, c=4, d=3):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, d, generator=g, dtype=torch.float64), torch.tensor([0, 1, 1, 3, 0, 3, 1])[:b], \
-        torch.randn(c, d, generator=g, dtype=torch.float64)
+    return (
+        torch.randn(b, d, generator=g, dtype=torch.float64),
+        torch.tensor([0, 1, 1, 3, 0, 3, 1])[:b],
+        torch.randn(c, d, generator=g, dtype=torch.float64),
+    )
 
 
 @pytest.mark.parametrize("power,norm", [(2, "batch"), (4, "batch"), (2, "elements")])
@@ -245,7 +248,9 @@ def test_per_epoch_ewma_and_whole_set_updates():
 
 
 def test_ramps_and_separation_switch():
-    loss = HypersphereLoss(4, 6, official={"ramp_lambda": True, "ramp_beta": True, "total_epochs": 5}, lam=0.4, beta=0.8)
+    loss = HypersphereLoss(
+        4, 6, official={"ramp_lambda": True, "ramp_beta": True, "total_epochs": 5}, lam=0.4, beta=0.8
+    )
     loss.on_epoch_start(1)
     assert (loss.lam, loss.beta) == (0.0, 0.0)
     loss.on_epoch_start(3)
@@ -255,15 +260,24 @@ def test_ramps_and_separation_switch():
     assert HypersphereLoss(4, 6, separation=False).beta == 0.0
 
 
-@pytest.mark.parametrize("kw,name", [
-    ({"radius": 0}, "radius"), ({"epsilon": 1.5}, "epsilon"), ({"phi": 1.0}, "phi"), ({"lam": -1}, "lam"),
-    ({"beta": -0.1}, "beta"), ({"warmup_epochs": -1}, "warmup_epochs"), ({"center_update": "x"}, "center_update"),
-    ({"update_every": 0}, "update_every"), ({"official": {"penalty_power": 3}}, "official.penalty_power"),
-    ({"official": {"penalty_normalization": "x"}}, "official.penalty_normalization"),
-    ({"official": {"ramp_beta": True}}, "official.total_epochs"),
-    ({"center_update": "epoch", "warmup_epochs": 0}, "warmup_epochs"),
-    ({"center_update": "epoch", "update_every": 10}, "update_every"),
-])
+@pytest.mark.parametrize(
+    "kw,name",
+    [
+        ({"radius": 0}, "radius"),
+        ({"epsilon": 1.5}, "epsilon"),
+        ({"phi": 1.0}, "phi"),
+        ({"lam": -1}, "lam"),
+        ({"beta": -0.1}, "beta"),
+        ({"warmup_epochs": -1}, "warmup_epochs"),
+        ({"center_update": "x"}, "center_update"),
+        ({"update_every": 0}, "update_every"),
+        ({"official": {"penalty_power": 3}}, "official.penalty_power"),
+        ({"official": {"penalty_normalization": "x"}}, "official.penalty_normalization"),
+        ({"official": {"ramp_beta": True}}, "official.total_epochs"),
+        ({"center_update": "epoch", "warmup_epochs": 0}, "warmup_epochs"),
+        ({"center_update": "epoch", "update_every": 10}, "update_every"),
+    ],
+)
 def test_bad_hyperparameters_name_the_parameter(kw, name):
     with pytest.raises(ValueError, match=name):
         HypersphereLoss(10, 8, **kw)
@@ -323,8 +337,12 @@ def test_prepare_forward_commit_reproduce_algorithm_1_by_hand():
         penalty, n_in = _hand_penalty(f.tolist(), y_list, expected, loss.threshold)
         inside, outside = inside + n_in, outside + len(y_list) - n_in
         ce = F.cross_entropy(loss.logits(f), y).detach()
-        separation = sum(sum(a * b for a, b in zip(expected[yi], expected[l])) for yi in y_list
-                         for l in range(num_classes) if l != yi) / (len(y_list) * (num_classes - 1))  # eq. 10
+        separation = sum(
+            sum(a * b for a, b in zip(expected[yi], expected[l]))
+            for yi in y_list
+            for l in range(num_classes)
+            if l != yi
+        ) / (len(y_list) * (num_classes - 1))  # eq. 10
         assert float(out["center"]) == pytest.approx(penalty, rel=1e-5)
         assert float(out["loss"]) == pytest.approx(float(ce) + lam * penalty, rel=1e-5)
         assert float(out["separation"]) == pytest.approx(separation, rel=1e-4, abs=1e-4)
@@ -360,7 +378,9 @@ def test_micro_batches_with_one_prepared_match_the_whole_batch():
             p_whole.grad = p_micro.grad = None
         whole.after_optimizer_step(f, y, prepared=prepared)
         micro.after_optimizer_step(f, y, prepared=prepared_micro)
-        assert torch.equal(micro.centers, whole.centers) and int(micro.num_updates) == int(whole.num_updates) == step + 1
+        assert (
+            torch.equal(micro.centers, whole.centers) and int(micro.num_updates) == int(whole.num_updates) == step + 1
+        )
         assert not torch.allclose(micro.prepare_batch(f[:5], y[:5]), prepared)  # a micro-batch's own update differs
 
 
@@ -441,12 +461,15 @@ def test_resume_restores_centers_and_nc(train, tmp_path):
     assert torch.equal(resumed.criterion.centers, full.criterion.centers)
 
 
-@pytest.mark.parametrize("switches", [
-    [],                                                                      # Table V row 8 (HL)
-    ["loss.center_update=epoch", "loss.generalized=false"],                  # row 3
-    ["loss.center_update=dataset", "loss.generalized=false", "loss.separation=false"],  # row 1
-    ["loss.update_every=10", "loss.official.bias_correction=false"],         # Table IV HL(10)
-])
+@pytest.mark.parametrize(
+    "switches",
+    [
+        [],  # Table V row 8 (HL)
+        ["loss.center_update=epoch", "loss.generalized=false"],  # row 3
+        ["loss.center_update=dataset", "loss.generalized=false", "loss.separation=false"],  # row 1
+        ["loss.update_every=10", "loss.official.bias_correction=false"],  # Table IV HL(10)
+    ],
+)
 def test_digits_every_switch_trains(train, tmp_path, switches):
     # imported here: the DDP test's spawned workers re-import this module, and there `conftest` may be
     # tests/conftest.py, which has no read_history

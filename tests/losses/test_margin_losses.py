@@ -111,8 +111,9 @@ def target_fn(m1, m2, m3, magface=False):
     return head(m1, m2, m3).target
 
 
-@pytest.mark.parametrize("m1,m2,m3,magface", [(*p, False) for p in PRESETS] + [(1.0, 0.45, 0.0, True),
-                                                                                (1.0, 0.8, 0.0, True)])  # + MagFace's m range
+@pytest.mark.parametrize(
+    "m1,m2,m3,magface", [(*p, False) for p in PRESETS] + [(1.0, 0.45, 0.0, True), (1.0, 0.8, 0.0, True)]
+)  # + MagFace's m range
 def test_target_is_continuous_and_decreasing_in_theta(m1, m2, m3, magface):
     n = 20001
     theta = torch.linspace(0, math.pi, n, dtype=torch.float64)
@@ -124,7 +125,9 @@ def test_target_is_continuous_and_decreasing_in_theta(m1, m2, m3, magface):
     assert float(d.abs().max()) <= max(m1, 1.0) * math.pi / (n - 1) * (1 + 1e-6)
     star = (math.pi - m2) / m1
     if star < math.pi:  # the two branches meet at θ*
-        left, right = target_fn(m1, m2, m3, magface)(torch.cos(torch.tensor([star - 1e-9, star + 1e-9], dtype=torch.float64)))
+        left, right = target_fn(m1, m2, m3, magface)(
+            torch.cos(torch.tensor([star - 1e-9, star + 1e-9], dtype=torch.float64))
+        )
         assert float(left) == pytest.approx(-1 - m3, abs=1e-7) and float(right) == pytest.approx(-1 - m3, abs=1e-7)
 
 
@@ -165,19 +168,24 @@ def _tiny(num_classes=4, dim=3, batch=5, seed=0):
     return torch.randn(batch, dim, generator=g), torch.tensor([0, 1, 2, 3, 1][:batch])
 
 
-@pytest.mark.parametrize("cls,kwargs,margins", [
-    (AMSoftmaxLoss, {}, (1.0, 0.0, 0.35)),
-    (ArcFaceLoss, {}, (1.0, 0.5, 0.0)),
-    (CombinedMarginLoss, {}, (0.9, 0.4, 0.15)),
-    (AMCMSoftmaxLoss, {}, (1.0, 0.3, 0.2)),
-])
+@pytest.mark.parametrize(
+    "cls,kwargs,margins",
+    [
+        (AMSoftmaxLoss, {}, (1.0, 0.0, 0.35)),
+        (ArcFaceLoss, {}, (1.0, 0.5, 0.0)),
+        (CombinedMarginLoss, {}, (0.9, 0.4, 0.15)),
+        (AMCMSoftmaxLoss, {}, (1.0, 0.3, 0.2)),
+    ],
+)
 def test_margin_losses_value(cls, kwargs, margins):
     torch.manual_seed(1)
     loss = cls(4, 3, **kwargs)
     x, y = _tiny()
     s = loss.scale
     cos = cos_matrix(x, loss.weight.detach())
-    logits = [[s * (ref_target(c, *margins) if j == yi else c) for j, c in enumerate(row)] for row, yi in zip(cos, y.tolist())]
+    logits = [
+        [s * (ref_target(c, *margins) if j == yi else c) for j, c in enumerate(row)] for row, yi in zip(cos, y.tolist())
+    ]
     out = {k: v.detach() for k, v in loss(x, y).items()}
     assert float(out["loss"]) == pytest.approx(ref_ce(logits, y.tolist()), rel=1e-4, abs=1e-4)
     assert set(out) == {"loss", "ce"}
@@ -247,8 +255,10 @@ def test_asl_value_counter_and_state():
     assert float(out["lambda"]) == pytest.approx(lam) and int(loss.iteration) == 10  # forward changes nothing
     cos = cos_matrix(x, loss.weight.detach())
     norms = [math.sqrt(sum(v * v for v in xi)) for xi in x.tolist()]
-    logits = [[n * ((lam * c + ref_psi(c, 4)) / (1 + lam) if j == yi else c) for j, c in enumerate(row)]
-              for row, yi, n in zip(cos, y.tolist(), norms)]
+    logits = [
+        [n * ((lam * c + ref_psi(c, 4)) / (1 + lam) if j == yi else c) for j, c in enumerate(row)]
+        for row, yi, n in zip(cos, y.tolist(), norms)
+    ]
     assert float(out["ce"]) == pytest.approx(ref_ce(logits, y.tolist()), rel=1e-4)
     assert torch.allclose(loss.logits(x), torch.tensor([[n * c for c in row] for row, n in zip(cos, norms)]), atol=1e-5)
     fresh = ASoftmaxLoss(4, 3)
@@ -348,21 +358,24 @@ def test_magface_easy_margin_switch():
 
 
 # ------------------------------------------------------------------ bad hyperparameters
-@pytest.mark.parametrize("build,name", [
-    (lambda: MarginHead(3, 2, scale=0.0), "scale"),
-    (lambda: CombinedMarginLoss(3, 2, m1=0.0), "m1"),
-    (lambda: CombinedMarginLoss(3, 2, m2=math.pi), "m2"),
-    (lambda: CombinedMarginLoss(3, 2, m3=-0.1), "m3"),
-    (lambda: ArcFaceLoss(3, 2, margin=-0.5), "margin"),
-    (lambda: AMSoftmaxLoss(3, 2, margin=2.5), "margin"),
-    (lambda: AMCMSoftmaxLoss(3, 2, angular_margin=4.0), "angular_margin"),
-    (lambda: ASoftmaxLoss(3, 2, m=2.5), "m must"),
-    (lambda: ASoftmaxLoss(3, 2, gamma=-1.0), "gamma"),
-    (lambda: ExclusiveRegularizationLoss(3, 2, lam=-1.0), "lam"),
-    (lambda: MagFaceLoss(3, 2, l_a=120.0), "u_a"),
-    (lambda: MagFaceLoss(3, 2, u_m=0.3), "u_m"),
-    (lambda: MagFaceLoss(3, 2, lambda_g=float("nan")), "lambda_g"),
-])
+@pytest.mark.parametrize(
+    "build,name",
+    [
+        (lambda: MarginHead(3, 2, scale=0.0), "scale"),
+        (lambda: CombinedMarginLoss(3, 2, m1=0.0), "m1"),
+        (lambda: CombinedMarginLoss(3, 2, m2=math.pi), "m2"),
+        (lambda: CombinedMarginLoss(3, 2, m3=-0.1), "m3"),
+        (lambda: ArcFaceLoss(3, 2, margin=-0.5), "margin"),
+        (lambda: AMSoftmaxLoss(3, 2, margin=2.5), "margin"),
+        (lambda: AMCMSoftmaxLoss(3, 2, angular_margin=4.0), "angular_margin"),
+        (lambda: ASoftmaxLoss(3, 2, m=2.5), "m must"),
+        (lambda: ASoftmaxLoss(3, 2, gamma=-1.0), "gamma"),
+        (lambda: ExclusiveRegularizationLoss(3, 2, lam=-1.0), "lam"),
+        (lambda: MagFaceLoss(3, 2, l_a=120.0), "u_a"),
+        (lambda: MagFaceLoss(3, 2, u_m=0.3), "u_m"),
+        (lambda: MagFaceLoss(3, 2, lambda_g=float("nan")), "lambda_g"),
+    ],
+)
 def test_bad_hyperparameters_raise(build, name):
     with pytest.raises(ValueError, match=name):
         build()
@@ -372,17 +385,26 @@ def test_bad_hyperparameters_raise(build, name):
 # 4 epochs of schedule=quick on digits, seed 0, one thread (measured on the 2-core CPU): am 96.1 %,
 # arc 87.2 %, cm 86.9 %, mml 94.4 %, magface (s = 30) 91.4 %; 2 epochs give asl 95 %, er 90 %; chance is
 # 10 %. The margin heads start slowly (2 epochs: ~50 %); MagFace runs with s = 30 (at s = 64 it is slower).
-@pytest.mark.parametrize("loss,extra,terms,bound", [
-    ("am", ["schedule.epochs=4"], {"ce"}, 70.0),
-    ("arc", ["schedule.epochs=4"], {"ce"}, 70.0),
-    ("mml", ["schedule.epochs=4"], {"ce"}, 70.0),
-    ("asl", ["schedule.epochs=2"], {"ce", "lambda"}, 70.0),
-    ("er", ["schedule.epochs=2"], {"ce", "exclusive"}, 70.0),
-    ("magface", ["schedule.epochs=4", "loss.scale=30"], {"ce", "g", "margin"}, 70.0),
-])
+@pytest.mark.parametrize(
+    "loss,extra,terms,bound",
+    [
+        ("am", ["schedule.epochs=4"], {"ce"}, 70.0),
+        ("arc", ["schedule.epochs=4"], {"ce"}, 70.0),
+        ("mml", ["schedule.epochs=4"], {"ce"}, 70.0),
+        ("asl", ["schedule.epochs=2"], {"ce", "lambda"}, 70.0),
+        ("er", ["schedule.epochs=2"], {"ce", "exclusive"}, 70.0),
+        ("magface", ["schedule.epochs=4", "loss.scale=30"], {"ce", "g", "margin"}, 70.0),
+    ],
+)
 def test_training_on_digits(train, tmp_path, loss, extra, terms, bound):
-    trainer, metrics = train("dataset=digits", "schedule=quick", f"loss={loss}",
-                             "trainer.save_checkpoints=false", *extra, run_dir=tmp_path / loss)
+    trainer, metrics = train(
+        "dataset=digits",
+        "schedule=quick",
+        f"loss={loss}",
+        "trainer.save_checkpoints=false",
+        *extra,
+        run_dir=tmp_path / loss,
+    )
     hist = read_history(tmp_path / loss)
     assert metrics["completed"] and metrics["test_acc"] > bound
     assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["test_loss"]) for r in hist)

@@ -19,7 +19,7 @@ DOC = REPO / "docs" / "concepts" / "criterion.md"
 
 def documented_example() -> str:
     text = DOC.read_text()
-    section = text[text.index(SECTION):]
+    section = text[text.index(SECTION) :]
     section = section.split("\n## ", 1)[0]  # up to the next section, if any
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 

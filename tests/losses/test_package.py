@@ -25,10 +25,12 @@ FAMILIES = ("pod", "margin", "center", "hypersphere", "linear")
 def test_importing_the_losses_loads_only_the_ground_floor():
     """A fresh interpreter: ``import podhl.losses`` (and the functional maths) pulls in no engine, data,
     models or tasks, and no Hydra: the losses work in a plain PyTorch loop."""
-    code = ("import json, sys\n"
-            "from podhl.losses import PODLoss, HypersphereLoss\n"
-            "import podhl.losses.functional\n"
-            "print(json.dumps(sorted(sys.modules)))")
+    code = (
+        "import json, sys\n"
+        "from podhl.losses import PODLoss, HypersphereLoss\n"
+        "import podhl.losses.functional\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
     modules = set(json.loads(proc.stdout))

@@ -70,8 +70,10 @@ def test_nac_with_zero_delta_is_cosine_loss():
 def _sc_by_loop(x, y, c):
     """Eq. 18–19 with plain loops: Z_b = x_b/‖x_b‖ − p_{y_b}; R_ij = Σ_b Z_bi Z_bj / (B − 1)."""
     b, n = x.shape
-    z = [[x[s, d].item() / math.sqrt(sum(v * v for v in x[s].tolist())) - c[y[s], d].item() for d in range(n)]
-         for s in range(b)]
+    z = [
+        [x[s, d].item() / math.sqrt(sum(v * v for v in x[s].tolist())) - c[y[s], d].item() for d in range(n)]
+        for s in range(b)
+    ]
     total = 0.0
     for i in range(n):
         for j in range(n):
@@ -306,9 +308,12 @@ def test_run_keeps_its_pedcc_and_a_new_run_repeats_it_from_the_file(train, tmp_p
     first, m1 = train("loss=pod", "schedule.epochs=1", "loss.pedcc_seed=7", run_dir=tmp_path / "a")
     saved = torch.load(tmp_path / "a" / "pedcc.pt", weights_only=True)
     assert torch.equal(saved, generate_pedcc(10, first.model.feat_dim, seed=7))
-    again, m2 = train("loss=pod", "schedule.epochs=1", f"loss.pedcc_file={tmp_path / 'a' / 'pedcc.pt'}",
-                      run_dir=tmp_path / "b")
-    assert torch.equal(again.criterion.pedcc, saved) and not torch.equal(saved, generate_pedcc(10, saved.shape[1], seed=0))
+    again, m2 = train(
+        "loss=pod", "schedule.epochs=1", f"loss.pedcc_file={tmp_path / 'a' / 'pedcc.pt'}", run_dir=tmp_path / "b"
+    )
+    assert torch.equal(again.criterion.pedcc, saved) and not torch.equal(
+        saved, generate_pedcc(10, saved.shape[1], seed=0)
+    )
     assert m2["test_acc"] == m1["test_acc"] and m2["train_loss"] == m1["train_loss"]
 
 
@@ -318,4 +323,3 @@ def test_two_epoch_runs_on_digits(train, loss, tmp_path):
     assert metrics["completed"] and math.isfinite(metrics["train_loss"])
     assert metrics["test_acc"] > 50.0  # chance is 10 %
     assert not list(trainer.criterion.parameters())
-

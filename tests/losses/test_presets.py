@@ -56,7 +56,11 @@ def test_every_preset_trains_through_the_hooks(name, tmp_path, monkeypatch):
         for features, labels in batches:
             for step in range(criterion.steps_per_batch):
                 f = features.clone().requires_grad_(True)
-                kw = {"prepared": criterion.prepare_batch(f.detach(), labels, step)} if criterion.needs_prepared_batch() else {}
+                kw = (
+                    {"prepared": criterion.prepare_batch(f.detach(), labels, step)}
+                    if criterion.needs_prepared_batch()
+                    else {}
+                )
                 terms = criterion(f, labels, step=step, **kw)
                 assert terms["loss"].ndim == 0 and torch.isfinite(terms["loss"])
                 terms["loss"].backward()
@@ -78,8 +82,9 @@ def test_hl_table5_rows(name):
     generalized, separation, update = TABLE_V[name]
     loss = build(name)
     assert (loss.generalized, loss.separation, type(loss.center_update)) == (generalized, separation, update)
-    assert loss.beta0 == (0.1 if separation else 0.0) and loss.threshold == (loss.epsilon * loss.sphere_radius
-                                                                               if generalized else 0.0)
+    assert loss.beta0 == (0.1 if separation else 0.0) and loss.threshold == (
+        loss.epsilon * loss.sphere_radius if generalized else 0.0
+    )
     hl = OmegaConf.to_container(compose_config(["loss=hl"]).loss)
     preset = OmegaConf.to_container(compose_config([f"loss={name}"]).loss)
     changed = {k for k in hl if hl[k] != preset[k]}
@@ -97,8 +102,13 @@ def test_hl_table4_hl10_and_pod_fig6_presets():
 
 def test_presets_from_the_cli_and_in_a_multirun_value_list(run_cli, tmp_path):
     names = ["hl_ablation/plain_nosep_dataset", "hl_ablation/epoch", "hl10", "pod_alpha_0_1"]
-    _, sweep = run_cli(f"loss={','.join(names)}", "schedule.epochs=1", "trainer.limit_train_batches=2",
-                       "trainer.save_checkpoints=false", multirun=True)
+    _, sweep = run_cli(
+        f"loss={','.join(names)}",
+        "schedule.epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.save_checkpoints=false",
+        multirun=True,
+    )
     summary = (sweep / "summary.md").read_text()
     for job, name in enumerate(names):
         assert f"loss={name}" in summary
@@ -131,7 +141,7 @@ def source_problem(comment: str, header: str) -> str | None:
         if not (REPOSITORY.search(comment) or REPOSITORY.search(header)):
             return "a commit and a file, but no repository (owner/name) on the line or in the header"
         return None
-    return "no paper section/equation/table, no repository+file+commit, no \"our choice\" with a reason"
+    return 'no paper section/equation/table, no repository+file+commit, no "our choice" with a reason'
 
 
 def yaml_value_problems(path: Path) -> list[str]:
@@ -149,8 +159,11 @@ def yaml_value_problems(path: Path) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("path", sorted([*LOSS_DIR.rglob("*.yaml"), *SCHEDULE_DIR.rglob("*.yaml")]),
-                         ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+@pytest.mark.parametrize(
+    "path",
+    sorted([*LOSS_DIR.rglob("*.yaml"), *SCHEDULE_DIR.rglob("*.yaml")]),
+    ids=lambda p: str(p.relative_to(CONFIG_DIR)),
+)
 def test_every_yaml_value_names_its_source(path):
     """Each key with a value in podhl/conf/loss/**.yaml and podhl/conf/schedule/**.yaml has a comment on
     its line naming its source: a paper section/equation/table, the authors' code (repository, file,
@@ -159,13 +172,23 @@ def test_every_yaml_value_names_its_source(path):
     assert not yaml_value_problems(path), "\n".join(yaml_value_problems(path))
 
 
-@pytest.mark.parametrize("comment,ok", [
-    ("λ ≥ 0 (POD §4.2.5)", True), ("HL Table II", True), ("eq. 17", True), ("POD Fig. 6 panel", True),
-    ("TCCofWANG/Hypersphere_loss Cifar10_HL_main.py @ba67071", True),
-    ("our choice: a fixed seed, not the run's", True),
-    ("podhl's choice, the smallest integer above 1", True),
-    ("the paper's value", False), ("official code", False), ("our choice", False),
-    ("Cifar10_HL_main.py", False), ("@ba67071 gCL", False), ("λ = 0.002", False),
-])
+@pytest.mark.parametrize(
+    "comment,ok",
+    [
+        ("λ ≥ 0 (POD §4.2.5)", True),
+        ("HL Table II", True),
+        ("eq. 17", True),
+        ("POD Fig. 6 panel", True),
+        ("TCCofWANG/Hypersphere_loss Cifar10_HL_main.py @ba67071", True),
+        ("our choice: a fixed seed, not the run's", True),
+        ("podhl's choice, the smallest integer above 1", True),
+        ("the paper's value", False),
+        ("official code", False),
+        ("our choice", False),
+        ("Cifar10_HL_main.py", False),
+        ("@ba67071 gCL", False),
+        ("λ = 0.002", False),
+    ],
+)
 def test_the_source_rule(comment, ok):
     assert (source_problem(comment, "# header without a repository") is None) == ok

@@ -45,7 +45,9 @@ def center_penalty(features: torch.Tensor, centers: torch.Tensor, labels: torch.
     return 0.5 * (features - centers[labels]).pow(2).sum(dim=1).mean()
 
 
-def center_update_from_sums(centers: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor, alpha: float) -> torch.Tensor:
+def center_update_from_sums(
+    centers: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor, alpha: float
+) -> torch.Tensor:
     r"""Center loss's update (Wen et al., ECCV 2016, eq. 4 and Algorithm 1) from per-class sums and counts:
 
     $$\Delta c_j = \frac{\sum_{y_i = j}(c_j - x_i)}{1 + n_j} = \frac{n_j c_j - S_j}{1 + n_j}, \qquad

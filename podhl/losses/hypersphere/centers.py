@@ -11,7 +11,7 @@ import torch
 from podhl.losses.linear.head import LinearClassifier
 
 
-def _forget_host_counts(module: "CenterState", incompatible_keys) -> None:
+def _forget_host_counts(module: CenterState, incompatible_keys) -> None:
     module._counts = None  # re-read N_c and the iteration count from the loaded buffers
 
 

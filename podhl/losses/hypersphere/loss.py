@@ -14,7 +14,8 @@ update due) ``forward`` uses the stored centers; a sample whose center was never
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -78,10 +79,22 @@ class HypersphereLoss(CenterState):
             ``official.normalize_weight``); argmax = prediction.
     """
 
-    def __init__(self, num_classes: int, feat_dim: int, radius: float = 40.0, epsilon: float = 0.05,
-                 phi: float = 0.99, lam: float = 0.002, beta: float = 0.1, warmup_epochs: int = 5,
-                 generalized: bool = True, separation: bool = True, center_update: str | CenterUpdate = "batch",
-                 update_every: int = 1, official: OfficialSwitches | Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        radius: float = 40.0,
+        epsilon: float = 0.05,
+        phi: float = 0.99,
+        lam: float = 0.002,
+        beta: float = 0.1,
+        warmup_epochs: int = 5,
+        generalized: bool = True,
+        separation: bool = True,
+        center_update: str | CenterUpdate = "batch",
+        update_every: int = 1,
+        official: OfficialSwitches | Mapping[str, Any] | None = None,
+    ) -> None:
         switches = OfficialSwitches.of(official)
         super().__init__(num_classes, feat_dim, bias=switches.bias)
         self.official = switches
@@ -94,14 +107,20 @@ class HypersphereLoss(CenterState):
         self.generalized = bool(one_of("generalized", generalized, FLAGS))
         self.separation = bool(one_of("separation", separation, FLAGS))
         self.center_update = make_center_update(center_update, update_every)
-        require(self.warmup_epochs >= self.center_update.min_warmup_epochs, "warmup_epochs",
-                f"≥ {self.center_update.min_warmup_epochs} with center_update={self.center_update.name} "
-                "(its first update ends epoch t1)", warmup_epochs)
-        require(not self.generalized or feat_dim >= 2, "feat_dim", "≥ 2 for the generalized center (radius a)",
-                feat_dim)
+        require(
+            self.warmup_epochs >= self.center_update.min_warmup_epochs,
+            "warmup_epochs",
+            f"≥ {self.center_update.min_warmup_epochs} with center_update={self.center_update.name} "
+            "(its first update ends epoch t1)",
+            warmup_epochs,
+        )
+        require(
+            not self.generalized or feat_dim >= 2, "feat_dim", "≥ 2 for the generalized center (radius a)", feat_dim
+        )
         self.beta0 = self.beta0 if self.separation else 0.0  # separation off = β = 0 in the update
-        self.sphere_radius = (switches.feature_radius(num_classes, feat_dim, self.radius) if self.generalized
-                              else float("nan"))  # a (§III-A), or the code's 0.998·r
+        self.sphere_radius = (
+            switches.feature_radius(num_classes, feat_dim, self.radius) if self.generalized else float("nan")
+        )  # a (§III-A), or the code's 0.998·r
         self.threshold = self.epsilon * self.sphere_radius if self.generalized else 0.0  # ε·a (eq. 11)
         self.needs_feature_pass = self.center_update.needs_feature_pass
         self.epoch = 0
@@ -131,25 +150,39 @@ class HypersphereLoss(CenterState):
             group["weight_decay"] = self.official.classifier_weight_decay
         return [group]
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0,
-                prepared: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, labels: torch.Tensor, step: int = 0, prepared: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         f = features.float()
         ce = F.cross_entropy(self.logits(f), labels)
         zero = ce.detach().new_zeros(())
         if not self.penalized:
-            return {"loss": ce, "ce": ce, "center": zero, "separation": zero,
-                    "dead_zone_fraction": zero, "center_distance": zero}
+            return {
+                "loss": ce,
+                "ce": ce,
+                "center": zero,
+                "separation": zero,
+                "dead_zone_fraction": zero,
+                "center_distance": zero,
+            }
         centers = self.centers if prepared is None else prepared  # Algorithm 1: this step's updated centers
         valid = centers[labels].pow(2).sum(dim=1) > 0
-        penalty = generalized_center_penalty(f, labels, centers, self.threshold, self.official.penalty_power,
-                                             self.official.penalty_normalization, valid)
+        penalty = generalized_center_penalty(
+            f, labels, centers, self.threshold, self.official.penalty_power, self.official.penalty_normalization, valid
+        )
         sep = class_center_separation(labels, centers)
         with torch.no_grad():
             dist = (f - centers[labels]).norm(dim=1)
             inside = ((dist < self.threshold) & valid).float().mean()
             mean_dist = (dist * valid).sum() / valid.sum().clamp_min(1)  # no host sync
-        return {"loss": ce + self.lam * penalty, "ce": ce, "center": penalty, "separation": sep,
-                "dead_zone_fraction": inside, "center_distance": mean_dist}
+        return {
+            "loss": ce + self.lam * penalty,
+            "ce": ce,
+            "center": penalty,
+            "separation": sep,
+            "dead_zone_fraction": inside,
+            "center_distance": mean_dist,
+        }
 
     # ------------------------------------------------------------------ hooks: the update strategy's
     def needs_prepared_batch(self) -> bool:
@@ -163,8 +196,9 @@ class HypersphereLoss(CenterState):
         self.epoch = int(epoch)
         self.center_update.on_epoch_start(self, self.epoch)
 
-    def after_optimizer_step(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0,
-                             prepared: Any = None) -> None:
+    def after_optimizer_step(
+        self, features: torch.Tensor, labels: torch.Tensor, step: int = 0, prepared: Any = None
+    ) -> None:
         self.center_update.after_optimizer_step(self, features, labels, prepared)
 
     def feature_pass(self, batches) -> None:
@@ -180,6 +214,8 @@ class HypersphereLoss(CenterState):
         return out
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, r={self.radius}, a={self.sphere_radius:.4f}, ε={self.epsilon}, "
-                f"φ={self.phi}, λ={self.lam0}, β={self.beta0}, t1={self.warmup_epochs}, "
-                f"update={self.center_update!r}, official={self.official}")
+        return (
+            f"{super().extra_repr()}, r={self.radius}, a={self.sphere_radius:.4f}, ε={self.epsilon}, "
+            f"φ={self.phi}, λ={self.lam0}, β={self.beta0}, t1={self.warmup_epochs}, "
+            f"update={self.center_update!r}, official={self.official}"
+        )

@@ -11,8 +11,9 @@ of the penalty, which ``generalized``, ``epsilon`` and ``official.penalty_power`
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from podhl.checks import in_range, integer, one_of, require
 from podhl.errors import ConfigError
@@ -69,20 +70,28 @@ class OfficialSwitches:
         for name in ("bias_correction", "ramp_lambda", "ramp_beta", "lambda_ramp_lags", "normalize_weight", "bias"):
             setattr(self, name, bool(one_of(f"official.{name}", getattr(self, name), FLAGS)))
         self.penalty_power = int(one_of("official.penalty_power", self.penalty_power, PENALTY_POWERS))
-        self.penalty_normalization = one_of("official.penalty_normalization", self.penalty_normalization,
-                                            PENALTY_NORMALIZATIONS)
+        self.penalty_normalization = one_of(
+            "official.penalty_normalization", self.penalty_normalization, PENALTY_NORMALIZATIONS
+        )
         if self.total_epochs is not None:
             self.total_epochs = integer("official.total_epochs", self.total_epochs, low=1)
-        require(not (self.ramp_lambda or self.ramp_beta) or self.total_epochs is not None, "official.total_epochs",
-                "an integer ≥ 1 when official.ramp_lambda or official.ramp_beta is on", self.total_epochs)
+        require(
+            not (self.ramp_lambda or self.ramp_beta) or self.total_epochs is not None,
+            "official.total_epochs",
+            "an integer ≥ 1 when official.ramp_lambda or official.ramp_beta is on",
+            self.total_epochs,
+        )
         if self.classifier_weight_decay is not None:
-            self.classifier_weight_decay = in_range("official.classifier_weight_decay",
-                                                    self.classifier_weight_decay, 0.0)
+            self.classifier_weight_decay = in_range(
+                "official.classifier_weight_decay", self.classifier_weight_decay, 0.0
+            )
         if self.feature_radius_factor is not None:
-            self.feature_radius_factor = in_range("official.feature_radius_factor", self.feature_radius_factor,
-                                                  0.0, 1.0, low_open=True)
-        self.absent_class_center = one_of("official.absent_class_center", self.absent_class_center,
-                                          ABSENT_CLASS_CENTERS)
+            self.feature_radius_factor = in_range(
+                "official.feature_radius_factor", self.feature_radius_factor, 0.0, 1.0, low_open=True
+            )
+        self.absent_class_center = one_of(
+            "official.absent_class_center", self.absent_class_center, ABSENT_CLASS_CENTERS
+        )
 
     @classmethod
     def of(cls, value: OfficialSwitches | Mapping[str, Any] | None) -> OfficialSwitches:
@@ -100,10 +109,20 @@ class OfficialSwitches:
     def authors_code(cls, total_epochs: int) -> OfficialSwitches:
         """Every switch as the newest authors' code (``Cifar10_HL_main.py`` @ba67071) has it (ramps over
         ``total_epochs``)."""
-        return cls(bias_correction=False, penalty_power=4, penalty_normalization="elements", ramp_lambda=True,
-                   ramp_beta=True, total_epochs=total_epochs, lambda_ramp_lags=True, normalize_weight=True,
-                   bias=False, classifier_weight_decay=0.0, feature_radius_factor=CODE_FEATURE_RADIUS_FACTOR,
-                   absent_class_center="zero")
+        return cls(
+            bias_correction=False,
+            penalty_power=4,
+            penalty_normalization="elements",
+            ramp_lambda=True,
+            ramp_beta=True,
+            total_epochs=total_epochs,
+            lambda_ramp_lags=True,
+            normalize_weight=True,
+            bias=False,
+            classifier_weight_decay=0.0,
+            feature_radius_factor=CODE_FEATURE_RADIUS_FACTOR,
+            absent_class_center="zero",
+        )
 
     def feature_radius(self, num_classes: int, feat_dim: int, radius: float) -> float:
         """a, the feature spheres' radius of the dead zone ε·a: from C, d and r (§III-A), or the code's

@@ -20,7 +20,8 @@ give each loss its own object (``EpochEWMA`` keeps per-epoch sums).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -39,9 +40,17 @@ def batch_sums(loss, features: torch.Tensor, labels: torch.Tensor) -> tuple[torc
 
 def ewma_centers(loss, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """The loss's next update (eq. 15–16, N_c + 1) from per-class sums and counts, not stored."""
-    return ewma_center_update_from_sums(loss.centers, sums, counts, loss.phi, loss.beta, loss.radius,
-                                        loss.n_c + 1, loss.official.bias_correction,
-                                        keep_absent=loss.official.absent_class_center == "keep")
+    return ewma_center_update_from_sums(
+        loss.centers,
+        sums,
+        counts,
+        loss.phi,
+        loss.beta,
+        loss.radius,
+        loss.n_c + 1,
+        loss.official.bias_correction,
+        keep_absent=loss.official.absent_class_center == "keep",
+    )
 
 
 class CenterUpdate:
@@ -117,9 +126,12 @@ class BatchEWMA(CenterUpdate):
             return
         if prepared is None:  # a loop that does not call prepare_batch: update after the step instead
             if not self._warned:
-                warnings.warn("HypersphereLoss: an update was due but no `prepared` centers came with the step; "
-                              "updating after it (Algorithm 1 updates before: call prepare_batch, see "
-                              "podhl/losses/base.py)", stacklevel=3)
+                warnings.warn(
+                    "HypersphereLoss: an update was due but no `prepared` centers came with the step; "
+                    "updating after it (Algorithm 1 updates before: call prepare_batch, see "
+                    "podhl/losses/base.py)",
+                    stacklevel=3,
+                )
                 self._warned = True
             prepared = self.prepare_batch(loss, features, labels)
         loss.commit(prepared, iterations=1)
@@ -214,8 +226,12 @@ def make_center_update(center_update: str | CenterUpdate = "batch", update_every
     """
     update_every = integer("update_every", update_every, low=1)
     if isinstance(center_update, CenterUpdate):
-        require(update_every == 1, "update_every", "1 when center_update is an object (give it its own period)",
-                update_every)
+        require(
+            update_every == 1,
+            "update_every",
+            "1 when center_update is an object (give it its own period)",
+            update_every,
+        )
         return center_update
     one_of("center_update", center_update, tuple(CENTER_UPDATES))
     if center_update == "batch":

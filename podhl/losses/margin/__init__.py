@@ -15,8 +15,17 @@ from podhl.losses.margin.magface import MagFaceLoss
 from podhl.losses.margin.mml import AMCMSoftmaxLoss
 from podhl.losses.margin.mml import deprecated_attribute as _deprecated_attribute
 
-__all__ = ["NormalizedClassifier", "MarginHead", "AMSoftmaxLoss", "ArcFaceLoss", "CombinedMarginLoss",
-           "AMCMSoftmaxLoss", "ASoftmaxLoss", "ExclusiveRegularizationLoss", "MagFaceLoss"]
+__all__ = [
+    "NormalizedClassifier",
+    "MarginHead",
+    "AMSoftmaxLoss",
+    "ArcFaceLoss",
+    "CombinedMarginLoss",
+    "AMCMSoftmaxLoss",
+    "ASoftmaxLoss",
+    "ExclusiveRegularizationLoss",
+    "MagFaceLoss",
+]
 
 
 def __getattr__(name: str) -> type:

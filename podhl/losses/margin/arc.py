@@ -49,8 +49,10 @@ class ArcFaceLoss(MarginHead):
         try:
             self.margin = in_range("margin", margin, 0.0, math.pi, high_open=True)  # m, radians
         except ConfigError:  # e.g. a pytorch-metric-learning user's margin in degrees
-            raise ConfigError("margin must be in [0, π) radians, not degrees as pytorch-metric-learning's "
-                              f"ArcFaceLoss takes (28.6° = 0.5 rad), got {margin!r}") from None
+            raise ConfigError(
+                "margin must be in [0, π) radians, not degrees as pytorch-metric-learning's "
+                f"ArcFaceLoss takes (28.6° = 0.5 rad), got {margin!r}"
+            ) from None
 
     def target(self, cos_y: torch.Tensor) -> torch.Tensor:
         phi = angle(cos_y) + self.margin  # θ_y + m

@@ -60,7 +60,8 @@ class _CaffeMarginInnerProduct(torch.autograd.Function):
         w_y = w[labels]
         grad_x = grad @ w  # every logit's x·ŵ_j part with weight 1 = 1/(1+λ) + λ/(1+λ)
         grad_x = grad_x + (g_y / (1.0 + lam)).unsqueeze(1) * (
-            (coeff_w / scale).unsqueeze(1) * w_y + (coeff_x / scale).unsqueeze(1) * x - w_y)
+            (coeff_w / scale).unsqueeze(1) * w_y + (coeff_x / scale).unsqueeze(1) * x - w_y
+        )
         grad_w = grad.t() @ x  # Caffe: Σ_i top_diff_ij·x_i, as for a plain inner product
         return grad_x, grad_w, None, None, None
 
@@ -101,8 +102,17 @@ class ASoftmaxLoss(Criterion):
         logits (torch.Tensor): $(B, C)$ scores $\lVert x\rVert\cos\theta_j$; argmax = prediction.
     """
 
-    def __init__(self, num_classes: int, feat_dim: int, m: int = 4, base: float = 1000.0, gamma: float = 0.12,
-                 power: float = 1.0, lambda_min: float = 5.0, backward: str = "exact") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        m: int = 4,
+        base: float = 1000.0,
+        gamma: float = 0.12,
+        power: float = 1.0,
+        lambda_min: float = 5.0,
+        backward: str = "exact",
+    ) -> None:
         super().__init__(num_classes, feat_dim)
         self.m = integer("m", m, 1, 8)
         self.base = in_range("base", base, 0.0)

@@ -39,8 +39,9 @@ class CombinedMarginLoss(MarginHead):
         logits (torch.Tensor): $(B, C)$ scores $s\cos\theta_j$ without margin; argmax = prediction.
     """
 
-    def __init__(self, num_classes: int, feat_dim: int, scale: float = 30.0, m1: float = 0.9, m2: float = 0.4,
-                 m3: float = 0.15) -> None:
+    def __init__(
+        self, num_classes: int, feat_dim: int, scale: float = 30.0, m1: float = 0.9, m2: float = 0.4, m3: float = 0.15
+    ) -> None:
         super().__init__(num_classes, feat_dim, scale=scale)
         self.m1 = in_range("m1", m1, 0.0, low_open=True)  # multiplicative angular margin
         self.m2 = in_range("m2", m2, 0.0, math.pi, high_open=True)  # additive angular margin, radians

@@ -50,8 +50,16 @@ class ExclusiveRegularizationLoss(CombinedMarginLoss):
         logits (torch.Tensor): $(B, C)$ scores $s\cos\theta_j$ without margin; argmax = prediction.
     """
 
-    def __init__(self, num_classes: int, feat_dim: int, lam: float = 6.0, scale: float = 15.0, m1: float = 1.0,
-                 m2: float = 0.0, m3: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        lam: float = 6.0,
+        scale: float = 15.0,
+        m1: float = 1.0,
+        m2: float = 0.0,
+        m3: float = 0.0,
+    ) -> None:
         super().__init__(num_classes, feat_dim, scale=scale, m1=m1, m2=m2, m3=m3)
         self.lam = in_range("lam", lam, 0.0)  # λ
 

@@ -47,8 +47,18 @@ class MagFaceLoss(MarginHead):
         logits (torch.Tensor): $(B, C)$ scores $s\cos\theta_j$ without margin; argmax = prediction.
     """
 
-    def __init__(self, num_classes: int, feat_dim: int, scale: float = 64.0, l_a: float = 10.0, u_a: float = 110.0,
-                 l_m: float = 0.45, u_m: float = 0.8, lambda_g: float = 35.0, easy_margin: bool = False) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        scale: float = 64.0,
+        l_a: float = 10.0,
+        u_a: float = 110.0,
+        l_m: float = 0.45,
+        u_m: float = 0.8,
+        lambda_g: float = 35.0,
+        easy_margin: bool = False,
+    ) -> None:
         super().__init__(num_classes, feat_dim, scale)
         self.l_a = in_range("l_a", l_a, 0.0, low_open=True)
         self.u_a = in_range("u_a", u_a, self.l_a, low_open=True)
@@ -72,5 +82,7 @@ class MagFaceLoss(MarginHead):
         return {"loss": ce + self.lambda_g * g, "ce": ce, "g": g, "margin": margin.mean().detach()}
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, a∈[{self.l_a:g}, {self.u_a:g}], m∈[{self.l_m:g}, {self.u_m:g}], "
-                f"lambda_g={self.lambda_g:g}, easy_margin={self.easy_margin}")
+        return (
+            f"{super().extra_repr()}, a∈[{self.l_a:g}, {self.u_a:g}], m∈[{self.l_m:g}, {self.u_m:g}], "
+            f"lambda_g={self.lambda_g:g}, easy_margin={self.easy_margin}"
+        )

@@ -71,8 +71,14 @@ def angle(cos: torch.Tensor) -> torch.Tensor:
     return torch.acos(cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS))
 
 
-def monotone_fallback(target: torch.Tensor, cos_y: torch.Tensor, phi: torch.Tensor, m1: float = 1.0,
-                      m2: float | torch.Tensor = 0.0, m3: float = 0.0) -> torch.Tensor:
+def monotone_fallback(
+    target: torch.Tensor,
+    cos_y: torch.Tensor,
+    phi: torch.Tensor,
+    m1: float = 1.0,
+    m2: float | torch.Tensor = 0.0,
+    m3: float = 0.0,
+) -> torch.Tensor:
     r"""``target`` where $\varphi = m_1\theta_y + m_2 \le \pi$, else $\cos\theta_y - (1 + \cos\theta^*) - m_3$
     with $\theta^* = (\pi - m_2)/m_1$: the continuous, decreasing extension (module docstring; podhl's,
     no paper equation).
@@ -178,8 +184,9 @@ def sphereface_psi(cosine: torch.Tensor, m: int = 4) -> torch.Tensor:
     return sign * chebyshev_cos(cosine, m) - 2.0 * k
 
 
-def sphereface_lambda(iteration: int | float, base: float = 1000.0, gamma: float = 0.12, power: float = 1.0,
-                      lambda_min: float = 5.0) -> float:
+def sphereface_lambda(
+    iteration: int | float, base: float = 1000.0, gamma: float = 0.12, power: float = 1.0, lambda_min: float = 5.0
+) -> float:
     r"""$\lambda = \max(\lambda_{\min}, \mathrm{base}\cdot(1 + \gamma\, it)^{-\mathrm{power}})$ of SphereFace's Caffe
     ``margin_inner_product`` layer (no paper equation). Defaults: ``sphereface_model.prototxt`` @7f9acb1.
 
@@ -198,8 +205,9 @@ def sphereface_lambda(iteration: int | float, base: float = 1000.0, gamma: float
 
 
 # ---------------------------------------------------------------- MagFace
-def magface_margin(a: torch.Tensor, l_a: float = 10.0, u_a: float = 110.0, l_m: float = 0.45,
-                   u_m: float = 0.8) -> torch.Tensor:
+def magface_margin(
+    a: torch.Tensor, l_a: float = 10.0, u_a: float = 110.0, l_m: float = 0.45, u_m: float = 0.8
+) -> torch.Tensor:
     r"""MagFace's margin $m(a) = \frac{u_m - l_m}{u_a - l_a}(a - l_a) + l_m$ (Meng et al., CVPR 2021, §3.2, eq. 3).
 
     Args:

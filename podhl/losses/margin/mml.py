@@ -49,16 +49,23 @@ class AMCMSoftmaxLoss(MarginHead):
         logits (torch.Tensor): $(B, C)$ scores $s\cos\theta_j$ without margin; argmax = prediction.
     """
 
-    def __init__(self, num_classes: int, feat_dim: int, scale: float = 30.0, angular_margin: float = 0.3,
-                 cosine_margin: float = 0.2) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        scale: float = 30.0,
+        angular_margin: float = 0.3,
+        cosine_margin: float = 0.2,
+    ) -> None:
         super().__init__(num_classes, feat_dim, scale=scale)
         self.angular_margin = in_range("angular_margin", angular_margin, 0.0, math.pi, high_open=True)  # m_a
         self.cosine_margin = in_range("cosine_margin", cosine_margin, 0.0, 2.0, high_open=True)  # m_c
 
     def target(self, cos_y: torch.Tensor) -> torch.Tensor:
         phi = angle(cos_y) + self.angular_margin  # θ_y + m_a
-        return monotone_fallback(torch.cos(phi) - self.cosine_margin, cos_y, phi,
-                                 m2=self.angular_margin, m3=self.cosine_margin)
+        return monotone_fallback(
+            torch.cos(phi) - self.cosine_margin, cos_y, phi, m2=self.angular_margin, m3=self.cosine_margin
+        )
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, angular_margin={self.angular_margin:g}, cosine_margin={self.cosine_margin:g}"
@@ -80,9 +87,13 @@ def deprecated_attribute(module: str, name: str) -> type:
     if name not in DEPRECATED_NAMES:
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
     new = DEPRECATED_NAMES[name]
-    warnings.warn(f"{module}.{name} is deprecated and will be removed in the next podhl release: use "
-                  f"{new} (the same class, renamed so as not to shadow torch.nn.{name}; "
-                  f"config _target_: podhl.losses.margin.mml.{new})", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{module}.{name} is deprecated and will be removed in the next podhl release: use "
+        f"{new} (the same class, renamed so as not to shadow torch.nn.{name}; "
+        f"config _target_: podhl.losses.margin.mml.{new})",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return globals()[new]
 
 

@@ -37,8 +37,14 @@ class PEDCCCriterion(Criterion):
             Default None (generate from ``pedcc_seed``/``pedcc_method``).
     """
 
-    def __init__(self, num_classes: int, feat_dim: int, pedcc_seed: int = 0, pedcc_method: str = "auto",
-                 pedcc_file: str | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        pedcc_seed: int = 0,
+        pedcc_method: str = "auto",
+        pedcc_file: str | None = None,
+    ) -> None:
         super().__init__(num_classes, feat_dim)
         if pedcc_file:
             pedcc = load_pedcc_file(pedcc_file, self.num_classes, self.feat_dim)

@@ -52,8 +52,12 @@ def cosine_logits(features: torch.Tensor, centroids: torch.Tensor, centroids_nor
 
 
 def nac_cosine(
-    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, delta: float | torch.Tensor,
-    denominator: str = "sum", centroids_normalized: bool = False,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    centroids: torch.Tensor,
+    delta: float | torch.Tensor,
+    denominator: str = "sum",
+    centroids_normalized: bool = False,
 ) -> torch.Tensor:
     r"""$\cos_{Na}\theta_y = x\cdot\tilde p_y / (\lVert x\rVert + \delta)$ (POD eq. 12–16).
 
@@ -79,8 +83,9 @@ def nac_cosine(
     return dot / torch.sqrt(norm.square() + torch.as_tensor(delta, dtype=norm.dtype, device=norm.device) ** 2)
 
 
-def cosine_loss(features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor,
-                centroids_normalized: bool = False) -> torch.Tensor:
+def cosine_loss(
+    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, centroids_normalized: bool = False
+) -> torch.Tensor:
     r"""Cosine Loss (POD eq. 9): $\frac{1}{N}\sum_i (1 - \cos\theta_{y_i})^2$,
     $\cos\theta_y = x\cdot\tilde p_y / (\lVert x\rVert + \varepsilon)$, $\varepsilon = 10^{-12}$ (eq. 10–11).
 
@@ -93,13 +98,20 @@ def cosine_loss(features: torch.Tensor, labels: torch.Tensor, centroids: torch.T
     Returns:
         The scalar loss, mean over the batch.
     """
-    return (1.0 - nac_cosine(features, labels, centroids, COSINE_EPS,
-                             centroids_normalized=centroids_normalized)).square().mean()
+    return (
+        (1.0 - nac_cosine(features, labels, centroids, COSINE_EPS, centroids_normalized=centroids_normalized))
+        .square()
+        .mean()
+    )
 
 
 def nac_loss(
-    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, delta: float | torch.Tensor,
-    denominator: str = "sum", centroids_normalized: bool = False,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    centroids: torch.Tensor,
+    delta: float | torch.Tensor,
+    denominator: str = "sum",
+    centroids_normalized: bool = False,
 ) -> torch.Tensor:
     r"""NaC Loss (POD eq. 17): $\frac{1}{N}\sum_i (1 - \cos_{Na}\theta_{y_i})^2$ (eq. 16, ``nac_cosine``).
 
@@ -118,7 +130,10 @@ def nac_loss(
 
 
 def sc_loss(
-    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, divide_by_n_minus_1: bool = False,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    centroids: torch.Tensor,
+    divide_by_n_minus_1: bool = False,
     centroids_normalized: bool = False,
 ) -> torch.Tensor:
     r"""SC Loss (POD eq. 18–19): $\sum_{i \ne j} R_{ij}^2$, $R = Z^\top Z/(B-1)$ ($n \times n$),
@@ -152,7 +167,11 @@ def sc_loss(
 
 
 def pedcc_am_loss(
-    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, s: float, m: float,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    centroids: torch.Tensor,
+    s: float,
+    m: float,
     centroids_normalized: bool = False,
 ) -> torch.Tensor:
     r"""PEDCC-AM (POD eq. 2): cross-entropy of $s(\cos\theta_j - m[j = y])$ on the frozen PEDCC.
@@ -174,7 +193,10 @@ def pedcc_am_loss(
 
 
 def pedcc_mse_loss(
-    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, reduction: str = "paper",
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    centroids: torch.Tensor,
+    reduction: str = "paper",
     centroids_normalized: bool = False,
 ) -> torch.Tensor:
     r"""PEDCC-MSE (POD eq. 3): $\frac{1}{2N}\sum_i \lVert \tilde x_i - \tilde p_{y_i}\rVert^2$, $\tilde x$ the

@@ -68,8 +68,7 @@ class NaCLoss(PEDCCCriterion):
         norm_source = one_of("norm_source", norm_source, NORM_SOURCES)
         denominator = one_of("denominator", denominator, DENOMINATORS)
         delta_schedule = one_of("delta_schedule", delta_schedule, DELTA_SCHEDULES)
-        super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method,
-                         pedcc_file=pedcc_file)
+        super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method, pedcc_file=pedcc_file)
         self.alpha = alpha
         self.norm_source = norm_source
         self.denominator = denominator
@@ -119,7 +118,9 @@ class NaCLoss(PEDCCCriterion):
     # -------------------------------------------------------------- loss
     def nac(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         r"""$L_{\mathrm{NaC}}$ (eq. 17), a scalar, with this epoch's $\delta$."""
-        return nac_loss(features.float(), labels, self.unit_pedcc, self.delta, self.denominator, centroids_normalized=True)
+        return nac_loss(
+            features.float(), labels, self.unit_pedcc, self.delta, self.denominator, centroids_normalized=True
+        )
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         loss = self.nac(features, labels)

@@ -74,12 +74,15 @@ class PEDCCLoss(PEDCCCriterion):
         pedcc_method: str = "auto",
         pedcc_file: str | None = None,
     ) -> None:
-        checked = (in_range("s", s, 0.0, low_open=True), in_range("m", m, 0.0, 2.0, high_open=True),
-                   in_range("lam", lam, 0.0), in_range("n_root", n_root, 1.0),
-                   one_of("mse_reduction", mse_reduction, MSE_REDUCTIONS),
-                   one_of("n_form", n_form, N_FORMS))  # before the PEDCC is generated
-        super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method,
-                         pedcc_file=pedcc_file)
+        checked = (
+            in_range("s", s, 0.0, low_open=True),
+            in_range("m", m, 0.0, 2.0, high_open=True),
+            in_range("lam", lam, 0.0),
+            in_range("n_root", n_root, 1.0),
+            one_of("mse_reduction", mse_reduction, MSE_REDUCTIONS),
+            one_of("n_form", n_form, N_FORMS),
+        )  # before the PEDCC is generated
+        super().__init__(num_classes, feat_dim, pedcc_seed=pedcc_seed, pedcc_method=pedcc_method, pedcc_file=pedcc_file)
         self.s, self.m, self.lam, self.n_root, self.mse_reduction, self.n_form = checked
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
@@ -87,8 +90,10 @@ class PEDCCLoss(PEDCCCriterion):
         am = pedcc_am_loss(features, labels, self.unit_pedcc, self.s, self.m, centroids_normalized=True)
         mse = pedcc_mse_loss(features, labels, self.unit_pedcc, self.mse_reduction, centroids_normalized=True)
         exponent = 1.0 / self.n_root if self.n_form == "root" else self.n_root
-        return {"loss": am + self.lam * mse ** exponent, "am": am, "mse": mse}
+        return {"loss": am + self.lam * mse**exponent, "am": am, "mse": mse}
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, s={self.s}, m={self.m}, lam={self.lam}, n_root={self.n_root}, "
-                f"mse_reduction={self.mse_reduction}, n_form={self.n_form}")
+        return (
+            f"{super().extra_repr()}, s={self.s}, m={self.m}, lam={self.lam}, n_root={self.n_root}, "
+            f"mse_reduction={self.mse_reduction}, n_form={self.n_form}"
+        )

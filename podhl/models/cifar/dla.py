@@ -89,10 +89,15 @@ class DLA(nn.Module):
         super().__init__()
         t = self.tree
         self.features = nn.Sequential(
-            _conv_bn(in_chans, 16), _conv_bn(16, 16), _conv_bn(16, 32),
-            t(32, 64, level=1, stride=1), t(64, 128, level=2, stride=2),
-            t(128, 256, level=2, stride=2), t(256, 512, level=1, stride=2),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            _conv_bn(in_chans, 16),
+            _conv_bn(16, 16),
+            _conv_bn(16, 32),
+            t(32, 64, level=1, stride=1),
+            t(64, 128, level=2, stride=2),
+            t(128, 256, level=2, stride=2),
+            t(256, 512, level=1, stride=2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.num_features = 512
 

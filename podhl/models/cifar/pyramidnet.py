@@ -13,8 +13,12 @@ class PyramidBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.BatchNorm2d(cin),
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
         )
         self.stride, self.pad = stride, cout - cin
 
@@ -39,7 +43,9 @@ class PyramidNet(nn.Module):
                 cout = int(round(width))
                 layers.append(PyramidBlock(cin, cout, 2 if (i == 0 and stage > 0) else 1))
                 cin = cout
-        self.features = nn.Sequential(*layers, nn.BatchNorm2d(cin), nn.ReLU(True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(
+            *layers, nn.BatchNorm2d(cin), nn.ReLU(True), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.num_features = cin
 
     def forward(self, x):
