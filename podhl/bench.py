@@ -169,7 +169,9 @@ def bench_train_step(args, device) -> list[dict]:
         steps[name] = _loop_step(fwd, criterion, opts, x, y, amp, device)
         feats = torch.randn(args.batch, model.feat_dim, device=device, requires_grad=True)
         flops = _flops(
-            lambda: sum(criterion(feats, y, step=k)["loss"] for k in range(criterion.steps_per_batch)).backward()
+            lambda crit=criterion, f=feats, y=y: sum(
+                crit(f, y, step=k)["loss"] for k in range(crit.steps_per_batch)
+            ).backward()
         )
         info[name] = {"loss_state": _state_size(criterion), "loss_flops": flops}
     if device.type == "cuda":
@@ -195,16 +197,16 @@ def bench_loss_alone(args, device) -> list[dict]:
     for c in args.classes:
         y = torch.randint(0, c, (args.loss_batch,), device=device)
         baseline = torch.nn.Linear(args.loss_dim, c).to(device)
-        losses = {"linear+ce": lambda f: F.cross_entropy(baseline(f), y)}
+        losses = {"linear+ce": lambda f, baseline=baseline, y=y: F.cross_entropy(baseline(f), y)}
         for name, overrides in loss_variants().items():
             criterion = instantiate(compose_config(overrides).loss, num_classes=c, feat_dim=args.loss_dim).to(device)
             _activate(criterion)
-            losses[name] = lambda f, crit=criterion: sum(
+            losses[name] = lambda f, crit=criterion, y=y: sum(
                 crit(f, y, step=k)["loss"] for k in range(crit.steps_per_batch)
             )
         feats = torch.randn(args.loss_batch, args.loss_dim, device=device, requires_grad=True)
 
-        def run(fn):
+        def run(fn, feats=feats):
             def go():
                 feats.grad = None
                 fn(feats).backward()
@@ -288,7 +290,10 @@ def bench_input_pipeline(args, device) -> list[dict]:
 
 def _table(rows: list[dict]) -> str:
     keys = list(rows[0])
-    fmt = lambda v: "—" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))  # noqa: E731
+
+    def fmt(v):
+        return "—" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
     return "\n".join(lines)

@@ -23,7 +23,8 @@ def in_range(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    """``value`` as a finite float in the interval, e.g. ``in_range("phi", phi, 0, 1, low_open=True, high_open=True)``."""
+    """``value`` as a finite float in the interval,
+    e.g. ``in_range("phi", phi, 0, 1, low_open=True, high_open=True)``."""
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -22,7 +22,9 @@ def _process_start_time(pid: int) -> float | None:
     """Unix start time of a process (Linux /proc), or None."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        btime = next(float(l.split()[1]) for l in Path("/proc/stat").read_text().splitlines() if l.startswith("btime"))
+        btime = next(
+            float(ln.split()[1]) for ln in Path("/proc/stat").read_text().splitlines() if ln.startswith("btime")
+        )
         return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, StopIteration, ValueError):
         return None

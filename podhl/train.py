@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 
 # Idle OpenMP threads sleep instead of spinning: on a CPU node shared with other jobs, spinning threads
-# steal the cores the work needs (docs/scale-and-speed.md: shared CPU machines). Export OMP_WAIT_POLICY=ACTIVE to change it.
+# steal the cores the work needs (docs/scale-and-speed.md: shared CPU machines).
+# Export OMP_WAIT_POLICY=ACTIVE to change it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging  # noqa: E402

@@ -150,7 +150,8 @@ def main(argv=None) -> dict:
         else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
     )
     print(
-        f"SphereFace-20, SYNTHETIC {args.image_size[0]}x{args.image_size[1]} inputs, batch {args.batch}, C={args.classes}, "
+        f"SphereFace-20, SYNTHETIC {args.image_size[0]}x{args.image_size[1]} inputs, "
+        f"batch {args.batch}, C={args.classes}, "
         f"d=512, {args.precision}{', channels_last' if args.channels_last else ''}, {device.type} ({where}), "
         f"median of {args.steps} steps, torch {torch.__version__}"
     )
@@ -163,7 +164,8 @@ def main(argv=None) -> dict:
         ratio = f"{r['ms_per_step'] / base:.2f}" if base else "—"
         peak = f" {r['peak_mb']:.0f} |" if "peak_mb" in r else ""
         print(
-            f"| {r['loss']} | {r['ms_per_step']:.1f} | {r['images_per_s']:.1f} | {ratio} | {r['loss_params_and_buffers']:,} |{peak}"
+            f"| {r['loss']} | {r['ms_per_step']:.1f} | {r['images_per_s']:.1f} | {ratio} "
+            f"| {r['loss_params_and_buffers']:,} |{peak}"
         )
     evaluation = bench_eval(args, device)
     print(

@@ -19,7 +19,7 @@ def read_summary(path: Path) -> dict[str, dict[str, str]]:
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = {}
     for line in lines[2:]:
-        row = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        row = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=False))
         rows[" ".join(sorted(row["overrides"].split()))] = row
     return rows
 

@@ -30,8 +30,8 @@ def check_shown_quickstart(summary: str) -> None:
         shown = shown_quickstart_table(REPO / doc)
         assert shown[:2] == printed[:2] and len(shown) == len(printed), (doc, shown, printed)  # header, one row per job
         header = printed[0]
-        for got, want in zip(shown[2:], printed[2:]):
-            row, ran = dict(zip(header, got)), dict(zip(header, want))
+        for got, want in zip(shown[2:], printed[2:], strict=True):
+            row, ran = dict(zip(header, got, strict=False)), dict(zip(header, want, strict=False))
             for key in ("job", "overrides", "status", "epochs"):
                 assert row[key] == ran[key], (doc, key, got, want)
             for key in ("test_acc", "best_test_acc"):

@@ -163,11 +163,12 @@ def test_truncated_rec_and_idx_past_its_end_are_found_up_front(tmp_path):
     faces, labels = _faces(8)  # labels 0..7 → classes 0..7 of 8? digits 0..7
     _write_rec(tmp_path, faces, labels)
     classes = len(set(labels.tolist()))
-    cfg = lambda *extra: (
-        compose_config(
+
+    def cfg(*extra):
+        return compose_config(
             ["dataset=casia_webface_rec", f"dataset.root={tmp_path}", f"dataset.num_classes={classes}", *extra]
         ).dataset
-    )
+
     assert len(build_data(cfg()).train) == 8
     rec = tmp_path / "train.rec"
     offsets = dict(line.split("\t") for line in (tmp_path / "train.idx").read_text().splitlines())
@@ -237,7 +238,7 @@ def test_bin_that_is_not_a_pickle_stops_the_cli(run_cli, tmp_path):
 
 def test_non_image_in_a_face_folder(tmp_path):
     faces, labels = _faces(4)
-    for i, (face, y) in enumerate(zip(faces, labels)):
+    for i, (face, y) in enumerate(zip(faces, labels, strict=True)):
         (tmp_path / f"id{y}").mkdir(exist_ok=True)
         Image.fromarray(face).save(tmp_path / f"id{y}" / f"{i}.png")
     (tmp_path / f"id{labels[0]}" / "notes.jpg").write_text("not a face")
@@ -359,7 +360,9 @@ def _coco_cfg(root: Path, *extra: str):
 
 
 def test_coco_missing_image_and_boxes(tmp_path, caplog):
-    ann = lambda i, image, bbox: {"id": i, "image_id": image, "category_id": 1, "bbox": bbox}
+    def ann(i, image, bbox):
+        return {"id": i, "image_id": image, "category_id": 1, "bbox": bbox}
+
     names = _coco(tmp_path, [ann(1, 0, [1, 2, 10, 20]), ann(2, 1, [45, 30, 10, 20]), ann(3, 2, [5, 5, 4, 0])])
     with caplog.at_level(logging.WARNING, logger="podhl"):
         bundle = build_detection_data(_coco_cfg(tmp_path))

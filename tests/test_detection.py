@@ -95,7 +95,7 @@ def test_other_losses_score_regions(train, loss):
 
 def test_feature_batches_label_proposals_and_ground_truth(tmp_path):
     trainer = build_trainer(*TINY, run_dir=tmp_path)
-    feats, labels = zip(*trainer.task.feature_batches(trainer.model, "test"))
+    feats, labels = zip(*trainer.task.feature_batches(trainer.model, "test"), strict=True)
     feats, labels = torch.cat(feats), torch.cat(labels)
     assert feats.shape == (len(labels), 64) and feats.dtype == torch.float32
     objects = torch.cat([t["labels"] for _, t in trainer.task.data.test])

@@ -93,9 +93,9 @@ def coco_ap(detections, truths, num_classes):
     from pycocotools.cocoeval import COCOeval
 
     images, anns, dets = [], [], []
-    for i, (d, t) in enumerate(zip(detections, truths)):
+    for i, (d, t) in enumerate(zip(detections, truths, strict=True)):
         images.append({"id": i, "width": 1000, "height": 1000})
-        for box, label in zip(t.boxes, t.labels):
+        for box, label in zip(t.boxes, t.labels, strict=True):
             w, h = box[2] - box[0], box[3] - box[1]
             anns.append(
                 {
@@ -107,7 +107,7 @@ def coco_ap(detections, truths, num_classes):
                     "iscrowd": 0,
                 }
             )
-        for box, score, label in zip(d.boxes, d.scores, d.labels):
+        for box, score, label in zip(d.boxes, d.scores, d.labels, strict=True):
             dets.append(
                 {
                     "image_id": i,

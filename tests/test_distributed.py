@@ -58,8 +58,10 @@ def test_two_processes_match_one_process_with_the_doubled_batch(tmp_path):
         sa["criterion"]["classifier.weight"], sb["criterion"]["classifier.weight"], rtol=1e-4, atol=1e-4
     )
 
+    def files(d):
+        return sorted(str(p.relative_to(d)).split("/")[0] for p in d.iterdir())
+
     # rank 0 alone wrote: the same files as the single run, one TensorBoard file, one set of log lines
-    files = lambda d: sorted(str(p.relative_to(d)).split("/")[0] for p in d.iterdir())
     assert files(single) == files(ddp)
     assert len(list((ddp / "tb").iterdir())) == 1
     log = (ddp / "train.log").read_text()

@@ -321,7 +321,7 @@ def test_mid_epoch_checkpoint_resumes_exactly(tmp_path, data):
     got = resumed.fit()
     for key in ("test_acc", "train_loss", "train_acc", "mean_feature_norm"):
         assert got[key] == expected[key], key
-    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     for name, value in full.criterion.state_dict().items():
         assert torch.equal(value, resumed.criterion.state_dict()[name]), name

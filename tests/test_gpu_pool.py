@@ -32,7 +32,7 @@ def test_concurrent_jobs_never_share_a_device(tmp_path):
     assert {d for d, _, _ in records} == {0, 1}
     for device in (0, 1):
         spans = sorted((s, e) for d, s, e in records if d == device)
-        assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:])), spans
+        assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:], strict=False)), spans
     # at most two jobs ever overlapped in time (the pool's size)
     events = sorted([(s, 1) for _, s, _ in records] + [(e, -1) for _, _, e in records])
     running = peak = 0

@@ -127,6 +127,6 @@ def test_hl_with_gradient_accumulation_equals_the_whole_batch(train, tmp_path):
     assert a.n_c == b.n_c == 4  # epoch 2: one update per step
     assert torch.allclose(a.centers, b.centers, atol=1e-5)
     assert torch.allclose(a.classifier.weight, b.classifier.weight, atol=1e-5)
-    for (name, p), q in zip(whole.model.named_parameters(), micro.model.parameters()):
+    for (name, p), q in zip(whole.model.named_parameters(), micro.model.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-5), name
     assert not torch.equal(a.centers, torch.zeros_like(a.centers))

@@ -125,7 +125,7 @@ def _write_rec(root, faces, labels):
     (labels as a scalar, flag 0, or as [label, 0], flag 2), one empty record per identity, property 'K,112,112'."""
     n, classes = len(faces), sorted(set(labels.tolist()))
     records = [(0, struct.pack("<IfQQ", 2, 0.0, 0, 0) + np.array([n + 1, n + 1 + len(classes)], "<f4").tobytes())]
-    for i, (face, y) in enumerate(zip(faces, labels), 1):
+    for i, (face, y) in enumerate(zip(faces, labels, strict=True), 1):
         head = (
             struct.pack("<IfQQ", 0, float(y), i, 0)
             if i % 2
@@ -190,7 +190,7 @@ def test_recordio_joins_split_records(tmp_path):
 
 def test_face_folder(tmp_path):
     faces, labels = _faces(8)
-    for i, (face, y) in enumerate(zip(faces, labels)):
+    for i, (face, y) in enumerate(zip(faces, labels, strict=True)):
         (tmp_path / f"id{y:02d}").mkdir(exist_ok=True)
         Image.fromarray(face).save(tmp_path / f"id{y:02d}" / f"{i}.png")
     classes = sorted(set(labels.tolist()))
@@ -206,7 +206,7 @@ def test_face_folder(tmp_path):
     )
     assert len(bundle.train) == 8 and len(bundle.test) == 0
     by_file = {s[0]: s[1] for s in bundle.train.samples}
-    for i, (face, y) in enumerate(zip(faces, labels)):
+    for i, (face, y) in enumerate(zip(faces, labels, strict=True)):
         index = list(by_file).index(str(tmp_path / f"id{y:02d}" / f"{i}.png"))
         image, label = bundle.train[index]
         assert label == classes.index(y) and torch.equal(image, _normalized_crop(face))
@@ -250,7 +250,7 @@ def test_pairs_txt_reader(tmp_path):
     faces, labels = _faces(12)
     root = tmp_path / "aligned"
     names = {}
-    for i, (face, y) in enumerate(zip(faces, labels)):
+    for i, (face, y) in enumerate(zip(faces, labels, strict=True)):
         name = f"Digit_{y}"
         names.setdefault(name, []).append(i)
         (root / name).mkdir(parents=True, exist_ok=True)

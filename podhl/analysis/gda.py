@@ -1,17 +1,18 @@
 """POD Table 9: Gaussian discriminant analysis on the latent features vs the loss' own prediction.
 
-``gda(source, shrinkage=0.1, normalize=False)`` fits scikit-learn's
-``QuadraticDiscriminantAnalysis`` (one Gaussian per class: its own mean and covariance, priors
-from the class frequencies) on the training set's latent features x (without augmentation) and reports its test accuracy (``gda_acc``) next to the criterion's
-prediction on the same test features (``cosine_acc``: argmax of ``criterion.logits``, the cosine
-argmax of eq. 21–24 for the POD family).
+``gda(source, shrinkage=0.1, normalize=False)`` fits scikit-learn's ``QuadraticDiscriminantAnalysis`` (one
+Gaussian per class: its own mean and covariance, priors from the class frequencies) on the training set's
+latent features x (without augmentation) and reports its test accuracy (``gda_acc``) next to the criterion's
+prediction on the same test features (``cosine_acc``: argmax of ``criterion.logits``, the cosine argmax of
+eq. 21–24 for the POD family).
 
-Regularisation (our choice; the paper gives none): ``shrinkage`` α shrinks every class covariance
-towards a multiple of the identity, Σ_c ← (1 − α)·Σ_c + α·(tr Σ_c / d)·I (scikit-learn's ``eigen``
-solver; ``"auto"`` picks α by the Ledoit–Wolf lemma). It keeps Σ_c invertible when a class has
-fewer samples than dimensions (e.g. 500 CIFAR-100 images in 512 dimensions), where scikit-learn ≥ 1.9
-refuses an unregularized fit, and it does not depend on the features' scale. ``normalize=True`` fits on x/‖x‖ instead of x (both sides of the comparison then see
-directions only). Enable: ``podhl-train loss=pod +analysis=gda`` (``analysis.gda.shrinkage=0.5``).
+Regularisation (our choice; the paper gives none): ``shrinkage`` α shrinks every class covariance towards a
+multiple of the identity, Σ_c ← (1 − α)·Σ_c + α·(tr Σ_c / d)·I (scikit-learn's ``eigen`` solver; ``"auto"``
+picks α by the Ledoit–Wolf lemma). It keeps Σ_c invertible when a class has fewer samples than dimensions
+(e.g. 500 CIFAR-100 images in 512 dimensions), where scikit-learn ≥ 1.9 refuses an unregularized fit, and it
+does not depend on the features' scale. ``normalize=True`` fits on x/‖x‖ instead of x (both sides of the
+comparison then see directions only). Enable: ``podhl-train loss=pod +analysis=gda``
+(``analysis.gda.shrinkage=0.5``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def gda(source, shrinkage: float | str = 0.1, normalize: bool = False) -> dict:
             "cosine_acc": accuracy(cosine_pred, y_test),
             "num_train": int(y_train.numel()),
             "num_test": int(y_test.numel()),
-            "skipped": f"class {int(counts.argmin())} has {int(counts.min())} training sample(s); GDA needs ≥ 2 per class",
+            "skipped": f"class {int(counts.argmin())} has {int(counts.min())} training sample(s); "
+            "GDA needs ≥ 2 per class",
         }
     if normalize:
         x_train, x_test = F.normalize(x_train, dim=1), F.normalize(x_test, dim=1)

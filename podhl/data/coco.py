@@ -154,7 +154,8 @@ def _require(path: Path, what: str, name: str) -> None:
     exists = path.is_file() if what == "file" else path.is_dir()
     if not exists:
         raise DatasetNotFoundError(
-            f"{name}: expected the {what} {path.resolve()}.\nExpected layout (paths relative to dataset.root):\n{LAYOUT}\n"
+            f"{name}: expected the {what} {path.resolve()}.\n"
+            f"Expected layout (paths relative to dataset.root):\n{LAYOUT}\n"
             f"Set dataset.root=<dir> or dataset.train_json/train_images/test_json/test_images."
         )
 

@@ -117,7 +117,9 @@ class TensorDetectionDataset(DetectionDataset):
         super().__init__(train)
         self.images, self.boxes, self.labels = list(images), list(boxes), list(labels)
         self.difficult = (
-            list(difficult) if difficult is not None else [torch.zeros(len(l), dtype=torch.bool) for l in self.labels]
+            list(difficult)
+            if difficult is not None
+            else [torch.zeros(len(lab), dtype=torch.bool) for lab in self.labels]
         )
 
     def __len__(self) -> int:
@@ -156,5 +158,5 @@ class DetectionBundle:
 
 def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
     """A batch as two lists (images keep their own sizes; the detector pads them, as torchvision's reference does)."""
-    images, targets = zip(*batch) if batch else ((), ())
+    images, targets = zip(*batch, strict=True) if batch else ((), ())
     return list(images), list(targets)

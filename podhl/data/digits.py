@@ -72,7 +72,8 @@ def _images(resize: int | None) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pair_indices(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``num_pairs`` (half same, half different; order shuffled) index pairs into ``labels``: (P, 2) and is-same (P,)."""
+    """``num_pairs`` (half same, half different; order shuffled) index pairs into ``labels``:
+    (P, 2) and is-same (P,)."""
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     if len(classes) < 2:

@@ -62,7 +62,8 @@ REC_LAYOUT = (
 )
 BIN_LAYOUT = "  <file>.bin: insightface's pickle (list of 2P encoded images, list of P is-same flags), e.g. lfw.bin"
 PAIRS_LAYOUT = (
-    "  pairs.txt: header '10<TAB>300', then 'name<TAB>n1<TAB>n2' (same) and 'name1<TAB>n1<TAB>name2<TAB>n2' (different)\n"
+    "  pairs.txt: header '10<TAB>300', then 'name<TAB>n1<TAB>n2' (same) "
+    "and 'name1<TAB>n1<TAB>name2<TAB>n2' (different)\n"
     "  <images>/<name>/<name>_<n as 4 digits>.jpg   (aligned faces)"
 )
 
@@ -91,7 +92,8 @@ def fit_face(image: Image.Image, size: Sequence[int]) -> np.ndarray:
 
 
 def decode_face(data: Any, size: Sequence[int]) -> np.ndarray:
-    """Encoded image bytes (``bytes``, ``bytearray`` or a uint8 numpy array, as insightface's packs hold) → RGB uint8."""
+    """Encoded image bytes (``bytes``, ``bytearray`` or a uint8 numpy array, as insightface's packs hold)
+    → RGB uint8."""
     raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
     with Image.open(io.BytesIO(raw)) as image:
         return fit_face(image, size)

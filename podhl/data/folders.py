@@ -74,7 +74,11 @@ class _TinyImageNetVal(CheckedImageFolder):
         self.class_to_idx = class_to_idx
 
 
-TINY_LAYOUT = "  tiny-imagenet-200/train/<wnid>/images/*.JPEG\n  tiny-imagenet-200/val/images/*.JPEG\n  tiny-imagenet-200/val/val_annotations.txt"
+TINY_LAYOUT = (
+    "  tiny-imagenet-200/train/<wnid>/images/*.JPEG\n"
+    "  tiny-imagenet-200/val/images/*.JPEG\n"
+    "  tiny-imagenet-200/val/val_annotations.txt"
+)
 
 
 def tiny_imagenet(

@@ -124,7 +124,7 @@ def bad_images(paths: Sequence[str], workers: int = 8) -> list[tuple[str, str]]:
     stamps = _parallel(_stamp, paths, workers)
 
     def check() -> list:
-        return [[p, why] for p, why in zip(paths, _parallel(image_problem, paths, workers)) if why]
+        return [[p, why] for p, why in zip(paths, _parallel(image_problem, paths, workers), strict=True) if why]
 
     return [tuple(b) for b in cached_check("images", sorted(stamps), check)]
 

@@ -107,7 +107,8 @@ class Loaders:
         self.sampler.skip = skip_batches * self.batch_size
 
     def rng_state(self):
-        """The state of the device-side augmentation's generator (None for the CPU loader: it uses torch's global RNG)."""
+        """The state of the device-side augmentation's generator
+        (None for the CPU loader: it uses torch's global RNG)."""
         return self.train.generator.get_state() if isinstance(self.train, GpuResidentLoader) else None
 
     def set_rng_state(self, state) -> None:

@@ -41,7 +41,8 @@ def _load(root: str, train: bool, download: bool) -> MNIST:
     except RuntimeError as err:
         raise DatasetNotFoundError(
             f"MNIST not found under {Path(root).resolve() / 'MNIST' / 'raw'} (expects the four *-ubyte files, or "
-            f"their *-ubyte.gz downloads). Pass dataset.download=true to fetch it, or dataset.root=<dir holding MNIST/>."
+            f"their *-ubyte.gz downloads). Pass dataset.download=true to fetch it, "
+            f"or dataset.root=<dir holding MNIST/>."
         ) from err
 
 

@@ -150,7 +150,10 @@ class IndexedRecordReader:
                     fh.seek(offset)
                     magic, lrec = struct.unpack("<II", fh.read(8))
                     if magic != MAGIC:
-                        problem = f"no RecordIO magic word at offset {offset}; is {self.idx_path.name} the index of this file?"
+                        problem = (
+                            f"no RecordIO magic word at offset {offset}; "
+                            f"is {self.idx_path.name} the index of this file?"
+                        )
                         break
                     length, cflag = lrec & _LENGTH_MASK, lrec >> 29
                     if offset + 8 + length > size:

@@ -1,4 +1,5 @@
-"""PASCAL VOC detection (and any data in its format) through torchvision's ``VOCDetection`` layout, split files and download.
+"""PASCAL VOC detection (and any data in its format) through torchvision's ``VOCDetection`` layout,
+split files and download.
 
 ``train_sets``/``test_sets`` are lists of (year, image set); the default is HL §IV-A's VOC07+12: VOC2007
 trainval ∪ VOC2012 trainval for training (16,551 images), VOC2007 test (4,952) for testing. Expected tree
@@ -52,7 +53,8 @@ CORNERS = ("xmin", "ymin", "xmax", "ymax")
 
 @dataclass
 class Annotation:
-    """One XML file: the image size it states (None if absent or 0) and its objects (name, xyxy continuous, difficult)."""
+    """One XML file: the image size it states (None if absent or 0)
+    and its objects (name, xyxy continuous, difficult)."""
 
     path: str
     size: tuple[int, int] | None
@@ -112,7 +114,7 @@ class VOCBoxes(DetectionDataset):
         index = {name: i + 1 for i, name in enumerate(self.class_names)}
         self.images, self.xmls, self.target_tensors = list(images), [a.path for a in annotations], []
         self.clipped: list[str] = []
-        for image, ann in zip(self.images, annotations):
+        for image, ann in zip(self.images, annotations, strict=True):
             width, height = ann.size or header_size(image)
             boxes = []
             for k, (name, box, _) in enumerate(ann.objects, 1):
@@ -171,7 +173,9 @@ def _splits(root: str, sets, download: bool) -> list[VOCDetection]:
 
 def _files(root: str, sets, download: bool, skip_bad: bool, split: str) -> tuple[list[str], list[Annotation]]:
     """The split's (image, parsed annotation) pairs, images checked (bad ones dropped when ``skip_bad``)."""
-    pairs = [(image, xml) for s in _splits(root, sets, download) for image, xml in zip(s.images, s.annotations)]
+    pairs = [
+        (image, xml) for s in _splits(root, sets, download) for image, xml in zip(s.images, s.annotations, strict=True)
+    ]
     bad = bad_images([image for image, _ in pairs])
     report_bad(f"PASCAL VOC {split}", bad, len(pairs), skip_bad, what="images")
     drop = {p for p, _ in bad}

@@ -260,9 +260,9 @@ def restore_training_state(trainer, state: dict[str, Any]) -> None:
         raise ConfigError(f"resume: {why} from the run in {trainer.run_dir}; resume with the same settings")
     trainer.model.load_state_dict(state["model"])
     trainer.criterion.load_state_dict(state["criterion"])
-    for optimizer, saved in zip(trainer.optimizers, state["optimizers"]):
+    for optimizer, saved in zip(trainer.optimizers, state["optimizers"], strict=True):
         optimizer.load_state_dict(saved)
-    for scheduler, saved in zip(trainer.schedulers, state["schedulers"]):
+    for scheduler, saved in zip(trainer.schedulers, state["schedulers"], strict=True):
         if scheduler is not None and saved is not None:
             scheduler.load_state_dict(saved)
     trainer.scaler.load_state_dict(state["scaler"])

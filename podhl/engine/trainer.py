@@ -263,7 +263,7 @@ class Trainer:
         devices = [self.runtime.device] if self.runtime.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             outs = [self.task.forward(self.model, part) for part in micro]
-        for buffer, saved in zip(self.model.buffers(), buffers):
+        for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
             buffer.copy_(saved)
         features = torch.cat([o.features for o in outs])
         return self.criterion.prepare_batch(features, torch.cat([o.labels for o in outs]), step)

@@ -66,7 +66,8 @@ def load_weights(model: nn.Module, path: str) -> None:
     missing = sorted(set(own) - set(usable))
     if missing:
         print(
-            f"[podhl] weights {file.name}: {len(usable)} tensors loaded, {len(missing)} kept at init (e.g. {missing[:3]})"
+            f"[podhl] weights {file.name}: {len(usable)} tensors loaded, "
+            f"{len(missing)} kept at init (e.g. {missing[:3]})"
         )
 
 

@@ -116,16 +116,16 @@ class RegionHeads(RoIHeads):
         proposals = self.add_gt_proposals(proposals, gt_boxes)
         _, labels = self.assign_targets_to_proposals(proposals, gt_boxes, [t["labels"] for t in targets])
         keep = [lab >= 0 for lab in labels]
-        proposals = [p[k] for p, k in zip(proposals, keep)]
+        proposals = [p[k] for p, k in zip(proposals, keep, strict=True)]
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
-        return box_features, torch.cat([lab[k] for lab, k in zip(labels, keep)])
+        return box_features, torch.cat([lab[k] for lab, k in zip(labels, keep, strict=True)])
 
     def detect(self, features, proposals, image_shapes, scorer: Scorer) -> list[dict[str, torch.Tensor]]:
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         deltas = self.box_predictor(box_features).float()
         logits = scorer(box_features.float())
         boxes, scores, labels = self.postprocess_detections(logits.float(), deltas, proposals, image_shapes)
-        return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels)]
+        return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(boxes, scores, labels, strict=True)]
 
     def forward(self, *args, **kwargs):  # pragma: no cover - the detector calls the methods above
         raise NotImplementedError("RegionHeads is driven by Detector (sampled_regions / labelled_regions / detect)")

@@ -65,7 +65,7 @@ class SphereFace(nn.Module):
         if len(layers) != 4:
             raise ValueError(f"layers must give the residual units of 4 stages, got {list(layers)}")
         stages, cin = [], in_chans
-        for cout, units in zip(WIDTHS, layers):
+        for cout, units in zip(WIDTHS, layers, strict=True):
             stages.append(
                 nn.Sequential(
                     nn.Conv2d(cin, cout, 3, 2, 1),

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  max nearest-neighbour cosine  {q['max_nn_cos']:+.4f}   (random unit vectors: {rnd['max_nn_cos']:+.4f})")
     print(f"  mean nearest-neighbour cosine {q['mean_nn_cos']:+.4f}   (random unit vectors: {rnd['mean_nn_cos']:+.4f})")
     print(
-        f"  min pairwise angle            {q['min_angle_deg']:.2f}°   (simplex optimum −1/(k−1) = {q['simplex_bound']:+.4f})"
+        f"  min pairwise angle            {q['min_angle_deg']:.2f}°   "
+        f"(simplex optimum −1/(k−1) = {q['simplex_bound']:+.4f})"
     )
     if method == "mub":
         print(f"  mub guarantee: max cosine ≤ {mub_bound(args.num_classes, args.dim):+.4f}")

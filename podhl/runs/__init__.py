@@ -1,1 +1,2 @@
-"""Run-folder tools: one reader (``reader``), the paper tables (``tables``, ``podhl-tables``), figures, the sweep summary."""
+"""Run-folder tools: one reader (``reader``), the paper tables (``tables``, ``podhl-tables``), figures,
+the sweep summary."""

@@ -147,7 +147,7 @@ def plot_feature_grid(panels: dict[str, Path], out: Path, ncols: int = 3) -> Pat
     ncols = min(ncols, max(n, 1))
     nrows = max(1, math.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.6 * nrows), squeeze=False)
-    for ax, (title, run) in zip(axes.flat, panels.items()):
+    for ax, (title, run) in zip(axes.flat, panels.items(), strict=False):
         data = np.load(Path(run) / "features.npz")
         scatter_features(
             ax,

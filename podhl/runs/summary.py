@@ -33,7 +33,8 @@ def format_summary(runs: Sequence[Run]) -> str:
     for r in runs:
         status = r.status if r.status != "failed" else f"failed: {r.metrics.get('error') or '?'}"
         lines.append(
-            f"| {r.dir.name} | {r.label(keys)} | {status} | {_fmt(r.metric(primary))} | {_fmt(r.metric('best_' + primary))} "
+            f"| {r.dir.name} | {r.label(keys)} | {status} "
+            f"| {_fmt(r.metric(primary))} | {_fmt(r.metric('best_' + primary))} "
             f"| {_fmt(r.metrics.get('epochs'))} | {_fmt(r.metrics.get('train_time_s'))} |"
         )
     return "\n".join(lines)

@@ -79,7 +79,8 @@ def place(run: Run, name: str | None, spec: dict[str, Any]) -> tuple[str | None,
 def build_table(
     runs: Sequence[Run], spec: dict[str, Any], name: str | None, metric_name: str = "test_acc"
 ) -> dict[str, Any]:
-    """Cells ``{(row, col): {"ours": aggregate, "paper": number | dict | None, "runs": [dirs]}}``, order, runs left out."""
+    """Cells ``{(row, col): {"ours": aggregate, "paper": number | dict | None, "runs": [dirs]}}``, order,
+    runs left out."""
     by_metric = bool(spec.get("cols_are_metrics"))
     rows, cols = list(spec["rows"]), list(spec["cols"])
     values: dict[tuple[str, str], list[float]] = {}
@@ -170,7 +171,8 @@ def render_markdown(table: dict[str, Any], digits: int = 2) -> str:
 
 
 def csv_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
-    """Wide layout: one row per table row; per column ``<col>:ours_mean|ours_best|ours_std|n|paper_<stat>|diff_mean``."""
+    """Wide layout: one row per table row;
+    per column ``<col>:ours_mean|ours_best|ours_std|n|paper_<stat>|diff_mean``."""
     out = []
     for r in table["rows"]:
         row: dict[str, Any] = {"row": r, "label": table["row_labels"].get(r, r)}
@@ -221,7 +223,8 @@ def _hparam(v: str | None) -> Any:
 def write_curves(
     runs: Sequence[Run], table: dict[str, Any], name: str, spec: dict[str, Any], out_dir: Path
 ) -> list[Path]:
-    """Test accuracy per epoch, one line per table row (mean over seeds), one PNG per column (POD Fig. 4 / HL Fig. 2)."""
+    """Test accuracy per epoch, one line per table row (mean over seeds), one PNG per column
+    (POD Fig. 4 / HL Fig. 2)."""
     groups_by_col: dict[str, dict[str, list[Path]]] = {}
     for run in runs:
         row, col, why = place(run, None if name == "runs" else name, spec)

@@ -33,7 +33,10 @@ class ClassificationTask(LoadersTask):
         return build_model(cfg.backbone, cfg.model, self.data.in_chans, self.data.image_size)
 
     def describe(self) -> str:
-        return f"{self.dataset_name}: {len(self.data.train)} train / {len(self.data.test)} test images, {self.num_classes} classes"
+        return (
+            f"{self.dataset_name}: {len(self.data.train)} train / {len(self.data.test)} test images, "
+            f"{self.num_classes} classes"
+        )
 
     # ------------------------------------------------------------------ training
     def to_device(self, batch):
@@ -42,7 +45,7 @@ class ClassificationTask(LoadersTask):
 
     def split(self, batch, parts: int):
         images, labels = batch
-        return list(zip(images.chunk(parts), labels.chunk(parts)))
+        return list(zip(images.chunk(parts), labels.chunk(parts), strict=True))
 
     def batch_size(self, batch) -> int:
         return len(batch[1])

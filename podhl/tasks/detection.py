@@ -143,7 +143,7 @@ class DetectionTask(LoadersTask):
     def split(self, batch, parts: int):
         images, targets = batch
         bounds = np.linspace(0, len(images), parts + 1).round().astype(int)
-        return [(images[a:b], targets[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        return [(images[a:b], targets[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=False) if b > a]
 
     def batch_size(self, batch) -> int:
         return len(batch[0])
@@ -200,7 +200,7 @@ class DetectionTask(LoadersTask):
                     break
                 with self.runtime.autocast():
                     outputs = detector(self._images_to_device(images))
-                for out, target in zip(outputs, targets):
+                for out, target in zip(outputs, targets, strict=True):
                     detections.append(
                         ImageDetections(
                             out["boxes"].float().cpu().numpy(),

@@ -89,7 +89,7 @@ def average_precision(
         raise ValueError(f"{len(detections)} detection lists for {len(truths)} images")
     rows = []  # per image: label, score, ovmax, matched object id (global), difficult flag
     offset = 0
-    for det, gt in zip(detections, truths):
+    for det, gt in zip(detections, truths, strict=True):
         ovmax, best = _best_same_class(det, gt, plus_one)
         difficult = gt.difficult[best] if len(gt.labels) else np.zeros(len(best), dtype=bool)
         rows.append(
@@ -104,7 +104,7 @@ def average_precision(
     )
     classes, counts = np.unique(gt_labels.astype(np.int64), return_counts=True)
     per_class, curves = {}, {}
-    for c, npos in zip(classes.tolist(), counts.tolist()):
+    for c, npos in zip(classes.tolist(), counts.tolist(), strict=True):
         sel = np.where(labels == c)[0]
         order = sel[np.argsort(-scores[sel], kind="stable")]
         hit = ovmax[order] >= iou_threshold
@@ -126,7 +126,7 @@ def average_precision(
     return {
         "map": mean,
         "per_class": per_class,
-        "num_objects": dict(zip(classes.tolist(), counts.tolist())),
+        "num_objects": dict(zip(classes.tolist(), counts.tolist(), strict=True)),
         "curves": curves,
     }
 
@@ -139,7 +139,7 @@ def best_box_accuracy(
 ) -> dict[str, float]:
     """``{"accuracy", "correct", "matched", "objects"}``: the class accuracy of each object's best-IoU detection."""
     correct = matched = objects = 0
-    for det, gt in zip(detections, truths):
+    for det, gt in zip(detections, truths, strict=True):
         objects += len(gt.labels)
         if len(gt.labels) == 0 or len(det.labels) == 0:
             continue

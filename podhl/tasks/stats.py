@@ -37,10 +37,11 @@ class EpochStats:
         self.sums = {k: v.to(self.counts.device) for k, v in state["sums"].items()}
 
     def reduce(self) -> dict[str, float]:
-        """Means over every rank's samples (one all-reduce, one host sync): terms, ``acc`` (%), ``feature_norm``, ``n``."""
+        """Means over every rank's samples (one all-reduce, one host sync):
+        terms, ``acc`` (%), ``feature_norm``, ``n``."""
         names = sorted(self.sums)
         packed = all_reduce_sum(torch.cat([self.counts, *(self.sums[k].view(1) for k in names)]))
         n = float(packed[0])
-        out = {k: float(v) / n for k, v in zip(names, packed[3:])}
+        out = {k: float(v) / n for k, v in zip(names, packed[3:], strict=True)}
         out.update(acc=100.0 * float(packed[1]) / n, feature_norm=float(packed[2]) / n, n=int(n))
         return out

@@ -180,7 +180,8 @@ class VerificationTask(ClassificationTask):
         return (e[0::2] * e[1::2]).sum(1).numpy()
 
     def evaluate(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> dict[str, float]:
-        """Verification metrics of every set (whole sets: ``limit_batches`` only limits the classification test split)."""
+        """Verification metrics of every set
+        (whole sets: ``limit_batches`` only limits the classification test split)."""
         out: dict[str, float] = {}
         if len(self.data.test):
             out.update(super().evaluate(model, criterion, limit_batches))

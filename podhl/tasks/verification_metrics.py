@@ -54,7 +54,8 @@ def best_threshold(scores: np.ndarray, issame: np.ndarray) -> float:
 
 
 def fold_accuracies(scores: np.ndarray, issame: np.ndarray, n_folds: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy (%) of each of ``n_folds`` consecutive folds at the threshold chosen on the others; (accs, thresholds)."""
+    """Accuracy (%) of each of ``n_folds`` consecutive folds at the threshold chosen on the others;
+    (accs, thresholds)."""
     scores, issame = _check(scores, issame)
     if len(scores) < n_folds:
         raise ValueError(f"{len(scores)} pairs cannot form {n_folds} folds")

@@ -2,9 +2,9 @@
 apply here as everywhere under ``tests/``).
 
 Once this directory is collected, ``from conftest import ...`` (here and in ``tests/*.py``) gets this
-file, so it re-exports the shared helpers ``read_metrics``, ``FAST`` and ``REPO``. The loss tests read a run's records from its directory (``metrics.json``,
-``history.csv``, ``last.pt``) and compute features with ``trainer.model``: they depend on no trainer
-attribute besides ``criterion``, ``model`` and ``optimizers``.
+file, so it re-exports the shared helpers ``read_metrics``, ``FAST`` and ``REPO``. The loss tests read a
+run's records from its directory (``metrics.json``, ``history.csv``, ``last.pt``) and compute features with
+``trainer.model``: they depend on no trainer attribute besides ``criterion``, ``model`` and ``optimizers``.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ def code_gcl(f, y, unit_centers, radius: float, rho: float, version: str) -> flo
     thres = alpha·rho with alpha = 0.998·radius, divided by 2·feat.numel()."""
     thres = 0.998 * radius * rho
     total = 0.0
-    for fi, yi in zip(f.tolist(), y.tolist()):
-        d = norm([a - radius * c for a, c in zip(fi, unit_centers[yi].tolist())])
+    for fi, yi in zip(f.tolist(), y.tolist(), strict=True):
+        d = norm([a - radius * c for a, c in zip(fi, unit_centers[yi].tolist(), strict=True)])
         if version == "ba67071":  # indicate1 = where(d > thres, 1, 0)*d; sum((indicate1*dists)**2)
             total += ((d if d > thres else 0.0) * d) ** 2
         elif version == "4c035a7":  # indicate = 1*dists; sum((indicate*dists)**2)
@@ -84,15 +84,15 @@ def code_center_momentum(f, y, unit_centers, num_center: int, sep_weight: float,
     center = [[0.0] * dim for _ in range(class_num)]
     rows, labels = f.tolist(), y.tolist()
     if num_center == 1:
-        for fi, yi in zip(rows, labels):
-            center[yi] = [a + b for a, b in zip(center[yi], fi)]
+        for fi, yi in zip(rows, labels, strict=True):
+            center[yi] = [a + b for a, b in zip(center[yi], fi, strict=True)]
     else:
         centers = (radius * unit_centers).tolist()
         total = [sum(c[k] for c in centers) for k in range(dim)]
         mean = [[(total[k] - c[k]) / (class_num - 1) for k in range(dim)] for c in centers]
-        for fi, yi in zip(rows, labels):
-            v = [beta * c + (1 - beta) * a for c, a in zip(centers[yi], fi)]
-            center[yi] = [s + vk - sep_weight * mk for s, vk, mk in zip(center[yi], v, mean[yi])]
+        for fi, yi in zip(rows, labels, strict=True):
+            v = [beta * c + (1 - beta) * a for c, a in zip(centers[yi], fi, strict=True)]
+            center[yi] = [s + vk - sep_weight * mk for s, vk, mk in zip(center[yi], v, mean[yi], strict=True)]
     return torch.tensor([[v / norm(c) for v in c] if norm(c) > 1e-5 else c for c in center], dtype=torch.float64)
 
 

@@ -53,7 +53,7 @@ def caffe_backward(x, w, labels, lam: float):
         xn = norm(xs[i])
         row = []
         for j in range(n):
-            dot = sum(a * c for a, c in zip(xs[i], ws[j]))
+            dot = sum(a * c for a, c in zip(xs[i], ws[j], strict=True))
             if j == ys[i]:
                 c = dot / xn
                 s0 = math.copysign(1.0, c)
@@ -75,9 +75,9 @@ def caffe_backward(x, w, labels, lam: float):
         for j in range(n):
             g = top_diff[i][j]
             if j != ys[i]:
-                bottom[i] = [d + g / (1 + lam) * wk for d, wk in zip(bottom[i], ws[j])]
+                bottom[i] = [d + g / (1 + lam) * wk for d, wk in zip(bottom[i], ws[j], strict=True)]
             else:
-                c = sum(a * cc for a, cc in zip(xs[i], ws[j])) / xn
+                c = sum(a * cc for a, cc in zip(xs[i], ws[j], strict=True)) / xn
                 s0 = math.copysign(1.0, c)
                 s3 = s0 * math.copysign(1.0, 2 * c * c - 1)
                 s4 = 2 * s0 + s3 - 3
@@ -87,9 +87,9 @@ def caffe_backward(x, w, labels, lam: float):
                 coeff_w, coeff_x = coeff_w / coeff_norm, coeff_x / coeff_norm
                 bottom[i] = [
                     d + g / (1 + lam) * coeff_w * wk + g / (1 + lam) * coeff_x * xk
-                    for d, wk, xk in zip(bottom[i], ws[j], xs[i])
+                    for d, wk, xk in zip(bottom[i], ws[j], xs[i], strict=True)
                 ]
-            bottom[i] = [d + lam / (1 + lam) * g * wk for d, wk in zip(bottom[i], ws[j])]  # the final gemm
+            bottom[i] = [d + lam / (1 + lam) * g * wk for d, wk in zip(bottom[i], ws[j], strict=True)]  # the final gemm
     weight_diff = [[sum(top_diff[i][j] * xs[i][k] for i in range(b)) for k in range(len(xs[0]))] for j in range(n)]
     return torch.tensor(bottom, dtype=torch.float64), torch.tensor(weight_diff, dtype=torch.float64)
 

@@ -37,14 +37,14 @@ def code_pedcc_loss(x: list[list[float]], y: list[int], pedcc: list[list[float]]
     CosineLinear_PEDCC (cos = x·w/|x|/|w|, clamped), AMSoftmax (margin on the target, × s, mean CE), and
     t_loss2 = MSELoss(reduction='sum')(x̃, pedcc[y]) ** METRIC.N; t_loss = t_loss1 + t_loss2."""
     am, mse = 0.0, 0.0
-    for xi, yi in zip(x, y):
+    for xi, yi in zip(x, y, strict=True):
         scale = math.sqrt(sum(v * v for v in xi) + 1e-10)
         xt = [v / scale for v in xi]
-        cos = [max(-1.0, min(1.0, sum(a * b for a, b in zip(xt, c)) / norm(xt) / norm(c))) for c in pedcc]
+        cos = [max(-1.0, min(1.0, sum(a * b for a, b in zip(xt, c, strict=True)) / norm(xt) / norm(c))) for c in pedcc]
         logits = [s * (cj - (m if j == yi else 0.0)) for j, cj in enumerate(cos)]
         top = max(logits)
         am += top + math.log(sum(math.exp(v - top) for v in logits)) - logits[yi]
-        mse += sum((a - b) ** 2 for a, b in zip(xt, pedcc[yi]))
+        mse += sum((a - b) ** 2 for a, b in zip(xt, pedcc[yi], strict=True))
     return am / len(y) + mse**n, mse
 
 

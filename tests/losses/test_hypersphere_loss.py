@@ -30,7 +30,9 @@ FAST = ["loss=hl", "model.fc1=false", "loss.warmup_epochs=1", "schedule.epochs=3
 
 # ---------------------------------------------------------------- radius a (§III-A)
 def _cap_fraction_numeric(theta: float, d: int) -> float:
-    f = lambda t: math.sin(t) ** (d - 2)  # noqa: E731  (area element of S^{d-1} at polar angle t)
+    def f(t):  # area element of S^{d-1} at polar angle t
+        return math.sin(t) ** (d - 2)
+
     whole = quad(f, 0, math.pi, points=[math.pi / 2], limit=200)[0]
     return quad(f, 0, theta, limit=200)[0] / whole
 
@@ -81,7 +83,7 @@ def test_generalized_center_penalty_matches_formula(power, norm):
 def test_class_center_separation_matches_double_sum():
     _, y, c = _tiny()
     num_classes = c.shape[0]
-    expected = sum(float(c[y[i]] @ c[l]) for i in range(len(y)) for l in range(num_classes) if l != y[i])
+    expected = sum(float(c[y[i]] @ c[j]) for i in range(len(y)) for j in range(num_classes) if j != y[i])
     expected /= len(y) * (num_classes - 1)
     assert float(class_center_separation(y, c)) == pytest.approx(expected, rel=1e-12)
 
@@ -91,7 +93,10 @@ def test_penalty_gradcheck_float64():
     f.requires_grad_(True)
     c.requires_grad_(True)
     for power in (2, 4):
-        fn = lambda ff, cc: generalized_center_penalty(ff, y, cc, 1.0, power=power)  # noqa: E731
+
+        def fn(ff, cc, power=power):
+            return generalized_center_penalty(ff, y, cc, 1.0, power=power)
+
         assert torch.autograd.gradcheck(fn, (f, c))
 
 
@@ -114,7 +119,7 @@ def _loop_ewma(centers, f, y, phi, beta, r, step, bias_correction=True):
             v = phi * centers[k] + (1 - phi) * f[i]
             if bias_correction:
                 v = v / (1 - phi**step)
-            others = sum(centers[l] for l in range(num_classes) if l != k)
+            others = sum(centers[m] for m in range(num_classes) if m != k)
             u = u + v - beta / (num_classes - 1) * others
             n += 1
         if n:
@@ -152,7 +157,7 @@ def test_closed_form_centers_eq13_and_eq9():
     beta = 0.3
     eq13 = closed_form_centers(c, sums, counts, beta=beta, radius=2.0)
     for k in (0, 1, 3):
-        u = sum(f[i] - beta / 3 * sum(c[l] for l in range(4) if l != k) for i in range(len(y)) if y[i] == k)
+        u = sum(f[i] - beta / 3 * sum(c[m] for m in range(4) if m != k) for i in range(len(y)) if y[i] == k)
         assert torch.allclose(eq13[k], 2.0 * u / u.norm())
 
 
@@ -289,9 +294,9 @@ def _hand_ewma(centers, f, y, phi, beta, r, n_c):
     num_classes, d = len(centers), len(centers[0])
     new = [row[:] for row in centers]
     for k in range(num_classes):
-        others = [sum(centers[l][j] for l in range(num_classes) if l != k) for j in range(d)]
+        others = [sum(centers[m][j] for m in range(num_classes) if m != k) for j in range(d)]
         u, n = [0.0] * d, 0
-        for fi, yi in zip(f, y):
+        for fi, yi in zip(f, y, strict=True):
             if yi == k:
                 v = [(phi * centers[k][j] + (1 - phi) * fi[j]) / (1 - phi**n_c) for j in range(d)]  # eq. 15
                 u = [u[j] + v[j] - beta / (num_classes - 1) * others[j] for j in range(d)]  # eq. 16's sum
@@ -305,7 +310,7 @@ def _hand_ewma(centers, f, y, phi, beta, r, n_c):
 def _hand_penalty(f, y, centers, threshold):
     """Eq. 17's penalty (1/2m)·Σ_i [ι(d_i)·d_i]² with ι(d) = [d ≥ ε·a] (eq. 11); also the number inside."""
     total, inside = 0.0, 0
-    for fi, yi in zip(f, y):
+    for fi, yi in zip(f, y, strict=True):
         dist = math.dist(fi, centers[yi])
         inside += dist < threshold
         total += (dist if dist >= threshold else 0.0) ** 2
@@ -338,10 +343,10 @@ def test_prepare_forward_commit_reproduce_algorithm_1_by_hand():
         inside, outside = inside + n_in, outside + len(y_list) - n_in
         ce = F.cross_entropy(loss.logits(f), y).detach()
         separation = sum(
-            sum(a * b for a, b in zip(expected[yi], expected[l]))
+            sum(a * b for a, b in zip(expected[yi], expected[m], strict=True))
             for yi in y_list
-            for l in range(num_classes)
-            if l != yi
+            for m in range(num_classes)
+            if m != yi
         ) / (len(y_list) * (num_classes - 1))  # eq. 10
         assert float(out["center"]) == pytest.approx(penalty, rel=1e-5)
         assert float(out["loss"]) == pytest.approx(float(ce) + lam * penalty, rel=1e-5)
@@ -373,7 +378,7 @@ def test_micro_batches_with_one_prepared_match_the_whole_batch():
             share = (part.stop - part.start) / 12
             (micro(f_micro[part], y[part], prepared=prepared_micro)["loss"] * share).backward()
         assert torch.allclose(f_micro.grad, f_whole.grad, atol=1e-6)
-        for p_whole, p_micro in zip(whole.parameters(), micro.parameters()):
+        for p_whole, p_micro in zip(whole.parameters(), micro.parameters(), strict=True):
             assert torch.allclose(p_micro.grad, p_whole.grad, atol=1e-6)
             p_whole.grad = p_micro.grad = None
         whole.after_optimizer_step(f, y, prepared=prepared)

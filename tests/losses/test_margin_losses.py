@@ -54,7 +54,7 @@ def ref_target(c: float, m1: float, m2: float, m3: float) -> float:
 
 def ref_ce(logits: list[list[float]], labels: list[int]) -> float:
     total = 0.0
-    for row, y in zip(logits, labels):
+    for row, y in zip(logits, labels, strict=True):
         mx = max(row)
         total += -(row[y] - mx - math.log(sum(math.exp(v - mx) for v in row)))
     return total / len(labels)
@@ -67,7 +67,7 @@ def cos_matrix(x: torch.Tensor, w: torch.Tensor) -> list[list[float]]:
         row = []
         for wj in w.tolist():
             nw = math.sqrt(sum(v * v for v in wj))
-            row.append(sum(a * b for a, b in zip(xi, wj)) / (nx * nw))
+            row.append(sum(a * b for a, b in zip(xi, wj, strict=True)) / (nx * nw))
         out.append(row)
     return out
 
@@ -184,7 +184,8 @@ def test_margin_losses_value(cls, kwargs, margins):
     s = loss.scale
     cos = cos_matrix(x, loss.weight.detach())
     logits = [
-        [s * (ref_target(c, *margins) if j == yi else c) for j, c in enumerate(row)] for row, yi in zip(cos, y.tolist())
+        [s * (ref_target(c, *margins) if j == yi else c) for j, c in enumerate(row)]
+        for row, yi in zip(cos, y.tolist(), strict=True)
     ]
     out = {k: v.detach() for k, v in loss(x, y).items()}
     assert float(out["loss"]) == pytest.approx(ref_ce(logits, y.tolist()), rel=1e-4, abs=1e-4)
@@ -257,10 +258,12 @@ def test_asl_value_counter_and_state():
     norms = [math.sqrt(sum(v * v for v in xi)) for xi in x.tolist()]
     logits = [
         [n * ((lam * c + ref_psi(c, 4)) / (1 + lam) if j == yi else c) for j, c in enumerate(row)]
-        for row, yi, n in zip(cos, y.tolist(), norms)
+        for row, yi, n in zip(cos, y.tolist(), norms, strict=True)
     ]
     assert float(out["ce"]) == pytest.approx(ref_ce(logits, y.tolist()), rel=1e-4)
-    assert torch.allclose(loss.logits(x), torch.tensor([[n * c for c in row] for row, n in zip(cos, norms)]), atol=1e-5)
+    assert torch.allclose(
+        loss.logits(x), torch.tensor([[n * c for c in row] for row, n in zip(cos, norms, strict=True)]), atol=1e-5
+    )
     fresh = ASoftmaxLoss(4, 3)
     fresh.load_state_dict(loss.state_dict())  # the counter survives resume
     assert int(fresh.iteration) == 10 and loss.epoch_metrics()["lambda"] == pytest.approx(lam)
@@ -329,7 +332,7 @@ def test_magface_loss_value_and_gradcheck():
     x = x * torch.tensor([[3.0], [20.0], [50.0], [90.0], [200.0]])  # norms below, inside and above [10, 110]
     cos = cos_matrix(x, mag.weight.detach())
     logits, gs, ms = [], [], []
-    for row, yi, xi in zip(cos, y.tolist(), x.tolist()):
+    for row, yi, xi in zip(cos, y.tolist(), x.tolist(), strict=True):
         a = min(max(math.sqrt(sum(v * v for v in xi)), 10.0), 110.0)
         m = (0.8 - 0.45) / 100 * (a - 10) + 0.45
         gs.append(1 / a + a / 110**2)

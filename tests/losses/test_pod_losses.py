@@ -304,7 +304,8 @@ def test_pod_three_epochs_delta_schedule_frozen_pedcc_and_analyses(train, tmp_pa
 
 
 def test_run_keeps_its_pedcc_and_a_new_run_repeats_it_from_the_file(train, tmp_path):
-    """<run dir>/pedcc.pt holds the run's centroids; loss.pedcc_file=<it> wins over pedcc_seed and gives the same run."""
+    """<run dir>/pedcc.pt holds the run's centroids; loss.pedcc_file=<it> wins over pedcc_seed
+    and gives the same run."""
     first, m1 = train("loss=pod", "schedule.epochs=1", "loss.pedcc_seed=7", run_dir=tmp_path / "a")
     saved = torch.load(tmp_path / "a" / "pedcc.pt", weights_only=True)
     assert torch.equal(saved, generate_pedcc(10, first.model.feat_dim, seed=7))

@@ -1,5 +1,6 @@
 """CIFAR-style backbones timm lacks (HL Table III; after kuangliu/pytorch-cifar). Each returns pooled features
-and sets ``.num_features``; ``CIFAR_MODELS`` maps the ``timm_name`` of ``podhl/conf/backbone/<name>.yaml`` to a builder."""
+and sets ``.num_features``; ``CIFAR_MODELS`` maps the ``timm_name`` of ``podhl/conf/backbone/<name>.yaml``
+to a builder."""
 
 from podhl.models.cifar.dla import DLA, SimpleDLA
 from podhl.models.cifar.efficientnet import EfficientNetB0

@@ -1,4 +1,5 @@
-"""DLA and SimpleDLA (Yu et al., CVPR 2018) as in kuangliu/pytorch-cifar ``models/dla.py`` / ``dla_simple.py``; 512-d features."""
+"""DLA and SimpleDLA (Yu et al., CVPR 2018) as in kuangliu/pytorch-cifar ``models/dla.py`` / ``dla_simple.py``;
+512-d features."""
 
 from __future__ import annotations
 

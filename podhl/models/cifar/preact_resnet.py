@@ -1,4 +1,5 @@
-"""PreActResNet18 (He et al., ECCV 2016) as in kuangliu/pytorch-cifar ``models/preact_resnet.py``; pooled 512-d features."""
+"""PreActResNet18 (He et al., ECCV 2016) as in kuangliu/pytorch-cifar ``models/preact_resnet.py``;
+pooled 512-d features."""
 
 from __future__ import annotations
 
