@@ -118,9 +118,8 @@ class HypersphereLoss(CenterState):
             not self.generalized or feat_dim >= 2, "feat_dim", "≥ 2 for the generalized center (radius a)", feat_dim
         )
         self.beta0 = self.beta0 if self.separation else 0.0  # separation off = β = 0 in the update
-        self.sphere_radius = (
-            switches.feature_radius(num_classes, feat_dim, self.radius) if self.generalized else float("nan")
-        )  # a (§III-A), or the code's 0.998·r
+        a = switches.feature_radius(num_classes, feat_dim, self.radius) if self.generalized else float("nan")
+        self.sphere_radius = a  # a (§III-A), or the code's 0.998·r
         self.threshold = self.epsilon * self.sphere_radius if self.generalized else 0.0  # ε·a (eq. 11)
         self.needs_feature_pass = self.center_update.needs_feature_pass
         self.epoch = 0
@@ -157,14 +156,7 @@ class HypersphereLoss(CenterState):
         ce = F.cross_entropy(self.logits(f), labels)
         zero = ce.detach().new_zeros(())
         if not self.penalized:
-            return {
-                "loss": ce,
-                "ce": ce,
-                "center": zero,
-                "separation": zero,
-                "dead_zone_fraction": zero,
-                "center_distance": zero,
-            }
+            return dict(loss=ce, ce=ce, center=zero, separation=zero, dead_zone_fraction=zero, center_distance=zero)
         centers = self.centers if prepared is None else prepared  # Algorithm 1: this step's updated centers
         valid = centers[labels].pow(2).sum(dim=1) > 0
         penalty = generalized_center_penalty(
@@ -175,14 +167,8 @@ class HypersphereLoss(CenterState):
             dist = (f - centers[labels]).norm(dim=1)
             inside = ((dist < self.threshold) & valid).float().mean()
             mean_dist = (dist * valid).sum() / valid.sum().clamp_min(1)  # no host sync
-        return {
-            "loss": ce + self.lam * penalty,
-            "ce": ce,
-            "center": penalty,
-            "separation": sep,
-            "dead_zone_fraction": inside,
-            "center_distance": mean_dist,
-        }
+        terms = dict(ce=ce, center=penalty, separation=sep, dead_zone_fraction=inside, center_distance=mean_dist)
+        return {"loss": ce + self.lam * penalty, **terms}
 
     # ------------------------------------------------------------------ hooks: the update strategy's
     def needs_prepared_batch(self) -> bool:
