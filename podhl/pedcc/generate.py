@@ -189,11 +189,20 @@ def _generate_one(
 def load_pedcc_file(path: str | os.PathLike, num_classes: int, dim: int) -> torch.Tensor:
     """Centroids from a file — a run's ``pedcc.pt`` (a tensor) or a ``.npy`` — as float32 (k, n) unit rows.
 
-    Raises ConfigError naming the file when it is missing, unreadable or of another shape.
+    Raises ConfigError (``pedcc_file must be ..., got '<path>'``) when the file is missing, unreadable, of
+    another shape, or has a non-finite value or a zero row.
     """
+
+    def bad(problem: str) -> ConfigError:
+        return ConfigError(
+            f"pedcc_file must be a .pt or .npy file of ({num_classes}, {dim}) finite non-zero rows "
+            f"(num_classes, model.feat_dim; every run writes its own as <run dir>/pedcc.pt): {problem}, "
+            f"got {str(path)!r}"
+        )
+
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(f"loss.pedcc_file={path}: no such file (a run writes its centroids to <run dir>/pedcc.pt)")
+        raise bad("no such file")
     try:
         if file.suffix == ".npy":
             import numpy as np
@@ -202,16 +211,11 @@ def load_pedcc_file(path: str | os.PathLike, num_classes: int, dim: int) -> torc
         else:
             data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ConfigError(
-            f"loss.pedcc_file={path}: not a tensor file torch.load or numpy.load can read ({err})"
-        ) from None
+        raise bad(f"torch.load/numpy.load cannot read it ({type(err).__name__})") from None
     if not isinstance(data, torch.Tensor) or tuple(data.shape) != (num_classes, dim):
         shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
-        raise ConfigError(
-            f"loss.pedcc_file={path}: holds {shape}, this run needs ({num_classes}, {dim}) "
-            f"(num_classes, model.feat_dim)"
-        )
+        raise bad(f"it holds {shape}")
     data = data.double()
     if not bool(torch.isfinite(data).all()) or bool((data.norm(dim=1) == 0).any()):
-        raise ConfigError(f"loss.pedcc_file={path}: has non-finite values or a zero row")
+        raise bad("it has a non-finite value or a zero row")
     return torch.nn.functional.normalize(data, dim=1).float()
