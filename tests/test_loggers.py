@@ -124,3 +124,26 @@ def test_a_bad_mlflow_uri_fails_before_training(run_cli):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "logger=mlflow (tracking_uri=nosuchscheme://x)" in out, out
     assert not (run / "last.pt").exists() and "Traceback" not in out
+
+
+def test_ctrl_c_inside_a_tensorboard_write_takes_effect_after_it():
+    """A Ctrl-C inside TensorBoard's queue could lose its thread's wake-up and hang the exit (issue 18):
+    the writes run with SIGINT deferred, then the KeyboardInterrupt comes, and Python's handler is back."""
+    import os
+    import signal
+
+    from podhl.engine.loggers import ctrl_c_after
+
+    runner_handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever the runner set
+    try:
+        done = []
+        with pytest.raises(KeyboardInterrupt):
+            with ctrl_c_after():
+                os.kill(os.getpid(), signal.SIGINT)
+                done.append("the block ran to its end")
+        assert done == ["the block ran to its end"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with ctrl_c_after():  # no Ctrl-C: nothing raised
+            pass
+    finally:
+        signal.signal(signal.SIGINT, runner_handler)

@@ -12,10 +12,14 @@ Every rank builds its loggers (so every rank checks the packages); only the main
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +50,31 @@ def _remembered_id(run_dir: Path, name: str, step: int) -> str | None:
     return path.read_text().strip() or None if step > 0 and path.is_file() else None
 
 
+@contextlib.contextmanager
+def ctrl_c_after() -> Iterator[None]:
+    """A Ctrl-C that arrives inside the block takes effect when it ends. TensorBoard's writer hands events
+    to its thread through a queue; a KeyboardInterrupt inside the queue's ``Condition.notify`` can lose
+    the wake-up, and then ``close()`` waits for that thread until its next flush (up to 120 s): an
+    interrupted run seemed to hang (1 Ctrl-C in 12 here). Main thread only (signals go there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(*caught[0])  # Python's handler: raises KeyboardInterrupt here
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+
+
 class TensorBoardLogger(Logger):
-    """Event files in ``<run dir>/tb``, scalars against the epoch (per epoch) or the global step."""
+    """Event files in ``<run dir>/tb``, scalars against the epoch (per epoch) or the global step.
+    Writes and the close run under :func:`ctrl_c_after`."""
 
     def __init__(self) -> None:
         self.writer = None
@@ -58,14 +85,16 @@ class TensorBoardLogger(Logger):
         self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
 
     def log(self, values, epoch, step, per_epoch):
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, epoch if per_epoch else step)
-        if per_epoch:
-            self.writer.flush()
+        with ctrl_c_after():
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, epoch if per_epoch else step)
+            if per_epoch:
+                self.writer.flush()
 
     def close(self):
         if self.writer is not None:
-            self.writer.close()
+            with ctrl_c_after():
+                self.writer.close()
             self.writer = None
 
 
