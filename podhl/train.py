@@ -183,7 +183,8 @@ def main(cfg: DictConfig) -> float | None:
                 f"{err}; the last good checkpoint is {last}" if last else f"{err}; no checkpoint was written yet",
             )
         elif shown is not None:
-            code, text = EXIT_CONFIG, f"configuration error: {shown}"
+            kind = "data error" if isinstance(shown, DatasetNotFoundError) else "configuration error"
+            code, text = EXIT_CONFIG, f"{kind}: {shown}"
         else:
             code, text = 1, f"failed: {type(err).__name__}: {err}"
         log.error(text, exc_info=code == 1 and not isinstance(err, DiskFullError))

@@ -63,6 +63,7 @@ def test_truncated_jpeg_stops_the_cli_before_training(run_cli, tmp_path):
     )
     assert proc.returncode == 2, _output(proc)[-3000:]
     assert f"{victim}: truncated JPEG" in _output(proc) and "Traceback" not in _output(proc)
+    assert "data error: " in _output(proc) and "configuration error" not in _output(proc)
     assert not (run / "last.pt").exists()
 
 
