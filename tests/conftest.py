@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,31 @@ os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 # Fast settings for CLI runs in tests: no progress bar, CPU.
 FAST = ["trainer.progress=false", "trainer.device=cpu"]
+
+
+def interruptible() -> None:
+    """(preexec_fn) A terminal's Ctrl-C reaches the child even where the tests run with SIGINT ignored or blocked."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def interrupt_cli(args: list[str], cwd: Path, when: str, timeout: float = 300) -> tuple[int, str]:
+    """Run ``podhl-train <FAST> <args>`` (a multirun's ``-m`` first), send Ctrl-C once a line contains
+    ``when``; return the exit code and everything it printed."""
+    flags = [a for a in args if a == "-m"]
+    cmd = [sys.executable, "-m", "podhl.train", *flags, *FAST, *[a for a in args if a != "-m"]]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if when in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=timeout)[0]
+    return proc.returncode, "".join(lines) + rest
 
 
 @pytest.fixture

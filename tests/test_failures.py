@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import gzip
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAST, build_trainer, read_metrics
+from conftest import FAST, build_trainer, interrupt_cli, read_metrics
 from podhl.engine.records import read_history
 from podhl.errors import ConfigError, DatasetNotFoundError
 
@@ -235,32 +234,10 @@ def test_mnist_as_the_four_gz_downloads(tmp_path):
 
 
 # ------------------------------------------------------------------ Ctrl-C, history lr, file modes
-def _interruptible() -> None:
-    """A terminal's Ctrl-C reaches the child even where this test runs with SIGINT ignored or blocked."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def test_ctrl_c_exits_130_with_one_line_on_how_to_resume(tmp_path):
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "podhl.train", *FAST, "schedule.epochs=500", f"hydra.run.dir={run}"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_interruptible,
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "epoch 2/500" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    out = "".join(lines) + proc.communicate(timeout=120)[0]
-    assert proc.returncode == 130, out[-2000:]
+    code, out = interrupt_cli(["schedule.epochs=500", f"hydra.run.dir={run}"], tmp_path, "epoch 2/500", timeout=120)
+    assert code == 130, out[-2000:]
     assert "Traceback" not in out and "<same overrides>" not in out
     # the run's own overrides, and the checkpoint that is really there
     assert f"podhl-train {' '.join(FAST)} schedule.epochs=500 hydra.run.dir={run} resume=true" in out

@@ -5,16 +5,15 @@ checkpoint exists and interrupted sweeps."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from test_failures import ONE, _interruptible
+from test_failures import ONE
 
-from conftest import FAST, build_trainer, read_metrics
+from conftest import FAST, build_trainer, interrupt_cli, read_metrics
 from podhl.engine import records
 from podhl.engine.records import save_checkpoint
 from podhl.engine.run_folder import RunFolder
@@ -236,33 +235,14 @@ def test_best_epoch_is_recorded_only_with_its_best_pt_on_disk(tmp_path, monkeypa
 
 
 # ------------------------------------------------------------------ Ctrl-C before a checkpoint, interrupted sweeps
-def _interrupt(args: list[str], cwd: Path, when: str) -> tuple[int, str]:
-    proc = subprocess.Popen(
-        _cli(args),
-        cwd=cwd,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_interruptible,
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if when in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    rest = proc.communicate(timeout=300)[0]
-    return proc.returncode, "".join(lines) + rest
-
-
 def test_ctrl_c_before_the_first_checkpoint_says_so(tmp_path):
     from podhl.runs.reader import load_runs
     from podhl.runs.tables import auto_spec, build_table
 
     run = tmp_path / "run"
     # batch 2: a first epoch of ~700 steps, still running when the signal arrives right after start-up
-    code, out = _interrupt(["schedule.batch_size=2", "schedule.epochs=3", f"hydra.run.dir={run}"], tmp_path, "run dir ")
+    args = ["schedule.batch_size=2", "schedule.epochs=3", f"hydra.run.dir={run}"]
+    code, out = interrupt_cli(args, tmp_path, "run dir ")
     assert code == 130 and "Traceback" not in out, out[-2000:]
     assert "kept" not in out and "no last.pt was written, so there is nothing to resume" in out
     assert not (run / "last.pt").exists()
@@ -276,7 +256,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_so(tmp_path):
 
 def test_an_interrupted_sweep_writes_the_summary_of_the_jobs_that_ran(tmp_path):
     sweep = tmp_path / "sweep"
-    code, out = _interrupt(
+    code, out = interrupt_cli(
         ["-m", "schedule.epochs=1,500", *ONE[1:], "trainer.limit_train_batches=2", f"hydra.sweep.dir={sweep}"],
         tmp_path,
         "epoch 2/500",
