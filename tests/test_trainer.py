@@ -154,3 +154,13 @@ def test_hl_that_never_leaves_its_warm_start_warns_and_notes_it(train, tmp_path,
         )
     assert not [r for r in caplog.records if "warm start" in r.getMessage()]
     assert "notes" not in metrics and "notes" not in read_metrics(tmp_path / "ok")
+
+
+def test_warm_start_is_declared_by_the_criterion():
+    from podhl.losses.center.ccl import ConstrainedCenterLoss
+    from podhl.losses.hypersphere.loss import HypersphereLoss
+    from podhl.losses.linear.softmax import SoftmaxLoss
+
+    assert SoftmaxLoss(10, 8).warm_start_epochs == 0
+    assert HypersphereLoss(10, 8, warmup_epochs=3).warm_start_epochs == 3
+    assert ConstrainedCenterLoss(10, 8).warm_start_epochs == 1
