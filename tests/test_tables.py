@@ -197,7 +197,8 @@ def test_podhl_tables_on_a_real_multirun(run_cli, tmp_path):
     )
     assert float(table["softmax"]["cifar10:paper_mean"]) == 93.25 and table["softmax"]["cifar10:diff_mean"] == ""
     assert (out / "pod_table4_curves_digits.png").stat().st_size > 0
-    assert list((sweep / "tb_hparams").rglob("events.out.tfevents*")), "no TensorBoard HParams"
+    assert list((out / "tb_hparams").rglob("events.out.tfevents*")), "no TensorBoard HParams"
+    assert not (sweep / "tb_hparams").exists()
 
 
 def test_hl_table7_columns_are_the_verification_metrics(tmp_path):
@@ -293,3 +294,80 @@ def test_every_run_lands_in_a_row_or_is_listed_with_the_reason(tmp_path):
     assert "NaN at epoch 2" in auto and "stopped after 3 epochs" in auto
     other = make_tables([tmp_path], "pod_table4", tmp_path / "b", hparams=False, curves=False)["markdown"].read_text()
     assert other.count("belongs to table None") == 7
+
+
+# ------------------------------------------------------------------ statistics (issue 20, item 2)
+
+SOFTMAX = {0: 90.0, 1: 91.5, 2: 89.0}
+POD = {0: 91.0, 1: 93.0, 2: 90.5}
+
+
+def _stats_sweep(root: Path, pod_seeds=(0, 1, 2), progress="false") -> Path:
+    for seed, acc in SOFTMAX.items():
+        _fake_run(root, f"s{seed}", ["loss=softmax", f"seed={seed}", "trainer.progress=False"], test_acc=acc, seed=seed)
+    for i, seed in enumerate(pod_seeds):
+        acc = list(POD.values())[i]
+        _fake_run(
+            root, f"p{seed}", ["loss=pod", f"seed={seed}", f"trainer.progress={progress}"], test_acc=acc, seed=seed
+        )
+    return root
+
+
+def _read_csv(path: Path) -> dict[str, dict[str, str]]:
+    with path.open() as fh:
+        return {r["row"]: r for r in csv.DictReader(fh)}
+
+
+def test_confidence_intervals_and_paired_test_against_scipy(tmp_path):
+    from scipy import stats
+
+    sweep = _stats_sweep(tmp_path / "sweep")
+    before = sorted(p.relative_to(sweep) for p in sweep.rglob("*"))
+    written = make_tables([sweep], out=tmp_path / "out", reference="softmax", curves=True)
+    assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == before  # nothing written into the input
+    assert (tmp_path / "out" / "tb_hparams").is_dir()
+    table = _read_csv(written["csv"])
+    assert set(table) == {"loss=softmax", "loss=pod"}  # trainer.progress False = false: not a grouping key
+    pod = list(POD.values())
+    half = stats.t.ppf(0.975, 2) * stats.tstd(pod) / math.sqrt(3)
+    row = table["loss=pod"]
+    assert float(row["test_acc:ours_ci_low"]) == pytest.approx(sum(pod) / 3 - half)
+    assert float(row["test_acc:ours_ci_high"]) == pytest.approx(sum(pod) / 3 + half)
+    d = [POD[s] - SOFTMAX[s] for s in (0, 1, 2)]
+    d_half = stats.t.ppf(0.975, 2) * stats.tstd(d) / math.sqrt(3)
+    assert float(row["test_acc:vs_ref_diff"]) == pytest.approx(sum(d) / 3)
+    assert float(row["test_acc:vs_ref_low"]) == pytest.approx(sum(d) / 3 - d_half)
+    assert float(row["test_acc:vs_ref_high"]) == pytest.approx(sum(d) / 3 + d_half)
+    p = stats.ttest_rel([POD[s] for s in (0, 1, 2)], [SOFTMAX[s] for s in (0, 1, 2)]).pvalue
+    assert float(row["test_acc:vs_ref_p"]) == pytest.approx(p)
+    assert row["test_acc:vs_ref_test"] == "paired"
+    assert row["test_acc:vs_ref_significant"] == str(sum(d) / 3 - d_half > 0)
+    assert table["loss=softmax"]["test_acc:vs_ref_diff"] == ""  # the reference row itself
+    md = written["markdown"].read_text()
+    assert "test_acc ours 95 % CI" in md and "test_acc Δ vs softmax" in md
+    assert f"p={p:.3g}" in md and "paired t-test" in md
+
+
+def test_unpaired_seeds_fall_back_to_welch(tmp_path):
+    from scipy import stats
+
+    sweep = _stats_sweep(tmp_path / "sweep", pod_seeds=(3, 4, 5))
+    written = make_tables([sweep], out=tmp_path / "out", reference="softmax", hparams=False, curves=False)
+    row = _read_csv(written["csv"])["loss=pod"]
+    a, b = list(POD.values()), list(SOFTMAX.values())
+    assert row["test_acc:vs_ref_test"] == "welch"
+    assert float(row["test_acc:vs_ref_p"]) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert float(row["test_acc:vs_ref_diff"]) == pytest.approx(sum(a) / 3 - sum(b) / 3)
+    assert "(Welch)" in written["markdown"].read_text()
+
+
+def test_one_run_has_no_interval_and_by_chooses_the_keys(tmp_path):
+    sweep = tmp_path / "sweep"
+    _fake_run(sweep, "a", ["loss=softmax", "seed=0", "optimizer.lr=1.0"], test_acc=90.0, seed=0)
+    _fake_run(sweep, "b", ["loss=softmax", "seed=1", "optimizer.lr=1"], test_acc=92.0, seed=1)
+    _fake_run(sweep, "c", ["loss=pod", "seed=0", "optimizer.lr=0.5"], test_acc=91.0, seed=0)
+    table = _read_csv(make_tables([sweep], out=tmp_path / "o1", hparams=False, curves=False)["csv"])
+    assert set(table) == {"loss=softmax optimizer.lr=1", "loss=pod optimizer.lr=0.5"}  # 1.0 = 1
+    assert table["loss=pod optimizer.lr=0.5"]["test_acc:ours_ci_low"] == ""  # n = 1: no CI
+    table = _read_csv(make_tables([sweep], out=tmp_path / "o2", hparams=False, curves=False, by=["loss"])["csv"])
+    assert set(table) == {"loss=softmax", "loss=pod"} and table["loss=softmax"]["test_acc:n"] == "2"

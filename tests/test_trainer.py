@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import build_trainer
+from conftest import build_trainer, read_metrics
 from podhl.engine.run_folder import read_checkpoint as load_checkpoint
 from podhl.errors import ConfigError, NonFiniteLossError
 
@@ -130,3 +130,37 @@ def test_hl_with_gradient_accumulation_equals_the_whole_batch(train, tmp_path):
     for (name, p), q in zip(whole.model.named_parameters(), micro.model.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-5), name
     assert not torch.equal(a.centers, torch.zeros_like(a.centers))
+
+
+def test_hl_that_never_leaves_its_warm_start_warns_and_notes_it(train, tmp_path, caplog):
+    """Issue 20 item 5: ``loss=hl`` (warmup_epochs 5) over 2 epochs is plain softmax throughout: a
+    warning at start-up and a note in metrics.json; a run that leaves the warm start has neither."""
+    with caplog.at_level("WARNING", logger="podhl"):
+        _, metrics = train("loss=hl", "schedule.epochs=2", "trainer.limit_train_batches=2", run_dir=tmp_path / "w")
+    warned = [r.getMessage() for r in caplog.records if "warm start" in r.getMessage()]
+    assert len(warned) == 1
+    assert "loss.warmup_epochs=5" in warned[0] and "schedule.epochs=2" in warned[0]
+    assert "plain softmax throughout" in warned[0]
+    assert metrics["notes"] == warned
+    assert read_metrics(tmp_path / "w")["notes"] == warned
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="podhl"):
+        _, metrics = train(
+            "loss=hl",
+            "loss.warmup_epochs=1",
+            "schedule.epochs=2",
+            "trainer.limit_train_batches=2",
+            run_dir=tmp_path / "ok",
+        )
+    assert not [r for r in caplog.records if "warm start" in r.getMessage()]
+    assert "notes" not in metrics and "notes" not in read_metrics(tmp_path / "ok")
+
+
+def test_warm_start_is_declared_by_the_criterion():
+    from podhl.losses.center.ccl import ConstrainedCenterLoss
+    from podhl.losses.hypersphere.loss import HypersphereLoss
+    from podhl.losses.linear.softmax import SoftmaxLoss
+
+    assert SoftmaxLoss(10, 8).warm_start_epochs == 0
+    assert HypersphereLoss(10, 8, warmup_epochs=3).warm_start_epochs == 3
+    assert ConstrainedCenterLoss(10, 8).warm_start_epochs == 1

@@ -299,6 +299,7 @@ def run_metrics(trainer) -> dict[str, Any]:
             "seed": trainer.seed,
             "device": str(trainer.runtime.device),
             "analysis": trainer.analysis or None,
+            **({"notes": list(trainer.notes)} if getattr(trainer, "notes", None) else {}),
             **trainer.names,
         }
     )

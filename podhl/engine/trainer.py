@@ -69,6 +69,20 @@ class Trainer:
         self.analysis: dict[str, Any] = {}
         self.in_epoch: dict[str, Any] | None = None  # an unfinished epoch restored from a mid-epoch checkpoint
         self.running = False
+        self.notes: list[str] = self.warm_start_notes()
+
+    def warm_start_notes(self) -> list[str]:
+        """A warning (and a ``metrics.json`` note) when the loss never leaves its softmax warm start."""
+        warm = int(getattr(self.criterion, "warm_start_epochs", 0) or 0)
+        if warm == 0 or self.epochs > warm:
+            return []
+        setting = getattr(self.criterion, "warm_start_setting", "") or "the loss's warm start"
+        note = (
+            f"{setting}={warm} ≥ schedule.epochs={self.epochs}: the loss never leaves its warm start, "
+            "this run is plain softmax throughout"
+        )
+        log.warning(note)
+        return [note]
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: str | Path, names: dict[str, Any] | None = None) -> Trainer:

@@ -63,11 +63,21 @@ class Criterion(nn.Module):
     steps_per_batch: int = 1
     separate_step_optimizers: bool = False
     needs_feature_pass: bool = False
+    warm_start_setting: str = "loss.warmup_epochs"  # what sets ``warm_start_epochs`` (the trainer's warning)
 
     def __init__(self, num_classes: int, feat_dim: int) -> None:
         super().__init__()
         self.num_classes = integer("num_classes", num_classes, low=2)
         self.feat_dim = integer("feat_dim", feat_dim, low=1)
+
+    @property
+    def warm_start_epochs(self) -> int:
+        """Epochs 1..n that train plain softmax before the loss's own term starts (0: none).
+
+        By default a loss's ``warmup_epochs`` hyperparameter (HL's $t_1$), else 0; a loss whose warm start
+        has no setting overrides it (CCL: 1). The trainer warns and notes it in ``metrics.json`` when
+        ``schedule.epochs`` ≤ this number."""
+        return int(getattr(self, "warmup_epochs", 0) or 0)
 
     def forward(
         self, features: torch.Tensor, labels: torch.Tensor, step: int = 0, prepared: Any = None

@@ -68,9 +68,16 @@ class Run:
             return None
         return number if math.isfinite(number) else None
 
-    def label(self, keys: Sequence[str]) -> str:
-        """``k=v`` for each key; a key the run does not set shows as ``k=—`` (never dropped)."""
+    def label(self, keys: Sequence[str], resolve: bool = False) -> str:
+        """``k=v`` for each key; a key the run does not set shows as ``k=—`` (never dropped). ``resolve``:
+        a key missing from the overrides is looked up in metrics.json and the config (``--by``)."""
+        if resolve:
+            return " ".join(f"{k}={self.lookup(k) or ABSENT}" for k in keys)
         return " ".join(f"{k}={self.overrides.get(k, ABSENT)}" for k in keys)
+
+    @property
+    def seed(self) -> str | None:
+        return self.lookup("seed")
 
 
 def dotted(obj: Any, path: str) -> Any:
@@ -88,7 +95,7 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
         for line in path.read_text().splitlines():
             if line.startswith("- ") and "=" in line:
                 key, value = line[2:].strip().split("=", 1)
-                out[key.lstrip("+~")] = value.strip("'\"")
+                out[key.lstrip("+~")] = canonical(value.strip("'\""))  # False = false, 1.0 = 1
     return out
 
 

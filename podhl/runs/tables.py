@@ -13,7 +13,11 @@ never 0. Δ = ours − paper. Every run found lands in a cell or in the list of 
 the reason (another table, failed, still running). Without ``--table`` runs are grouped by every
 override that differs between them (seed pooled); a run lacking such a key shows it as "—".
 Also: ``<out>/<table>_curves_<col>.png`` (test accuracy per epoch, mean over seeds: POD Fig. 4 /
-HL Fig. 2) and TensorBoard HParams (``<sweep>/tb_hparams``).
+HL Fig. 2) and TensorBoard HParams (``<out>/tb_hparams``); nothing is written into an input folder
+other than the default ``<first dir>/tables``. Every cell also has a 95 % CI (Student t) and, with
+``--reference LOSS``, the difference to that loss's row with its CI and p-value
+(:mod:`podhl.runs.stats`). ``--by key1,key2`` chooses the grouping keys; override values are
+normalized first (``False`` = ``false``, ``1.0`` = ``1``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 from podhl.runs.figures import plot_curves
 from podhl.runs.reader import Run, load_runs, varying_keys
+from podhl.runs.stats import compare, mean_ci
 
 PAPER_VALUES = Path(__file__).with_name("paper_values.json")
 MISSING = "—"
@@ -42,18 +47,21 @@ def paper_values() -> dict[str, Any]:
 
 def aggregate(values: Sequence[float]) -> dict[str, float | int | None]:
     if not values:
-        return {"mean": None, "best": None, "std": None, "n": 0}
+        return {"mean": None, "best": None, "std": None, "n": 0, "ci_low": None, "ci_high": None}
+    ci = mean_ci(values)
     return {
         "mean": statistics.fmean(values),
         "best": max(values),
         "std": statistics.stdev(values) if len(values) > 1 else None,
         "n": len(values),
+        "ci_low": None if ci is None else ci[0],
+        "ci_high": None if ci is None else ci[1],
     }
 
 
-def auto_spec(runs: Sequence[Run], metric_name: str) -> dict[str, Any]:
-    """No paper table: one row per setting (the overrides that differ, seed pooled)."""
-    keys = varying_keys(runs)
+def auto_spec(runs: Sequence[Run], metric_name: str, by: Sequence[str] | None = None) -> dict[str, Any]:
+    """No paper table: one row per setting (the overrides that differ, seed pooled; or the keys ``by``)."""
+    keys = list(by) if by else varying_keys(runs)
     return {
         "title": "runs grouped by " + (", ".join(keys) or "(nothing differs)"),
         "cols_are_metrics": True,
@@ -62,6 +70,7 @@ def auto_spec(runs: Sequence[Run], metric_name: str) -> dict[str, Any]:
         "cols": {metric_name: metric_name},
         "values": {},
         "keys": keys,
+        "resolve": bool(by),
     }
 
 
@@ -70,20 +79,24 @@ def place(run: Run, name: str | None, spec: dict[str, Any]) -> tuple[str | None,
     if run.status == "failed":
         return None, None, f"failed: {run.metrics.get('error') or 'no reason recorded'}"
     if name is None:
-        return run.label(spec["keys"]) or "all runs", None, None
+        return run.label(spec["keys"], resolve=spec.get("resolve", False)) or "all runs", None, None
     if run.metrics.get("table") != name:
         return None, None, f"belongs to table {run.metrics.get('table')!r}, not {name!r}"
     return str(run.metrics.get("row")), run.metrics.get("col"), None
 
 
 def build_table(
-    runs: Sequence[Run], spec: dict[str, Any], name: str | None, metric_name: str = "test_acc"
+    runs: Sequence[Run],
+    spec: dict[str, Any],
+    name: str | None,
+    metric_name: str = "test_acc",
+    reference: str | None = None,
 ) -> dict[str, Any]:
-    """Cells ``{(row, col): {"ours": aggregate, "paper": number | dict | None, "runs": [dirs]}}``, order,
-    runs left out."""
+    """Cells ``{(row, col): {"ours": aggregate, "paper": number | dict | None, "runs": [dirs],
+    "seeded": [(seed, value)], "vs_ref": compare(...) | None}}``, order, runs left out."""
     by_metric = bool(spec.get("cols_are_metrics"))
     rows, cols = list(spec["rows"]), list(spec["cols"])
-    values: dict[tuple[str, str], list[float]] = {}
+    values: dict[tuple[str, str], list[tuple[str | None, float]]] = {}
     dirs: dict[tuple[str, str], list[str]] = {}
     left_out: list[tuple[str, str]] = []
     for run in runs:
@@ -104,17 +117,24 @@ def build_table(
                 cols.append(c)
             dirs.setdefault((row, c), []).append(str(run.dir))
             if value is not None:
-                values.setdefault((row, c), []).append(value)
+                values.setdefault((row, c), []).append((run.seed, value))
     cells = {
         (r, c): {
-            "ours": aggregate(values.get((r, c), [])),
+            "ours": aggregate([v for _, v in values.get((r, c), [])]),
+            "seeded": values.get((r, c), []),
             "paper": spec["values"].get(r, {}).get(c),
             "runs": dirs.get((r, c), []),
         }
         for r in rows
         for c in cols
     }
+    for r in rows:
+        ref = reference_row(r, reference, rows)
+        for c in cols:
+            vs = None if ref is None or ref == r else compare(cells[(r, c)]["seeded"], cells[(ref, c)]["seeded"])
+            cells[(r, c)]["vs_ref"] = vs
     return {
+        "reference": reference,
         "rows": rows,
         "cols": cols,
         "cells": cells,
@@ -124,6 +144,32 @@ def build_table(
         "col_labels": spec["cols"],
         "title": spec.get("title", ""),
     }
+
+
+def reference_row(row: str, reference: str | None, rows: Sequence[str]) -> str | None:
+    """The row ``row`` is compared with: ``reference`` itself when it is a row (a paper table's loss
+    row), else ``row`` with its ``loss=`` replaced by ``loss=<reference>`` (other keys kept)."""
+    if reference is None:
+        return None
+    if reference in rows:
+        return reference
+    parts = row.split(" ")
+    if not any(p.startswith("loss=") for p in parts):
+        return None
+    ref = " ".join(f"loss={reference}" if p.startswith("loss=") else p for p in parts)
+    return ref if ref in rows else None
+
+
+def _ci(low: float | None, high: float | None, digits: int) -> str:
+    return MISSING if low is None or high is None else f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _vs(vs: dict[str, Any] | None, digits: int) -> str:
+    if vs is None:
+        return MISSING
+    mark = " *" if vs["significant"] else ""
+    welch = " (Welch)" if vs["test"] == "welch" else ""
+    return f"{vs['diff']:+.{digits}f} {_ci(vs['low'], vs['high'], digits)} p={vs['p']:.3g}{welch}{mark}"
 
 
 def _paper_stat(paper: Any, stat: str) -> float | None:
@@ -149,6 +195,8 @@ def render_markdown(table: dict[str, Any], digits: int = 2) -> str:
             if with_paper:
                 header.append(f"{label} paper {s}" if len(stats) > 1 else f"{label} paper")
         header += [f"{label} n"] + ([f"{label} Δ mean"] if with_paper else [])
+        header += ([] if "std" in stats else [f"{label} ours std"]) + [f"{label} ours 95 % CI"]
+        header += [f"{label} Δ vs {table['reference']}"] if table.get("reference") else []
     lines = [f"**{table['title']}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in table["rows"]:
         cells = [table["row_labels"].get(r, r)]
@@ -163,7 +211,18 @@ def render_markdown(table: dict[str, Any], digits: int = 2) -> str:
             if with_paper:
                 pm = _paper_stat(cell["paper"], "mean")
                 cells.append(MISSING if ours["mean"] is None or pm is None else f"{ours['mean'] - pm:+.{digits}f}")
+            cells += [] if "std" in stats else [_num(ours["std"], 4)]
+            cells.append(_ci(ours["ci_low"], ours["ci_high"], digits))
+            if table.get("reference"):
+                cells.append(_vs(cell.get("vs_ref"), digits))
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "95 % CI: Student t over seeds, mean ± t(0.975, n − 1)·std/√n (none for n = 1)."]
+    if table.get("reference"):
+        lines += [
+            f"Δ vs {table['reference']}: this row minus the {table['reference']} row, same column, paired by seed "
+            '(paired t-test) when both hold the same seeds, else Welch\'s t-test (marked "(Welch)"); '
+            "[95 % CI], p-value; * = the CI excludes 0."
+        ]
     if table["left_out"]:
         lines += ["", f"Runs left out ({len(table['left_out'])}):", ""]
         lines += [f"- `{d}`: {why}" for d, why in table["left_out"]]
@@ -181,6 +240,12 @@ def csv_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
             for s in ("mean", "best", "std"):
                 row[f"{c}:ours_{s}"] = "" if cell["ours"][s] is None else cell["ours"][s]
             row[f"{c}:n"] = cell["ours"]["n"]
+            for s in ("ci_low", "ci_high"):
+                row[f"{c}:ours_{s}"] = "" if cell["ours"][s] is None else cell["ours"][s]
+            if table.get("reference"):
+                vs = cell.get("vs_ref") or {}
+                for s in ("diff", "low", "high", "p", "test", "significant"):
+                    row[f"{c}:vs_ref_{s}"] = vs.get(s, "")
             for s in table["stats"]:
                 p = _paper_stat(cell["paper"], s)
                 row[f"{c}:paper_{s}"] = "" if p is None else p
@@ -247,6 +312,8 @@ def make_tables(
     metric_name: str = "test_acc",
     hparams: bool = True,
     curves: bool = True,
+    reference: str | None = None,
+    by: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     runs = load_runs(dirs)
     if not runs:
@@ -256,16 +323,16 @@ def make_tables(
             raise SystemExit(f"podhl-tables: unknown table '{table}'; known: {', '.join(paper_values())}")
         spec, name = paper_values()[table], table
     else:
-        spec, name = auto_spec(runs, metric_name), "runs"
+        spec, name = auto_spec(runs, metric_name, by), "runs"
     out_dir = Path(out) if out else Path(dirs[0]) / "tables"
     out_dir.mkdir(parents=True, exist_ok=True)
-    built = build_table(runs, spec, table, metric_name)
+    built = build_table(runs, spec, table, metric_name, reference)
     md = render_markdown(built)
     written = {"markdown": out_dir / f"{name}.md", "csv": out_dir / f"{name}.csv"}
     written["markdown"].write_text(md)
     write_csv(csv_rows(built), written["csv"])
     if hparams:
-        written["hparams"] = log_hparams(runs, Path(dirs[0]) / "tb_hparams")
+        written["hparams"] = log_hparams(runs, out_dir / "tb_hparams")  # never into an input folder
     if curves:
         for i, p in enumerate(write_curves(runs, built, name, spec, out_dir)):
             written[f"curves{i}"] = p
@@ -296,7 +363,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-hparams",
         action="store_true",
-        help="skip TensorBoard add_hparams (<first dir>/tb_hparams, the HParams tab)",
+        help="skip TensorBoard add_hparams (<out>/tb_hparams, the HParams tab)",
+    )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="LOSS",
+        help="add per row the difference to the LOSS row (same column; paired by seed, else Welch) with its "
+        "95%% CI and t-test p-value; * marks a CI that excludes 0",
+    )
+    parser.add_argument(
+        "--by",
+        default=None,
+        metavar="KEY1,KEY2",
+        help="group runs by these keys (overrides, then metrics.json names, then config) instead of by every "
+        "override that differs; no --table only",
     )
     parser.add_argument(
         "--no-curves", action="store_true", help="skip the accuracy-per-epoch PNGs (<name>_curves_<column>.png)"
@@ -314,7 +395,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if not args.dirs:
         parser.error("give at least one multirun or run directory")
-    written = make_tables(args.dirs, args.table, args.out, args.metric, not args.no_hparams, not args.no_curves)
+    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
+    written = make_tables(
+        args.dirs, args.table, args.out, args.metric, not args.no_hparams, not args.no_curves, args.reference, by
+    )
     for kind, path in written.items():
         print(f"[podhl-tables] {kind}: {path}")
 

@@ -53,6 +53,11 @@ class ConstrainedCenterLoss(LinearClassifier):
     """
 
     needs_feature_pass = True
+    warm_start_setting = "CCL's first epoch (no centers before the first feature pass)"
+
+    @property
+    def warm_start_epochs(self) -> int:
+        return 1
 
     def __init__(
         self, num_classes: int, feat_dim: int, lam: float = 0.002, radius: float = 40.0, bias: bool = False

@@ -1,0 +1,82 @@
+"""Statistics over seeds for ``podhl-tables``: 95 % confidence intervals and tests against a reference row.
+
+* A cell's CI is Student's t: mean ± t(0.975, n − 1) · std / √n (std with ddof = 1); none for n = 1.
+* A row against the reference row (same column): when both hold the same seeds, each once, the
+  runs are paired by seed: the differences d_i = a_i − b_i give mean(d) ± t(0.975, n − 1) · std(d) / √n
+  and the paired t-test p-value (``scipy.stats.ttest_rel``). Otherwise Welch's test
+  (``scipy.stats.ttest_ind(equal_var=False)``) and the Welch–Satterthwaite degrees of freedom for the CI.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+LEVEL = 0.95
+
+
+def t_quantile(df: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + LEVEL / 2, df))
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float] | None:
+    """(low, high) of the 95 % Student-t interval of the mean; None for fewer than 2 values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean, half = statistics.fmean(values), t_quantile(n - 1) * statistics.stdev(values) / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def compare(a: Sequence[tuple[str | None, float]], b: Sequence[tuple[str | None, float]]) -> dict[str, Any] | None:
+    """Row ``a`` minus reference ``b``, each a list of (seed, value): diff, CI, p-value, which test.
+
+    Paired by seed when both have the same seeds, each once (and at least 2); else Welch. None when
+    either side has fewer than 2 runs."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return None
+    seeds_a, seeds_b = [s for s, _ in a], [s for s, _ in b]
+    paired = (
+        None not in seeds_a
+        and len(set(seeds_a)) == len(seeds_a)
+        and len(set(seeds_b)) == len(seeds_b)
+        and set(seeds_a) == set(seeds_b)
+    )
+    if paired:
+        ref = dict(b)
+        xs = [v for _, v in sorted(a, key=lambda sv: str(sv[0]))]
+        ys = [ref[s] for s, _ in sorted(a, key=lambda sv: str(sv[0]))]
+        d = [x - y for x, y in zip(xs, ys, strict=True)]
+        diff, low_high = statistics.fmean(d), mean_ci(d)
+        assert low_high is not None
+        low, high = low_high
+        p = float(stats.ttest_rel(xs, ys).pvalue) if statistics.pstdev(d) > 0 else (1.0 if diff == 0 else 0.0)
+        test = "paired"
+    else:
+        xs, ys = [v for _, v in a], [v for _, v in b]
+        va, vb = statistics.variance(xs) / len(xs), statistics.variance(ys) / len(ys)
+        diff = statistics.fmean(xs) - statistics.fmean(ys)
+        se = math.sqrt(va + vb)
+        if se > 0:
+            df = (va + vb) ** 2 / (va**2 / (len(xs) - 1) + vb**2 / (len(ys) - 1))
+            half = t_quantile(df) * se
+            p = float(stats.ttest_ind(xs, ys, equal_var=False).pvalue)
+        else:
+            half, p = 0.0, (1.0 if diff == 0 else 0.0)
+        low, high = diff - half, diff + half
+        test = "welch"
+    return {
+        "diff": diff,
+        "low": low,
+        "high": high,
+        "p": p,
+        "test": test,
+        "significant": low > 0 or high < 0,
+        "n": len(a) if paired else (len(a), len(b)),
+    }
