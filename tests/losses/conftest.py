@@ -2,7 +2,8 @@
 apply here as everywhere under ``tests/``).
 
 Once this directory is collected, ``from conftest import ...`` (here and in ``tests/*.py``) gets this
-file, so it re-exports the shared helpers ``read_metrics``, ``FAST`` and ``REPO``. The loss tests read a
+file, so it re-exports the shared helpers ``read_metrics``, ``FAST``, ``REPO``, ``build_trainer`` and
+``interrupt_cli``. The loss tests read a
 run's records from its directory (``metrics.json``, ``history.csv``, ``last.pt``) and compute features with
 ``trainer.model``: they depend on no trainer attribute besides ``criterion``, ``model`` and ``optimizers``.
 """
@@ -21,6 +22,7 @@ _spec = importlib.util.spec_from_file_location(
 _shared = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_shared)
 FAST, REPO, read_metrics, build_trainer = _shared.FAST, _shared.REPO, _shared.read_metrics, _shared.build_trainer
+interrupt_cli = _shared.interrupt_cli
 
 
 def read_history(run_dir: Path) -> list[dict]:
