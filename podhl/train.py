@@ -58,11 +58,12 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str]) -> dict:
     metrics = trainer.fit()
     primary = metrics["primary_metric"]
     log.info(
-        "%s %s | best %s (epoch %s) | %s/metrics.json",
+        "%s %s | at the epoch chosen by %s (%s): %s | %s/metrics.json",
         primary,
         metrics.get(primary),
-        metrics.get(f"best_{primary}"),
+        metrics["selected_by"],
         metrics["best_epoch"],
+        metrics.get(f"best_{primary}"),
         run_dir,
     )
     return metrics
@@ -152,7 +153,7 @@ def main(cfg: DictConfig) -> float | None:
         else:
             logging.getLogger("podhl").setLevel(logging.WARNING)  # ranks > 0 share rank 0's folder: console only
         metrics = run_in_pool(cfg, run_dir, choices) if cfg.trainer.get("gpu_pool") else run(cfg, run_dir, choices)
-        return metrics.get(metrics["primary_metric"])  # the objective for Hydra sweepers (e.g. Optuna)
+        return metrics.get("objective")  # for Hydra sweepers (e.g. Optuna): validation metric when there is a split
     except KeyboardInterrupt:
         last = _last_checkpoint(run_dir) if claimed else None
         if last:

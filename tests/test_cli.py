@@ -22,9 +22,10 @@ def shown_quickstart_table(path: Path) -> list[list[str]]:
 
 
 def check_shown_quickstart(summary: str) -> None:
-    """The docs show what the run prints: the same table, except train_time_s (timing) and, within one test
-    image, the accuracies: the run is deterministic for a given thread count and CPU, but float summation
-    order (thread count, CPU kernels) can move the 12-epoch result by one digit image."""
+    """The docs show what the run prints: the same table, except train_time_s (timing) and the accuracies, within
+    one test image for the last epoch's and three for the validation-selected epoch's: the run is deterministic
+    for a given thread count and CPU, but float summation order (thread count, CPU kernels) moves the 12-epoch
+    result by up to one digit image, and mid-training epochs by more (epoch 5 of POD: two images, 1 vs 2 threads)."""
     printed = [[c.strip() for c in row.strip().strip("|").split("|")] for row in summary.strip().splitlines()]
     for doc in QUICKSTART_SHOWN:
         shown = shown_quickstart_table(REPO / doc)
@@ -32,10 +33,10 @@ def check_shown_quickstart(summary: str) -> None:
         header = printed[0]
         for got, want in zip(shown[2:], printed[2:], strict=True):
             row, ran = dict(zip(header, got, strict=False)), dict(zip(header, want, strict=False))
-            for key in ("job", "overrides", "status", "epochs"):
+            for key in ("job", "overrides", "status", "selected_by", "epochs"):
                 assert row[key] == ran[key], (doc, key, got, want)
-            for key in ("test_acc", "best_test_acc"):
-                assert abs(float(row[key]) - float(ran[key])) <= ONE_TEST_IMAGE + 0.005, (doc, key, got, want)
+            for key, images in (("test_acc", 1), ("best_test_acc", 3)):
+                assert abs(float(row[key]) - float(ran[key])) <= images * ONE_TEST_IMAGE + 0.005, (doc, key, got, want)
             assert float(row["train_time_s"]) > 0 and float(ran["train_time_s"]) > 0
 
 

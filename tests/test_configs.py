@@ -80,7 +80,13 @@ def test_embedded_datasets_load(name):
 
 
 def test_digits_split_is_stratified_and_disjoint():
-    bundle = build_data(compose_config([]).dataset)
+    bundle = build_data(
+        compose_config(
+            [
+                "dataset.val_fraction=0",
+            ]
+        ).dataset
+    )
     assert (len(bundle.train), len(bundle.test)) == (1437, 360)
     counts = torch.bincount(bundle.test.labels, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37

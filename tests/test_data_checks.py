@@ -90,7 +90,13 @@ def test_a_complete_jpeg_with_a_long_trailer_passes(tmp_path):
 def test_damaged_file_is_named_at_the_sample_or_replaced(tmp_path, caplog):
     victim = _facescrub(tmp_path)
     cfg = compose_config(
-        ["dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}", "dataset.augment=false"]
+        [
+            "dataset.val_fraction=0",
+            "dataset=facescrub",
+            "dataset.num_classes=2",
+            f"dataset.root={tmp_path}",
+            "dataset.augment=false",
+        ]
     )
     bundle = build_data(cfg.dataset)
     whole = victim.read_bytes()
@@ -105,6 +111,7 @@ def test_damaged_file_is_named_at_the_sample_or_replaced(tmp_path, caplog):
     skipping = build_data(
         compose_config(
             [
+                "dataset.val_fraction=0",
                 "dataset=facescrub",
                 "dataset.num_classes=2",
                 f"dataset.root={tmp_path}",
@@ -167,7 +174,13 @@ def test_truncated_rec_and_idx_past_its_end_are_found_up_front(tmp_path):
 
     def cfg(*extra):
         return compose_config(
-            ["dataset=casia_webface_rec", f"dataset.root={tmp_path}", f"dataset.num_classes={classes}", *extra]
+            [
+                "dataset.val_fraction=0",
+                "dataset=casia_webface_rec",
+                f"dataset.root={tmp_path}",
+                f"dataset.num_classes={classes}",
+                *extra,
+            ]
         ).dataset
 
     assert len(build_data(cfg()).train) == 8
@@ -243,7 +256,7 @@ def test_non_image_in_a_face_folder(tmp_path):
         (tmp_path / f"id{y}").mkdir(exist_ok=True)
         Image.fromarray(face).save(tmp_path / f"id{y}" / f"{i}.png")
     (tmp_path / f"id{labels[0]}" / "notes.jpg").write_text("not a face")
-    args = ["dataset=casia_webface", f"dataset.root={tmp_path}", "dataset.num_classes=4"]
+    args = ["dataset.val_fraction=0", "dataset=casia_webface", f"dataset.root={tmp_path}", "dataset.num_classes=4"]
     with pytest.raises(DatasetNotFoundError, match=r"notes.jpg: not an image"):
         build_data(compose_config(args).dataset)
     assert len(build_data(compose_config(args + ["dataset.skip_bad_images=true"]).dataset).train) == 4
@@ -253,7 +266,7 @@ def test_non_image_in_a_face_folder(tmp_path):
 
 
 def _voc_cfg(root: Path, *extra: str):
-    return compose_config(["dataset=voc0712", f"dataset.root={root}", *extra]).dataset
+    return compose_config(["dataset.val_fraction=0", "dataset=voc0712", f"dataset.root={root}", *extra]).dataset
 
 
 def _annotation(root: Path, year: str, image_id: str) -> Path:
@@ -348,6 +361,7 @@ def _coco(root: Path, annotations: list[dict], images: int = 3) -> list[str]:
 def _coco_cfg(root: Path, *extra: str):
     return compose_config(
         [
+            "dataset.val_fraction=0",
             "dataset=rpc",
             f"dataset.root={root}",
             "dataset.train_json=train.json",

@@ -54,7 +54,9 @@ def make_voc(root: Path) -> None:
 
 def test_voc_reader_on_the_real_layout(tmp_path):
     make_voc(tmp_path)
-    bundle = build_detection_data(compose_config(["dataset=voc0712", f"dataset.root={tmp_path}"]).dataset)
+    bundle = build_detection_data(
+        compose_config(["dataset.val_fraction=0", "dataset=voc0712", f"dataset.root={tmp_path}"]).dataset
+    )
     assert bundle.class_names == list(VOC_CLASSES) and bundle.num_classes == 20
     assert (len(bundle.train), len(bundle.test)) == (3, 1)  # 07 trainval ∪ 12 trainval; 07 test
     assert (bundle.min_size, bundle.max_size, bundle.anchor_sizes) == (600, 1000, [128, 256, 512])
@@ -98,6 +100,7 @@ def test_coco_reader_on_a_tiny_json(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps(data))
     (tmp_path / "test.json").write_text(json.dumps(data))
     overrides = [
+        "dataset.val_fraction=0",
         "dataset=rpc",
         f"dataset.root={tmp_path}",
         "dataset.train_json=train.json",
@@ -118,7 +121,9 @@ def test_coco_reader_on_a_tiny_json(tmp_path):
     with pytest.raises(ConfigError, match="declares num_classes=200 but its training split holds 2"):
         build_detection_data(compose_config(overrides[:-1]).dataset)
     with pytest.raises(DatasetNotFoundError, match="instances_val2019.json"):
-        build_detection_data(compose_config(["dataset=rpc", f"dataset.root={tmp_path}"]).dataset)
+        build_detection_data(
+            compose_config(["dataset.val_fraction=0", "dataset=rpc", f"dataset.root={tmp_path}"]).dataset
+        )
 
 
 def test_flip_moves_boxes_with_the_pixels():
@@ -150,7 +155,7 @@ def test_digits_composite_is_deterministic_with_boxes_on_the_digits():
 
 
 def test_smoke_standin_is_synthetic_with_the_dataset_classes():
-    cfg = compose_config(["dataset=rpc", "smoke=cpu"])
+    cfg = compose_config(["dataset.val_fraction=0", "dataset=rpc", "smoke=cpu"])
     bundle = build_detection_data(cfg.dataset)
     assert bundle.synthetic and bundle.num_classes == 200 and len(bundle.train) == 2
     _, target = bundle.train[0]
@@ -158,4 +163,4 @@ def test_smoke_standin_is_synthetic_with_the_dataset_classes():
     with pytest.raises(ConfigError, match="task=detection"):
         from podhl.data import build_data
 
-        build_data(compose_config(["dataset=digits_boxes"]).dataset)
+        build_data(compose_config(["dataset.val_fraction=0", "dataset=digits_boxes"]).dataset)

@@ -102,10 +102,21 @@ def test_resume_needs_a_readable_checkpoint(run_cli, tmp_path):
         and "nothing" in typo.stdout + typo.stderr
     )
     _, run = run_cli(
-        "schedule.epochs=3", "trainer.limit_train_batches=2", "trainer.stop_after=2", run_dir=tmp_path / "r"
+        "schedule.epochs=3",
+        "trainer.limit_train_batches=2",
+        "trainer.stop_after=2",
+        "trainer.select=last",  # best.pt is epoch 2's
+        run_dir=tmp_path / "r",
     )
     (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:100])  # truncated
-    damaged, _ = run_cli("schedule.epochs=3", "trainer.limit_train_batches=2", "resume=true", check=False, run_dir=run)
+    damaged, _ = run_cli(
+        "schedule.epochs=3",
+        "trainer.limit_train_batches=2",
+        "trainer.select=last",
+        "resume=true",
+        check=False,
+        run_dir=run,
+    )
     out = damaged.stdout + damaged.stderr
     assert damaged.returncode == 2 and "last.pt is damaged" in out and "best.pt (epoch 2) is readable" in out
 
@@ -196,12 +207,20 @@ def test_a_non_image_file_stops_the_run_or_is_skipped(tmp_path, monkeypatch, cap
 
     monkeypatch.setenv("PODHL_CACHE_DIR", str(tmp_path / "cache"))
     _image_tree(tmp_path)
-    cfg = compose_config(["dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}"])
+    cfg = compose_config(
+        ["dataset.val_fraction=0", "dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}"]
+    )
     with pytest.raises(DatasetNotFoundError, match="broken.jpg") as info:
         build_data(cfg.dataset)
     assert "dataset.skip_bad_images=true" in str(info.value)
     cfg = compose_config(
-        ["dataset=facescrub", "dataset.num_classes=2", f"dataset.root={tmp_path}", "dataset.skip_bad_images=true"]
+        [
+            "dataset.val_fraction=0",
+            "dataset=facescrub",
+            "dataset.num_classes=2",
+            f"dataset.root={tmp_path}",
+            "dataset.skip_bad_images=true",
+        ]
     )
     bundle = build_data(cfg.dataset)
     assert len(bundle.train) == 2 and "skipped 1 unreadable files" in caplog.text
@@ -229,7 +248,7 @@ def test_mnist_as_the_four_gz_downloads(tmp_path):
     for prefix, sl in (("train", slice(0, 150)), ("t10k", slice(150, 200))):
         _idx_gz(raw / f"{prefix}-images-idx3-ubyte.gz", images[sl])
         _idx_gz(raw / f"{prefix}-labels-idx1-ubyte.gz", digits.target[sl])
-    bundle = build_data(compose_config(["dataset=mnist", f"dataset.root={tmp_path}"]).dataset)
+    bundle = build_data(compose_config(["dataset.val_fraction=0", "dataset=mnist", f"dataset.root={tmp_path}"]).dataset)
     assert (len(bundle.train), len(bundle.test)) == (150, 50) and bundle.num_classes == 10
 
 

@@ -151,6 +151,7 @@ def test_packed_rec_idx_reader(tmp_path):
     classes = len(set(labels.tolist()))
     cfg = compose_config(
         [
+            "dataset.val_fraction=0",
             "dataset=casia_webface_rec",
             f"dataset.root={tmp_path}",
             f"dataset.num_classes={classes}",
@@ -165,6 +166,7 @@ def test_packed_rec_idx_reader(tmp_path):
     whole = build_data(
         compose_config(
             [
+                "dataset.val_fraction=0",
                 "dataset=casia_webface_rec",
                 f"dataset.root={tmp_path}",
                 f"dataset.num_classes={classes}",
@@ -174,7 +176,9 @@ def test_packed_rec_idx_reader(tmp_path):
         ).dataset
     )
     assert whole.train[3][0].shape == (3, 112, 112)
-    cfg = compose_config(["dataset=casia_webface_rec", f"dataset.root={tmp_path}", "dataset.num_classes=10572"])
+    cfg = compose_config(
+        ["dataset.val_fraction=0", "dataset=casia_webface_rec", f"dataset.root={tmp_path}", "dataset.num_classes=10572"]
+    )
     with pytest.raises(Exception, match="declares num_classes=10572 but its training split holds"):
         build_data(cfg.dataset)
 
@@ -197,6 +201,7 @@ def test_face_folder(tmp_path):
     bundle = build_data(
         compose_config(
             [
+                "dataset.val_fraction=0",
                 "dataset=casia_webface",
                 f"dataset.root={tmp_path}",
                 f"dataset.num_classes={len(classes)}",
@@ -212,7 +217,12 @@ def test_face_folder(tmp_path):
         assert label == classes.index(y) and torch.equal(image, _normalized_crop(face))
     flipped = build_data(
         compose_config(
-            ["dataset=casia_webface", f"dataset.root={tmp_path}", f"dataset.num_classes={len(classes)}"]
+            [
+                "dataset.val_fraction=0",
+                "dataset=casia_webface",
+                f"dataset.root={tmp_path}",
+                f"dataset.num_classes={len(classes)}",
+            ]
         ).dataset
     )
     torch.manual_seed(0)

@@ -4,6 +4,11 @@ the registry), checked against the shape the YAML declares; or a smoke run's SYN
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import logging
+
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -11,9 +16,11 @@ from omegaconf import DictConfig
 from podhl.data.box_composites import random_boxes
 from podhl.data.bundle import DataBundle
 from podhl.data.detection import DetectionBundle
+from podhl.data.split import SplitSubset, check_fraction, labels_of, validation_split
 from podhl.data.synthetic import build as synthetic
 from podhl.errors import ConfigError, DatasetNotFoundError
 
+log = logging.getLogger("podhl")
 STANDIN_SIZES = (64, 32)  # train / test images of a smoke run's stand-in
 
 
@@ -51,17 +58,58 @@ def _check_classes(dataset_cfg: DictConfig, bundle) -> None:
         )
 
 
+def with_validation(bundle, fraction: float, seed: int):
+    """``bundle`` with ``fraction`` of its training split held out for validation (:mod:`podhl.data.split`):
+    ``train``/``train_eval``/``resident_train`` shrink to the rest, ``val`` is the hold-out without augmentation
+    (detection: unflipped, difficult objects kept, as test images are evaluated)."""
+    detection = isinstance(bundle, DetectionBundle)
+    labels = None if detection else labels_of(bundle.train)
+    if labels is None and getattr(bundle, "resident_train", None) is not None:
+        labels = bundle.resident_train.labels.tolist()
+    split = validation_split(len(bundle.train), fraction, seed, labels)
+    if not split.stratified and not detection:
+        log.warning("dataset.val_fraction: the training split has no per-sample labels to stratify by; unstratified")
+    plain = bundle.train_eval or bundle.train  # the training samples without augmentation
+    if detection:
+        plain = copy.copy(plain)
+        plain.flip, plain.drop_difficult = False, False
+    changes = {
+        "train": SplitSubset(bundle.train, split.train, labels),
+        "train_eval": None if bundle.train_eval is None else SplitSubset(bundle.train_eval, split.train, labels),
+        "val": SplitSubset(plain, split.val, labels),
+        "split": split.record(fraction, seed),
+    }
+    arrays = getattr(bundle, "resident_train", None)
+    if arrays is not None:
+        index_t, index_v = torch.as_tensor(split.train), torch.as_tensor(split.val)
+        changes["resident_train"] = dataclasses.replace(
+            arrays, images=arrays.images[index_t], labels=arrays.labels[index_t]
+        )
+        changes["resident_val"] = dataclasses.replace(
+            arrays, images=arrays.images[index_v], labels=arrays.labels[index_v], pad=0, flip=False
+        )
+    return dataclasses.replace(bundle, **changes)
+
+
+def _split_off_validation(dataset_cfg: DictConfig, bundle):
+    fraction = check_fraction(dataset_cfg.get("val_fraction", 0) or 0)
+    if fraction == 0:
+        return bundle  # no split: the training split as it is (today's runs, the papers' protocol)
+    return with_validation(bundle, fraction, int(dataset_cfg.get("split_seed", 0) or 0))
+
+
 def build_data(dataset_cfg: DictConfig) -> DataBundle:
-    """Instantiate ``dataset.source`` (or a smoke run's stand-in) and check it against the config's declared shape."""
+    """Instantiate ``dataset.source`` (or a smoke run's stand-in), check it against the config's declared shape and
+    hold out ``dataset.val_fraction`` of the training split for validation."""
     if dataset_cfg.get("standin") and not dataset_cfg.get("embedded"):
-        return build_standin(dataset_cfg)
+        return _split_off_validation(dataset_cfg, build_standin(dataset_cfg))
     bundle = _instantiate_source(dataset_cfg)
     if isinstance(bundle, DetectionBundle):
         raise ConfigError(f"dataset '{dataset_cfg.name}' is a detection dataset: run it with task=detection")
     if not isinstance(bundle, DataBundle):
         raise ConfigError(f"dataset.source._target_ must return a DataBundle, got {type(bundle).__name__}")
     _check_classes(dataset_cfg, bundle)
-    return bundle
+    return _split_off_validation(dataset_cfg, bundle)
 
 
 def build_detection_data(dataset_cfg: DictConfig) -> DetectionBundle:
@@ -69,7 +117,7 @@ def build_detection_data(dataset_cfg: DictConfig) -> DetectionBundle:
     with ``dataset.standin=true`` (smoke runs) a file-based set becomes a SYNTHETIC stand-in of the same classes
     (:func:`~podhl.data.box_composites.random_boxes`: a few small canvases of coloured boxes)."""
     if dataset_cfg.get("standin") and not dataset_cfg.get("embedded"):
-        return random_boxes(int(dataset_cfg.num_classes))
+        return _split_off_validation(dataset_cfg, random_boxes(int(dataset_cfg.num_classes)))
     bundle = _instantiate_source(dataset_cfg)
     if not isinstance(bundle, DetectionBundle):
         raise ConfigError(
@@ -77,4 +125,4 @@ def build_detection_data(dataset_cfg: DictConfig) -> DetectionBundle:
             f"a DetectionBundle); dataset '{dataset_cfg.name}' gives {type(bundle).__name__}"
         )
     _check_classes(dataset_cfg, bundle)
-    return bundle
+    return _split_off_validation(dataset_cfg, bundle)

@@ -60,6 +60,11 @@ class DataBundle:
     # Verification pairs that come with the dataset (an open-set split of it), by name: evaluated by the
     # verification task next to the sets it is configured with.
     verification: dict[str, VerificationSet] = field(default_factory=dict)
+    # The validation hold-out of the training split (podhl.data.split; None: no split), un-augmented,
+    # its in-memory tensors, and its record for metrics.json (``split``).
+    val: Dataset | None = None
+    resident_val: ResidentArrays | None = None
+    split: dict | None = None
 
 
 def with_transform(dataset: Dataset, transform) -> Dataset:

@@ -149,6 +149,9 @@ class DetectionBundle:
     # the classification loaders' GPU-resident path does not apply to detection
     resident_train: Any = None
     resident_test: Any = None
+    resident_val: Any = None
+    val: Dataset | None = None  # the validation hold-out of the training images (podhl.data.split), unflipped
+    split: dict | None = None  # its record for metrics.json
 
     @property
     def num_classes(self) -> int:

@@ -86,13 +86,15 @@ class Loaders:
         self.test = self.eval("test")
 
     def eval(self, split: str, shard: bool = True):
-        """In-order, un-augmented loader over ``split`` ("train" or "test"); this rank's shard if ``shard``."""
+        """In-order, un-augmented loader over ``split`` ("train", "val" or "test"); this rank's shard if ``shard``."""
+        if split not in ("train", "val", "test") or (split == "val" and self.bundle.val is None):
+            raise ValueError(f"no split {split!r} in this dataset (val exists only with dataset.val_fraction > 0)")
         rank, world = (self.rank, self.world) if shard else (0, 1)
         if self.gpu_resident:
-            arrays = self.bundle.resident_train if split == "train" else self.bundle.resident_test
+            arrays = getattr(self.bundle, f"resident_{split}")
             sampler = ShardSampler(len(arrays.labels), rank, world)
             return GpuResidentLoader(arrays, self.eval_batch_size, sampler, self.device, augment=False)
-        dataset = (self.bundle.train_eval or self.bundle.train) if split == "train" else self.bundle.test
+        dataset = (self.bundle.train_eval or self.bundle.train) if split == "train" else getattr(self.bundle, split)
         return eval_loader(
             dataset, self.eval_batch_size, self.num_workers, rank, world, self.pin_memory, self.collate_fn
         )

@@ -20,8 +20,8 @@ import torch
 
 from podhl.errors import DiskFullError
 
-# history.csv column prefix -> TensorBoard tag prefix (train_acc -> train/acc, loss_delta -> loss/delta)
-_TAG_PREFIXES = ("train_", "test_", "loss_")
+# history.csv column prefix -> TensorBoard tag prefix (train_acc -> train/acc, val_acc -> val/acc)
+_TAG_PREFIXES = ("train_", "val_", "test_", "loss_")
 
 
 def _chain(err: BaseException):
@@ -243,6 +243,7 @@ def training_state(trainer, in_epoch: dict[str, Any] | None = None) -> dict[str,
         "last_eval": trainer.last_eval,
         "best_value": trainer.best_value,
         "best_epoch": trainer.best_epoch,
+        "best_eval": trainer.best_eval,
         "train_time": trainer.train_time,
         "in_epoch": in_epoch,
         "config": OmegaConf.to_container(trainer.cfg, resolve=True),
@@ -269,13 +270,48 @@ def restore_training_state(trainer, state: dict[str, Any]) -> None:
     trainer.epoch, trainer.global_step = int(state["epoch"]), int(state["global_step"])
     trainer.history, trainer.last_eval = list(state["history"]), dict(state["last_eval"])
     trainer.best_value, trainer.best_epoch = state["best_value"], state["best_epoch"]
+    rows = [r for r in trainer.history if r.get("epoch") == trainer.best_epoch]  # checkpoints before best_eval
+    trainer.best_eval = dict(state.get("best_eval") or (_evaluation(rows[0]) if rows else {}))
     trainer.train_time = float(state["train_time"])
     # an unfinished epoch: the loop reloads the loss state after the epoch's on_epoch_start hook
     trainer.in_epoch = None if state.get("in_epoch") is None else {**state["in_epoch"], "criterion": state["criterion"]}
 
 
+def _evaluation(row: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation metrics of a history row (what ``task.evaluate`` returned that epoch)."""
+    skip = ("epoch", "lr", "epoch_time_s")
+    return {k: v for k, v in row.items() if k not in skip and not k.startswith(("train_", "loss_")) and v is not None}
+
+
+def selection_record(trainer) -> dict[str, Any]:
+    """How the reported epoch was chosen: ``selected_by``, ``best_<m>`` of that epoch's every metric, the split,
+    the protocol in words, and ``objective`` (what Hydra sweepers such as Optuna receive: the validation metric at
+    the selected epoch when there is a split, else the last epoch's primary metric, as before splits existed)."""
+    primary, split = trainer.task.primary_metric, getattr(trainer.task.data, "split", None)
+    selected_by = trainer.selection
+    best = {f"best_{k}": v for k, v in trainer.best_eval.items()}
+    best.setdefault(f"best_{primary}", None)
+    if split:
+        objective_metric = f"best_{trainer.task.validation_metric}"
+        short = split["val_indices_sha256"][:8]
+        protocol = f"validated (val_fraction={split['val_fraction']}, split {short}, selected by {selected_by})"
+        objective = best.get(objective_metric)
+    else:
+        objective_metric = primary
+        protocol = f"test-selected (no validation split; best.pt by {selected_by})"
+        objective = trainer.last_eval.get(primary)
+    return {
+        **best,
+        "selected_by": selected_by,
+        "split": split or {"val_fraction": 0},
+        "protocol": protocol,
+        "objective": objective,
+        "objective_metric": objective_metric,
+    }
+
+
 def run_metrics(trainer) -> dict[str, Any]:
-    """``metrics.json``: the last evaluation, the best value of the task's primary metric, progress, the run's names."""
+    """``metrics.json``: the last evaluation, the selected epoch's evaluation (``best_*``), progress, the names."""
     last = trainer.history[-1] if trainer.history else {}
     primary = trainer.task.primary_metric
     completed = trainer.epoch >= trainer.epochs
@@ -283,7 +319,7 @@ def run_metrics(trainer) -> dict[str, Any]:
         {
             **trainer.last_eval,
             "primary_metric": primary,
-            f"best_{primary}": trainer.best_value,
+            **selection_record(trainer),
             "best_epoch": trainer.best_epoch,
             "epochs": trainer.epoch,
             "epochs_planned": trainer.epochs,

@@ -59,12 +59,14 @@ class Trainer:
         self.accumulate = int(cfg.schedule.get("accumulate_grad_batches", 1))
         self.grad_clip = cfg.schedule.get("grad_clip_norm")
         self.primary = self.task.primary_metric
+        self.selection, self.lower_is_better = self.selection_metric()
         # progress, restored on resume
         self.epoch = 0  # epochs done
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
         self.last_eval: dict[str, float] = {}
         self.best_value, self.best_epoch = None, None
+        self.best_eval: dict[str, float] = {}  # every metric of the selected epoch's evaluation
         self.train_time = 0.0
         self.analysis: dict[str, Any] = {}
         self.in_epoch: dict[str, Any] | None = None  # an unfinished epoch restored from a mid-epoch checkpoint
@@ -83,6 +85,27 @@ class Trainer:
         )
         log.warning(note)
         return [note]
+
+    def selection_metric(self) -> tuple[str, bool]:
+        """(history column that chooses best.pt, whether lower is better) from ``trainer.select``:
+        ``auto`` = the validation metric when the data has a validation split, else the test metric (the papers'
+        best-over-epochs protocol); ``val``; ``test``; ``last`` (the last evaluated epoch); ``val_loss`` (lowest)."""
+        select = str(self.settings.get("select", "auto"))
+        split = self.task.has_validation
+        choices = {
+            "auto": (self.task.validation_metric if split else self.primary, False),
+            "val": (self.task.validation_metric, False),
+            "test": (self.primary, False),
+            "last": ("epoch", False),
+            "val_loss": ("val_loss", True),
+        }
+        if select not in choices:
+            raise ConfigError(f"trainer.select must be one of {', '.join(choices)}, got {select!r}")
+        if select in ("val", "val_loss") and not split:
+            raise ConfigError(
+                f"trainer.select={select} needs a validation split: set dataset.val_fraction > 0 (e.g. 0.1)"
+            )
+        return choices[select]
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: str | Path, names: dict[str, Any] | None = None) -> Trainer:
@@ -162,11 +185,20 @@ class Trainer:
         self.criterion.on_epoch_end(epoch, {"mean_feature_norm": train["feature_norm"], "num_samples": train["n"]})
         self.train_time += time.perf_counter() - t0
         evaluated = epoch % int(self.settings.eval_every) == 0 or epoch == self.epochs
-        test = self.task.evaluate(self.model, self.criterion, self.settings.limit_test_batches) if evaluated else None
+        test = self.evaluate() if evaluated else None
         for scheduler in self.schedulers:
             step_scheduler_epoch(scheduler, epoch)
         self.epoch = epoch
         self._record_epoch(epoch, lr, train, test, time.perf_counter() - t0)
+
+    def evaluate(self) -> dict[str, float]:
+        """``val_*`` (when the data has a validation split) and ``test_*`` metrics of the current model."""
+        limit = self.settings.limit_test_batches
+        out: dict[str, float] = {}
+        if self.task.has_validation:
+            out.update(self.task.evaluate(self.model, self.criterion, limit_batches=limit, split="val"))
+        out.update(self.task.evaluate(self.model, self.criterion, limit_batches=limit, split="test"))
+        return out
 
     # ------------------------------------------------------------------ training
     def _train_epoch(self, epoch: int, stats: EpochStats, done: int, lr: float) -> dict[str, float]:
@@ -305,12 +337,19 @@ class Trainer:
         row.update(test or {})
         row.update({f"loss_{k}": v for k, v in self.criterion.epoch_metrics().items()})
         self.history.append(row)
-        improved = test is not None and (self.best_value is None or test[self.primary] > self.best_value)
+        value = None if test is None else (epoch if self.selection == "epoch" else test[self.selection])
+        improved = value is not None and (
+            self.best_value is None or (value < self.best_value if self.lower_is_better else value > self.best_value)
+        )
         if test is not None:
             self.last_eval = dict(test)
         if improved:
-            self.best_value, self.best_epoch = test[self.primary], epoch
-        shown = f" | {self.primary} {test[self.primary]:.2f}" if test is not None else ""
+            self.best_value, self.best_epoch, self.best_eval = value, epoch, dict(test)
+        shown = ""
+        if test is not None:
+            val = self.task.validation_metric
+            shown = f" | {val} {test[val]:.2f}" if val in test else ""
+            shown += f" | {self.primary} {test[self.primary]:.2f}"
         log.info(
             f"epoch {epoch}/{self.epochs} | loss {train['loss']:.4f} | train_acc {train['acc']:.2f}{shown} "
             f"| lr {lr:.4g} | {seconds:.1f}s"

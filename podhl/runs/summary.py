@@ -23,18 +23,19 @@ def _fmt(v: Any) -> str:
 
 
 def format_summary(runs: Sequence[Run]) -> str:
-    """Markdown: job, what differs between jobs, status, the primary metric (last and best), epochs, time."""
+    """Markdown: job, what differs between jobs, status, the primary metric (last epoch, and at the epoch chosen by
+    ``selected_by``: the validation metric when the run has a validation split), epochs, time."""
     keys = varying_keys(runs, exclude=()) if len(runs) > 1 else []
     primary = str(runs[0].metrics.get("primary_metric") or "test_acc") if runs else "test_acc"
     lines = [
-        f"| job | overrides | status | {primary} | best_{primary} | epochs | train_time_s |",
-        "|---|---|---|---|---|---|---|",
+        f"| job | overrides | status | {primary} | best_{primary} | selected_by | epochs | train_time_s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         status = r.status if r.status != "failed" else f"failed: {r.metrics.get('error') or '?'}"
         lines.append(
             f"| {r.dir.name} | {r.label(keys)} | {status} "
-            f"| {_fmt(r.metric(primary))} | {_fmt(r.metric('best_' + primary))} "
+            f"| {_fmt(r.metric(primary))} | {_fmt(r.metric('best_' + primary))} | {_fmt(r.metrics.get('selected_by'))} "
             f"| {_fmt(r.metrics.get('epochs'))} | {_fmt(r.metrics.get('train_time_s'))} |"
         )
     return "\n".join(lines)

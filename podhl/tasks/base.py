@@ -55,6 +55,8 @@ class Task:
 
     #: the metric whose best value selects ``best.pt`` (higher is better); reported as ``best_<name>``
     primary_metric: str = "test_acc"
+    #: what chooses best.pt when the dataset has a validation split (``dataset.val_fraction`` > 0)
+    validation_metric: str = "val_acc"
     # the backbones the task builds its model from: backbone.kind in their YAML (absent: "features", an image
     # -> pooled features network); checked before any data is read (podhl/engine/build.py)
     backbone_kind: str = "features"
@@ -112,8 +114,16 @@ class Task:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> dict[str, float]:
-        """Metrics of the current model (exact over ranks); must contain ``primary_metric``."""
+    @property
+    def has_validation(self) -> bool:
+        """Whether the data has a validation hold-out (``dataset.val_fraction`` > 0)."""
+        return getattr(getattr(self, "data", None), "val", None) is not None
+
+    def evaluate(
+        self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None, split: str = "test"
+    ) -> dict[str, float]:
+        """Metrics of the current model on ``split`` ("test" or "val"; exact over ranks); "test" must contain
+        ``primary_metric``, "val" ``validation_metric``."""
         raise NotImplementedError
 
 

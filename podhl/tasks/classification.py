@@ -33,8 +33,9 @@ class ClassificationTask(LoadersTask):
         return build_model(cfg.backbone, cfg.model, self.data.in_chans, self.data.image_size)
 
     def describe(self) -> str:
+        val = f" / {len(self.data.val)} validation" if self.data.val is not None else ""
         return (
-            f"{self.dataset_name}: {len(self.data.train)} train / {len(self.data.test)} test images, "
+            f"{self.dataset_name}: {len(self.data.train)} train{val} / {len(self.data.test)} test images, "
             f"{self.num_classes} classes"
         )
 
@@ -71,11 +72,14 @@ class ClassificationTask(LoadersTask):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> dict[str, float]:
-        """Top-1 accuracy of ``criterion.logits``, the criterion's terms and the mean feature norm on the test set."""
+    def evaluate(
+        self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None, split: str = "test"
+    ) -> dict[str, float]:
+        """Top-1 accuracy of ``criterion.logits``, the criterion's terms and the mean feature norm on ``split``
+        (keys ``<split>_acc``, ``<split>_loss``, ...)."""
         criterion.eval()
         stats = EpochStats(self.runtime.device)
-        for i, (features, labels) in enumerate(self.feature_batches(model, "test")):
+        for i, (features, labels) in enumerate(self.feature_batches(model, split)):
             if limit_batches is not None and i >= limit_batches:
                 break
             stats.add_predictions(criterion, features, labels)
@@ -83,4 +87,4 @@ class ClassificationTask(LoadersTask):
         criterion.train()
         out = stats.reduce()
         out.pop("n")
-        return {f"test_{k}": v for k, v in out.items()}
+        return {f"{split}_{k}": v for k, v in out.items()}

@@ -47,6 +47,7 @@ class DetectionTask(LoadersTask):
     AP@0.5 (%), ``box_acc`` the best-box classification accuracy (%)."""
 
     primary_metric = "map50"
+    validation_metric = "val_map50"
     backbone_kind = "detector"
     backbone_examples = "backbone=frcnn_resnet50 or backbone=frcnn_tiny"
 
@@ -176,8 +177,44 @@ class DetectionTask(LoadersTask):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> dict[str, float]:
-        """Detect on the test set with ``criterion.logits`` as the region scorer; AP@0.5 (%), best-box accuracy (%)."""
+    def evaluate(
+        self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None, split: str = "test"
+    ) -> dict[str, float]:
+        """Detect on ``split`` with ``criterion.logits`` as the region scorer; AP@0.5 (%), best-box accuracy (%).
+        Test keys are unprefixed (``map50``, ``box_acc``); validation keys are ``val_map50``, ... plus ``val_loss``
+        (the training loss on the validation images, :meth:`validation_loss`)."""
+        if split == "val":
+            out = self._detect(model, criterion, limit_batches, "val")
+            out["loss"] = self.validation_loss(model, criterion, limit_batches)
+            return {f"val_{k}": v for k, v in out.items()}
+        return self._detect(model, criterion, limit_batches, split)
+
+    @torch.no_grad()
+    def validation_loss(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> float:
+        """Mean training loss (criterion + the detector's own terms) over the validation images, computed as a
+        training step computes it (RPN/RoI sampling included: the authors' validation loss, faster_rcnn_HL
+        ``utils_fit.py``) but with no update: BatchNorm buffers, the random streams and the criterion's state are
+        left as they were."""
+        buffers = [b.clone() for b in model.buffers()]
+        criterion_state = {k: v.clone() for k, v in criterion.state_dict().items()}
+        devices = [self.runtime.device] if self.runtime.device.type == "cuda" else []
+        total, count = torch.zeros((), dtype=torch.float64), 0
+        with torch.random.fork_rng(devices=devices):
+            for i, batch in enumerate(self.loaders.eval("val")):
+                if limit_batches is not None and i >= limit_batches:
+                    break
+                out = self.forward(model, self.to_device(batch))
+                loss = criterion(out.features, out.labels)["loss"] + sum(out.terms.values())
+                n = self.batch_size(batch)
+                total += float(loss) * n
+                count += n
+        for buffer, saved in zip(model.buffers(), buffers, strict=True):
+            buffer.copy_(saved)
+        criterion.load_state_dict(criterion_state)
+        reduced = dist.all_reduce_sum(torch.tensor([float(total), float(count)], device=self.runtime.device))
+        return float(reduced[0] / reduced[1].clamp_min(1))
+
+    def _detect(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None, split: str):
         detector = unwrap(model)
         was_training = detector.training
         detector.eval()
@@ -185,7 +222,7 @@ class DetectionTask(LoadersTask):
         detector.set_scorer(criterion.logits)
         detections: list[ImageDetections] = []
         truths: list[ImageTruth] = []
-        loader = self.loaders.test
+        loader = self.loaders.eval(split)
         total = len(loader) if limit_batches is None else min(int(limit_batches), len(loader))
         bar = tqdm(
             total=total,

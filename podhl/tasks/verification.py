@@ -179,9 +179,14 @@ class VerificationTask(ClassificationTask):
         e = F.normalize(embeddings.double(), dim=1)
         return (e[0::2] * e[1::2]).sum(1).numpy()
 
-    def evaluate(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> dict[str, float]:
-        """Verification metrics of every set
-        (whole sets: ``limit_batches`` only limits the classification test split)."""
+    def evaluate(
+        self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None, split: str = "test"
+    ) -> dict[str, float]:
+        """Verification metrics of every set (whole sets: ``limit_batches`` only limits the classification test
+        split). ``split="val"``: the classification metrics of the validation hold-out of the training identities
+        (``val_acc`` chooses best.pt: the verification sets are test sets)."""
+        if split == "val":
+            return super().evaluate(model, criterion, limit_batches, split="val")
         out: dict[str, float] = {}
         if len(self.data.test):
             out.update(super().evaluate(model, criterion, limit_batches))
