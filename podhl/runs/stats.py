@@ -4,7 +4,9 @@
 * A row against the reference row (same column): when both hold the same seeds, each once, the
   runs are paired by seed: the differences d_i = a_i − b_i give mean(d) ± t(0.975, n − 1) · std(d) / √n
   and the paired t-test p-value (``scipy.stats.ttest_rel``). Otherwise Welch's test
-  (``scipy.stats.ttest_ind(equal_var=False)``) and the Welch–Satterthwaite degrees of freedom for the CI.
+  (``scipy.stats.ttest_ind(equal_var=False)``) and the Welch–Satterthwaite degrees of freedom for the CI,
+  on **all** runs of both sides, also when some seeds are shared: pairing only the overlap would drop runs
+  and change the question (our choice; the result's ``note`` says how many seeds were shared).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float] | None:
 def compare(a: Sequence[tuple[str | None, float]], b: Sequence[tuple[str | None, float]]) -> dict[str, Any] | None:
     """Row ``a`` minus reference ``b``, each a list of (seed, value): diff, CI, p-value, which test.
 
-    Paired by seed when both have the same seeds, each once (and at least 2); else Welch. None when
-    either side has fewer than 2 runs."""
+    Paired by seed when both have the same seeds, each once (and at least 2); else Welch on all runs,
+    with ``note`` saying why (seeds shared k of n, repeated seeds, or none recorded). None when either
+    side has fewer than 2 runs."""
     from scipy import stats
 
     if len(a) < 2 or len(b) < 2:
@@ -72,6 +75,7 @@ def compare(a: Sequence[tuple[str | None, float]], b: Sequence[tuple[str | None,
         low, high = diff - half, diff + half
         test = "welch"
     return {
+        "note": "" if paired else _unpaired_why(seeds_a, seeds_b),
         "diff": diff,
         "low": low,
         "high": high,
@@ -80,3 +84,14 @@ def compare(a: Sequence[tuple[str | None, float]], b: Sequence[tuple[str | None,
         "significant": low > 0 or high < 0,
         "n": len(a) if paired else (len(a), len(b)),
     }
+
+
+def _unpaired_why(seeds_a: Sequence[str | None], seeds_b: Sequence[str | None]) -> str:
+    """Why two rows are not paired by seed, in words for the table."""
+    if None in seeds_a or None in seeds_b:
+        return "unpaired: a run without a recorded seed"
+    if len(set(seeds_a)) < len(seeds_a) or len(set(seeds_b)) < len(seeds_b):
+        return "unpaired: a seed occurs twice in one row"
+    shared = len(set(seeds_a) & set(seeds_b))
+    total = len(set(seeds_a) | set(seeds_b))
+    return f"unpaired: {shared} of {total} seeds shared" if shared else "unpaired: no seed shared"
