@@ -96,6 +96,7 @@ def test_claim_verdicts_holds_not_significant_reversed(tmp_path):
     assert [chain[p]["verdict"] for p in chain] == ["holds", "not significant", "reversed"]  # the data is built so
     assert rows[("pod_over_softmax", "pod > softmax")]["where"] == "dataset=digits backbone=—"
     assert not any(r["id"].startswith("hl_") for r in rows.values())  # no HL run: HL's claims are not covered
+    assert not any(r["id"] == "pod_table5_variance" for r in rows.values())  # no run records the variance
     md = written["markdown"].read_text()
     assert "**reversed**" in md and "POD §4.2.2–4.2.3, Table 4" in md
     assert written["claims"].read_text() in md
@@ -170,7 +171,18 @@ def test_paper_claims_file_names_real_losses_and_cites_the_papers():
         assert set(over) == set(paper_values()[table]["rows"]) - {"hl"}
 
 
-# ------------------------------------------------------------------ Welch on partial pairing
+# ------------------------------------------------------------------ Welch on partial pairing, degenerate pairs
+
+
+def test_equal_differences_give_a_zero_width_interval_and_say_so():
+    from podhl.runs.stats import compare
+
+    vs = compare([(0, 91.0), (1, 92.5), (2, 90.0)], [(0, 90.0), (1, 91.5), (2, 89.0)])
+    assert (vs["diff"], vs["low"], vs["high"], vs["p"]) == (1.0, 1.0, 1.0, 0.0)
+    assert vs["note"] == "all 3 differences equal" and verdict(vs) == "holds"
+    # 0.1 + 0.2 − 0.3 is float rounding, not a difference: equal runs, p = 1, CI [0, 0]
+    vs = compare([(0, 0.1 + 0.2), (1, 0.6)], [(0, 0.3), (1, 0.6)])
+    assert (vs["diff"], vs["low"], vs["high"], vs["p"]) == (0.0, 0.0, 0.0, 1.0) and verdict(vs) == "not significant"
 
 
 def test_partial_pairing_uses_welch_on_all_runs_and_says_so(tmp_path):

@@ -89,11 +89,13 @@ def check_claims(
                 if a not in losses or b not in losses:
                     continue
                 for metric in claim.get("metrics") or [None]:
-                    results.append(_pair(claim, where, a, b, losses[a], losses[b], metric, value))
+                    result = _pair(claim, where, a, b, losses[a], losses[b], metric, value)
+                    if result is not None:
+                        results.append(result)
     return results
 
 
-def _pair(claim, where, a, b, runs_a, runs_b, metric, value) -> dict[str, Any]:
+def _pair(claim, where, a, b, runs_a, runs_b, metric, value) -> dict[str, Any] | None:
     result = {
         "id": claim["id"],
         "claim": claim["claim"],
@@ -114,6 +116,8 @@ def _pair(claim, where, a, b, runs_a, runs_b, metric, value) -> dict[str, Any]:
         return [(r.seed, v) for r in rs if (v := value(r, metric)) is not None]
 
     side_a, side_b = seeded(next(iter(runs_a.values()))), seeded(next(iter(runs_b.values())))
+    if not side_a or not side_b:
+        return None  # the runs do not record this metric: the claim is not covered
     vs = compare(side_a, side_b)
     why = "" if vs is not None else f"n = {len(side_a)} vs {len(side_b)}"
     return {**result, "vs": vs, "n": (len(side_a), len(side_b)), "verdict": verdict(vs, result["better"]), "why": why}
@@ -135,11 +139,11 @@ def render_claims(results: Sequence[dict[str, Any]], metric_label: str, digits: 
             nums = [r.get("why", ""), "—", "—", "—", "—"]
         else:
             n = str(vs["n"]) if vs["test"] == "paired" else "+".join(map(str, vs["n"]))
-            test = "paired t" if vs["test"] == "paired" else f"Welch ({vs['note']})"
-            nums = [
-                f"{vs['diff']:+.{digits}g}" if abs(vs["diff"]) < 1e-3 and vs["diff"] else f"{vs['diff']:+.{digits}f}"
-            ]
-            nums += [_interval(vs["low"], vs["high"], digits), f"{vs['p']:.3g}", n, test]
+            test = "paired t" if vs["test"] == "paired" else "Welch"
+            test += f" ({vs['note']})" if vs.get("note") else ""
+            small = vs["scale"] < 1e-3  # a metric of tiny values (POD Table 5's variances): 3 significant digits
+            nums = [f"{vs['diff']:+.3g}" if small else f"{vs['diff']:+.{digits}f}"]
+            nums += [_interval(vs["low"], vs["high"], digits, small), f"{vs['p']:.3g}", n, test]
         verdict_text = f"**{r['verdict']}**" + (f" ({r['why']})" if r["verdict"] == "ambiguous" else "")
         lines.append(
             f"| {r['id']} | {r['where'] or '—'} | {r['pair']} | {metric} | {verdict_text} | " + " | ".join(nums) + " |"
@@ -156,10 +160,8 @@ def render_claims(results: Sequence[dict[str, Any]], metric_label: str, digits: 
     return "\n".join([*lines, *seen.values(), ""])
 
 
-def _interval(low: float, high: float, digits: int) -> str:
-    if max(abs(low), abs(high)) < 1e-3:
-        return f"[{low:.3g}, {high:.3g}]"
-    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+def _interval(low: float, high: float, digits: int, small: bool) -> str:
+    return f"[{low:.3g}, {high:.3g}]" if small else f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def claims_csv_rows(results: Sequence[dict[str, Any]], metric_label: str) -> list[dict[str, Any]]:

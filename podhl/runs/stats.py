@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 LEVEL = 0.95
+ROUNDING = 1e-9  # relative size below which a difference of two values is float rounding (our choice)
 
 
 def t_quantile(df: float) -> float:
@@ -55,11 +56,17 @@ def compare(a: Sequence[tuple[str | None, float]], b: Sequence[tuple[str | None,
         ref = dict(b)
         xs = [v for _, v in sorted(a, key=lambda sv: str(sv[0]))]
         ys = [ref[s] for s, _ in sorted(a, key=lambda sv: str(sv[0]))]
-        d = [x - y for x, y in zip(xs, ys, strict=True)]
-        diff, low_high = statistics.fmean(d), mean_ci(d)
-        assert low_high is not None
-        low, high = low_high
-        p = float(stats.ttest_rel(xs, ys).pvalue) if statistics.pstdev(d) > 0 else (1.0 if diff == 0 else 0.0)
+        tiny = ROUNDING * max(abs(v) for v in xs + ys)  # below this a difference is float rounding
+        d = [0.0 if abs(x - y) <= tiny else x - y for x, y in zip(xs, ys, strict=True)]
+        diff = statistics.fmean(d)
+        if statistics.pstdev(d) > tiny:
+            low, high = mean_ci(d) or (diff, diff)
+            p = float(stats.ttest_rel(xs, ys).pvalue)
+            note = ""
+        else:  # every seed gives the same difference: no spread, a zero-width interval (the t-test is undefined)
+            low = high = diff
+            p = 1.0 if diff == 0 else 0.0
+            note = f"all {len(d)} differences equal"
         test = "paired"
     else:
         xs, ys = [v for _, v in a], [v for _, v in b]
@@ -75,7 +82,8 @@ def compare(a: Sequence[tuple[str | None, float]], b: Sequence[tuple[str | None,
         low, high = diff - half, diff + half
         test = "welch"
     return {
-        "note": "" if paired else _unpaired_why(seeds_a, seeds_b),
+        "note": note if paired else _unpaired_why(seeds_a, seeds_b),
+        "scale": max(abs(v) for v in xs + ys),  # the values' size, for printing the differences
         "diff": diff,
         "low": low,
         "high": high,

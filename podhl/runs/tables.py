@@ -256,7 +256,7 @@ def _vs(vs: dict[str, Any] | None, digits: int) -> str:
     if vs is None:
         return MISSING
     mark = " *" if vs["significant"] else ""
-    welch = f" (Welch, {vs['note']})" if vs["test"] == "welch" else ""
+    welch = f" (Welch, {vs['note']})" if vs["test"] == "welch" else f" ({vs['note']})" if vs.get("note") else ""
     return f"{vs['diff']:+.{digits}f} {_ci(vs['low'], vs['high'], digits)} p={vs['p']:.3g}{welch}{mark}"
 
 
