@@ -297,6 +297,23 @@ def test_protocol_header_validated_authors_and_mixed(tmp_path):
     assert f"protocol: authors' (best test accuracy over epochs, {spec['source']}); cells: best_test_acc" in md
     assert paper_values()["pod_table4"]["protocol"]["metric"] == "test_acc"  # POD train.py: the last epoch
 
+    # a split, but the epoch chosen on test (trainer.select=test): its best_test_acc is test-selected, so the
+    # cell reads the last epoch, and the header says the split was not used to select
+    chosen_on_test = tmp_path / "t"
+    for seed in range(2):
+        fake_run(
+            chosen_on_test,
+            f"s{seed}",
+            ["loss=softmax", f"seed={seed}"],
+            test_acc=81.0,
+            best_test_acc=99.0,
+            split=SPLIT,
+            selected_by="test_acc",
+        )
+    md = make_tables([chosen_on_test], out=tmp_path / "o4", hparams=False, curves=False)["markdown"].read_text()
+    assert "split held out but not used to select (val_fraction=0.1, split 3f2a…, selected by test_acc)" in md
+    assert "81.00" in md and "99.00" not in md
+
     # a split run pooled with a run without one: the table says it mixes protocols
     fake_run(validated, "nosplit", ["loss=softmax", "seed=2"], test_acc=70.0)
     md = make_tables([validated], out=tmp_path / "o3", hparams=False, curves=False)["markdown"].read_text()

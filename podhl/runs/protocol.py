@@ -1,8 +1,9 @@
 """Which number of a run a table reads, and the protocol that produced it (the table header says it).
 
-A run **with a validation split** (``metrics.json`` ``split.val_fraction`` > 0) is read at its best
-validation epoch: ``best_<primary>`` (``best_test_acc`` = test accuracy at the epoch ``selected_by``
-chose, e.g. ``val_acc``). A run **without one** is read the way the paper's authors read theirs,
+A run **with a validation split** (``metrics.json`` ``split.val_fraction`` > 0) whose best epoch was
+chosen on it (``selected_by`` = ``val_acc``, ``val_loss``...) is read at that epoch: ``best_<primary>``
+(``best_test_acc`` = test accuracy at the best-validation epoch); with a split but ``trainer.select=test``
+or ``last``, at its last epoch (``<primary>``). A run **without one** is read the way the paper's authors read theirs,
 as recorded per paper table in ``paper_values.json`` (``protocol``: ``best_test_acc`` = the best test
 accuracy over epochs, ``test_acc`` = the last epoch's, with the authors' file and commit as the
 source); outside a paper table the last epoch's ``<primary>`` (never a number chosen on the test set).
@@ -30,6 +31,13 @@ def split_of(run: Run) -> dict[str, Any] | None:
     return split if fraction > 0 else None
 
 
+def validated(run: Run) -> bool:
+    """A split, and the best epoch chosen on it (``selected_by`` a ``val_*`` column, or not recorded). A run with
+    a split but ``trainer.select=test|last`` is not: its ``best_*`` numbers were chosen on test or are the last."""
+    selected = run.metrics.get("selected_by")
+    return split_of(run) is not None and (selected is None or str(selected).startswith("val"))
+
+
 def primary(run: Run) -> str:
     return str(run.metrics.get("primary_metric") or "test_acc")
 
@@ -38,8 +46,10 @@ def cell_metric(run: Run, spec: dict[str, Any] | None, forced: str | None = None
     """The metrics.json name a run's cell reads (module docstring)."""
     if forced:
         return forced
-    if split_of(run) is not None:
+    if validated(run):
         return f"best_{primary(run)}"
+    if split_of(run) is not None:  # a split, but the epoch was chosen on test or is the last: the last epoch's
+        return primary(run)
     authors = (spec or {}).get("protocol") or {}
     return str(authors.get("metric") or primary(run))
 
@@ -51,8 +61,12 @@ def protocol_key(run: Run, spec: dict[str, Any] | None, forced: str | None = Non
     if forced:
         kind = "validated" if split else "no validation split"
         return kind, f"{metric} (chosen by --metric; {_split_words(run, split)})"
-    if split is not None:
+    if validated(run):
         return "validated", f"validated ({_split_words(run, split)}); cells: {metric} (test at the selected epoch)"
+    if split is not None:
+        return "not selected on validation", f"split held out but not used to select ({_split_words(run, split)}); " + (
+            f"cells: {metric} (last epoch)"
+        )
     authors = (spec or {}).get("protocol")
     if authors and authors.get("metric"):
         return "authors'", f"authors' ({authors['describes']}, {authors['source']}); cells: {metric}"
