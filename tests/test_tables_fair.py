@@ -404,7 +404,7 @@ def test_digits_sweep_table_shows_ci_reference_p_protocol_and_claims(run_cli, tm
     assert len(list(sweep.glob("*/metrics.json"))) == 6
     out = tmp_path / "tables"
     args = [sys.executable, "-m", "podhl.runs.tables", str(sweep), "--reference", "softmax", "--claims"]
-    proc = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*args, "--out", str(out), "--no-hparams"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (out / "runs.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| row |"))
