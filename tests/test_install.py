@@ -76,6 +76,7 @@ def test_wheel_ships_the_configs_and_trains_from_another_directory(installed_whe
     assert where.startswith(str(installed_wheel)), where  # the installed copy, not the checkout
     assert (installed_wheel / "podhl" / "conf" / "loss" / "hl_ablation" / "epoch.yaml").is_file()
     assert (installed_wheel / "podhl" / "runs" / "paper_values.json").is_file()
+    assert (installed_wheel / "podhl" / "runs" / "paper_claims.yaml").is_file()  # podhl-tables --claims
     assert (installed_wheel / "podhl" / "py.typed").is_file() and (
         installed_wheel / "podhl" / "conf" / "logger" / "csv.yaml"
     ).is_file()

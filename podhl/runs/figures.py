@@ -1,7 +1,8 @@
 """Figures of both papers, as PNG files, from run folders.
 
 * ``scatter_features`` — one POD-Fig.-6 panel (used by the ``latent_features`` analysis too).
-* ``plot_curves`` — test accuracy per epoch from ``history.csv`` files (POD Fig. 4, HL Fig. 2).
+* ``plot_curves`` — test accuracy per epoch from ``history.csv`` files, mean line and min–max band over
+  seeds (POD Fig. 4, HL Fig. 2).
 * ``plot_loss_vs_lambda`` — final training loss against lg λ (POD Fig. 5).
 * ``plot_feature_grid`` — several runs' ``features.npz`` side by side (the whole of POD Fig. 6).
 
@@ -106,22 +107,61 @@ def _save(fig, out: Path, dpi: int = 120) -> Path:
     return out
 
 
+BAND = "min–max over seeds"  # what the shaded band of a curve is (legend and title say it)
+
+
+def curve_band(run_dirs: Iterable[Path], column: str = "test_acc") -> dict[str, np.ndarray]:
+    """Per epoch over the runs: ``mean``, ``low`` (min), ``high`` (max) and ``n`` (runs with a value).
+
+    NaN where no run has a value for an epoch (a run that stopped early still counts where it has one)."""
+    per_epoch: dict[int, list[float]] = {}
+    for run in run_dirs:
+        for row in read_history(Path(run) / "history.csv"):
+            per_epoch.setdefault(int(row["epoch"]), []).append(_float(row.get(column)))
+    epochs = np.array(sorted(per_epoch), dtype=int)
+    rows = [np.array(per_epoch[e], dtype=float) for e in epochs]
+    rows = [r[np.isfinite(r)] for r in rows]
+    nan = np.nan
+    return {
+        "epochs": epochs,
+        "mean": np.array([r.mean() if len(r) else nan for r in rows]),
+        "low": np.array([r.min() if len(r) else nan for r in rows]),
+        "high": np.array([r.max() if len(r) else nan for r in rows]),
+        "n": np.array([len(r) for r in rows], dtype=int),
+    }
+
+
 def plot_curves(
     groups: dict[str, Sequence[Path]], out: Path, column: str = "test_acc", title: str | None = None
 ) -> Path:
-    """One line per group (mean over its runs): POD Fig. 4 / HL Fig. 2."""
+    """One line per group, the mean over its runs, with a shaded min–max band over the runs (seeds):
+    POD Fig. 4 / HL Fig. 2 draw one line per loss; the band shows how far seeds spread."""
+    return draw_curves({label: curve_band(runs, column) for label, runs in groups.items()}, out, column, title)
+
+
+def draw_curves(
+    series: dict[str, dict[str, np.ndarray]], out: Path, column: str = "test_acc", title: str | None = None
+) -> Path:
+    """Draw :func:`curve_band` results: mean line, min–max band (where n > 1), legend ``label (n = k)``."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, runs in groups.items():
-        epochs, values = mean_curve(runs, column)
-        if len(epochs):
-            ax.plot(epochs, values, marker="o" if len(epochs) < 20 else None, ms=3, label=label)
+    for i, (label, band) in enumerate(series.items()):
+        epochs = band["epochs"]
+        if not len(epochs):
+            continue
+        color = plt.get_cmap("tab10")(i % 10)
+        n = int(band["n"].max())
+        ax.plot(
+            epochs, band["mean"], marker="o" if len(epochs) < 20 else None, ms=3, color=color, label=f"{label} (n={n})"
+        )
+        if n > 1:
+            ax.fill_between(epochs, band["low"], band["high"], color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(column.replace("_", " ") + (" (%)" if column.endswith("acc") else ""))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    if title:
-        ax.set_title(title, fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2, title=f"line: mean; band: {BAND}", title_fontsize=7)
+    ax.set_title((f"{title}\n" if title else "") + f"mean over seeds, shaded: {BAND}", fontsize=9)
     return _save(fig, out)
 
 

@@ -1,23 +1,31 @@
 """``podhl-tables``: run folders → the papers' table layouts (Markdown + CSV), ours beside the paper's.
 
-    podhl-tables outputs/multirun/<time> --table pod_table4          # → <sweep>/tables/pod_table4.{md,csv}
+    podhl-tables outputs/multirun/<time> --table pod_table4          # → ./tables/<time>/pod_table4.{md,csv}
     podhl-tables sweepA sweepB --table hl_table6 --out docs/results   # several sweeps pooled
-    podhl-tables outputs/multirun/<time>                              # no --table: one row per setting
+    podhl-tables outputs/multirun/<time> --reference softmax --claims # one row per setting, Δ vs softmax, verdicts
 
 With ``--table``, a run's cell is the ``row``/``col`` its ``metrics.json`` names (written by the
 experiment config's ``table`` node when the run started, so renaming folders never empties a
-table); the seeds of a cell are aggregated: mean, best (max), std (sample standard deviation,
-ddof = 1; missing for one run) and n. Rows/columns the paper has come first, in its order; extra
-ones of ours follow. A cell without runs, or without a paper value, is "—" (empty in the CSV),
-never 0. Δ = ours − paper. Every run found lands in a cell or in the list of runs left out, with
-the reason (another table, failed, still running). Without ``--table`` runs are grouped by every
-override that differs between them (seed pooled); a run lacking such a key shows it as "—".
-Also: ``<out>/<table>_curves_<col>.png`` (test accuracy per epoch, mean over seeds: POD Fig. 4 /
-HL Fig. 2) and TensorBoard HParams (``<out>/tb_hparams``); nothing is written into an input folder
-other than the default ``<first dir>/tables``. Every cell also has a 95 % CI (Student t) and, with
-``--reference LOSS``, the difference to that loss's row with its CI and p-value
-(:mod:`podhl.runs.stats`). ``--by key1,key2`` chooses the grouping keys; override values are
-normalized first (``False`` = ``false``, ``1.0`` = ``1``).
+table); a run launched without an experiment config (no ``table`` in metrics.json) is placed by the
+table's ``axes`` (paper_values.json: e.g. loss × dataset), its values read from its overrides, its
+metrics.json names and its config, when at least one of its row/column is the paper's and it has
+the setting the table holds fixed (``requires``). The seeds of a cell are aggregated: mean, best
+(max), std (sample standard deviation, ddof = 1; missing for one run) and n. Rows/columns the paper
+has come first, in its order; extra ones of ours follow. A cell without runs, or without a paper
+value, is "—" (empty in the CSV), never 0. Δ = ours − paper. Every run found lands in a cell or in
+the list of runs left out, with the reason (another table, failed, still running, does not fit).
+Without ``--table`` runs are grouped by every override that differs between them (seed pooled); a
+run lacking such a key shows it as "—".
+
+Which number of a run a cell reads, and the protocol line of the header: :mod:`podhl.runs.protocol`.
+Every cell also has a 95 % CI (Student t) and, with ``--reference LOSS``, the difference to that loss's
+row with its CI and p-value (:mod:`podhl.runs.stats`); ``--claims`` adds a verdict on each ordering
+the papers claim that the runs cover (:mod:`podhl.runs.claims`). ``--by key1,key2`` chooses the grouping
+keys; override values are normalized first (``False`` = ``false``, ``1.0`` = ``1``).
+Also: ``<out>/<table>_curves_<col>.png`` (test accuracy per epoch, mean line and min–max band over
+seeds: POD Fig. 4 / HL Fig. 2) and TensorBoard HParams (``<out>/tb_hparams``). Nothing is written
+into an input folder: the default ``<out>`` is ``./tables/<name of the first input folder>`` in the
+current directory, refused when that lies inside an input.
 """
 
 from __future__ import annotations
@@ -26,13 +34,17 @@ import argparse
 import csv
 import json
 import statistics
+import sys
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from podhl.config import canonical
+from podhl.runs.claims import check_claims, claims_csv_rows, render_claims
 from podhl.runs.figures import plot_curves
-from podhl.runs.reader import Run, load_runs, varying_keys
+from podhl.runs.protocol import cell_metric, protocol_lines
+from podhl.runs.reader import ABSENT, Run, load_runs, varying_keys
 from podhl.runs.stats import compare, mean_ci
 
 PAPER_VALUES = Path(__file__).with_name("paper_values.json")
@@ -59,19 +71,36 @@ def aggregate(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-def auto_spec(runs: Sequence[Run], metric_name: str, by: Sequence[str] | None = None) -> dict[str, Any]:
-    """No paper table: one row per setting (the overrides that differ, seed pooled; or the keys ``by``)."""
+def auto_spec(runs: Sequence[Run], metric_name: str | None = None, by: Sequence[str] | None = None) -> dict[str, Any]:
+    """No paper table: one row per setting (the overrides that differ, seed pooled; or the keys ``by``), one
+    column: the number each run's cell reads (``metric_name``, else :func:`podhl.runs.protocol.cell_metric`)."""
     keys = list(by) if by else varying_keys(runs)
+    names = sorted({cell_metric(r, None, metric_name) for r in runs if r.status == "completed"}) or ["test_acc"]
+    column = "/".join(names)
     return {
         "title": "runs grouped by " + (", ".join(keys) or "(nothing differs)"),
-        "cols_are_metrics": True,
+        "auto": True,
         "stats": ["mean", "best", "std"],
         "rows": {},
-        "cols": {metric_name: metric_name},
+        "cols": {column: column},
         "values": {},
         "keys": keys,
         "resolve": bool(by),
     }
+
+
+def axis_value(run: Run, keys: Sequence[str] | None) -> tuple[str | None, str | None]:
+    """(value, None) of a table axis for a run (its keys' values joined by '/', as the experiment configs'
+    ``table`` node writes them), or (None, the key the run has no value for)."""
+    if not keys:
+        return None, None
+    parts = []
+    for key in keys:
+        value = run.lookup(key)
+        if value is None:
+            return None, key
+        parts.append(canonical(value))
+    return "/".join(parts), None
 
 
 def place(run: Run, name: str | None, spec: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
@@ -79,26 +108,63 @@ def place(run: Run, name: str | None, spec: dict[str, Any]) -> tuple[str | None,
     if run.status == "failed":
         return None, None, f"failed: {run.metrics.get('error') or 'no reason recorded'}"
     if name is None:
-        return run.label(spec["keys"], resolve=spec.get("resolve", False)) or "all runs", None, None
-    if run.metrics.get("table") != name:
-        return None, None, f"belongs to table {run.metrics.get('table')!r}, not {name!r}"
-    return str(run.metrics.get("row")), run.metrics.get("col"), None
+        return run.label(spec["keys"], resolve=spec.get("resolve", False)) or "all runs", next(iter(spec["cols"])), None
+    tagged = run.metrics.get("table")
+    if tagged == name:
+        return str(run.metrics.get("row")), run.metrics.get("col"), None
+    if tagged is not None:
+        return None, None, f"belongs to table {tagged!r}, not {name!r}"
+    return place_untagged(run, name, spec)
+
+
+def place_untagged(run: Run, name: str, spec: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """A run not launched through an experiment config: placed by the table's axes (paper_values.json
+    ``axes``) when it has the setting the table fixes (``requires``) and its row or column is the paper's."""
+    axes = spec.get("axes") or {}
+    if not axes:
+        return None, None, f"not launched through an experiment config, and {name} has no axes to place it by"
+    for key, wanted in (spec.get("requires") or {}).items():
+        have = run.lookup(key)
+        if have is None or canonical(have) != canonical(wanted):
+            return None, None, f"{name} is {key}={wanted}; this run has {key}={have or ABSENT}"
+    row, missing = axis_value(run, axes.get("row"))
+    col, missing_col = axis_value(run, axes.get("col"))
+    missing = missing or missing_col
+    if missing:
+        return (
+            None,
+            None,
+            f"not launched through an experiment config, and has no value for {missing!r} ({name}'s axes)",
+        )
+    paper_row, paper_col = row in spec["rows"], axes.get("col") is not None and col in spec["cols"]
+    if not (paper_row or paper_col):
+        where = f"row {row!r}" + (f" and column {col!r}" if axes.get("col") else "")
+        return None, None, f"{where} of this run: none is one of {name}'s"
+    return row, col, None
+
+
+CONTEXT = ("loss", "dataset", "backbone")  # a cell pooling runs that differ in one of these gets a warning
 
 
 def build_table(
     runs: Sequence[Run],
     spec: dict[str, Any],
     name: str | None,
-    metric_name: str = "test_acc",
+    metric_name: str | None = None,
     reference: str | None = None,
 ) -> dict[str, Any]:
     """Cells ``{(row, col): {"ours": aggregate, "paper": number | dict | None, "runs": [dirs],
-    "seeded": [(seed, value)], "vs_ref": compare(...) | None}}``, order, runs left out."""
+    "seeded": [(seed, value)], "vs_ref": compare(...) | None}}``, order, runs left out, the runs placed,
+    the header's protocol lines and warnings. ``metric_name``: the number a run-keyed cell reads (None:
+    :func:`podhl.runs.protocol.cell_metric`)."""
     by_metric = bool(spec.get("cols_are_metrics"))
+    table_spec = None if spec.get("auto") else spec
     rows, cols = list(spec["rows"]), list(spec["cols"])
     values: dict[tuple[str, str], list[tuple[str | None, float]]] = {}
     dirs: dict[tuple[str, str], list[str]] = {}
     left_out: list[tuple[str, str]] = []
+    placed: list[Run] = []
+    context: dict[tuple[str, str], dict[str, set[str]]] = {}
     for run in runs:
         row, col, why = place(run, name, spec)
         if why is not None:
@@ -111,11 +177,17 @@ def build_table(
             continue
         if row not in rows:
             rows.append(row)
-        targets = [(c, run.metric(c)) for c in spec["cols"]] if by_metric else [(str(col), run.metric(metric_name))]
+        placed.append(run)
+        if by_metric:
+            targets = [(c, run.metric(c)) for c in spec["cols"]]
+        else:
+            targets = [(str(col), run.metric(cell_metric(run, table_spec, metric_name)))]
         for c, value in targets:
             if c not in cols:
                 cols.append(c)
             dirs.setdefault((row, c), []).append(str(run.dir))
+            for key in CONTEXT:
+                context.setdefault((row, c), {}).setdefault(key, set()).add(run.lookup(key) or ABSENT)
             if value is not None:
                 values.setdefault((row, c), []).append((run.seed, value))
     cells = {
@@ -133,7 +205,17 @@ def build_table(
         for c in cols:
             vs = None if ref is None or ref == r else compare(cells[(r, c)]["seeded"], cells[(ref, c)]["seeded"])
             cells[(r, c)]["vs_ref"] = vs
+    warnings = [
+        f"cell ({spec['rows'].get(r, r)}, {spec['cols'].get(c, c)}) pools runs with different {key}: "
+        + ", ".join(sorted(seen))
+        for (r, c), by_key in context.items()
+        for key, seen in by_key.items()
+        if len(seen) > 1
+    ]
     return {
+        "placed": placed,
+        "protocol": metric_columns_protocol(placed) if by_metric else protocol_lines(placed, table_spec, metric_name),
+        "warnings": warnings,
         "reference": reference,
         "rows": rows,
         "cols": cols,
@@ -144,6 +226,12 @@ def build_table(
         "col_labels": spec["cols"],
         "title": spec.get("title", ""),
     }
+
+
+def metric_columns_protocol(runs: Sequence[Run]) -> list[str]:
+    """Header lines of a table whose columns are metrics (read as named, from each run's metrics.json)."""
+    lines = protocol_lines(runs, None, "the columns' metrics.json values")
+    return [line.replace(" (chosen by --metric; ", " (") for line in lines]
 
 
 def reference_row(row: str, reference: str | None, rows: Sequence[str]) -> str | None:
@@ -168,7 +256,7 @@ def _vs(vs: dict[str, Any] | None, digits: int) -> str:
     if vs is None:
         return MISSING
     mark = " *" if vs["significant"] else ""
-    welch = " (Welch)" if vs["test"] == "welch" else ""
+    welch = f" (Welch, {vs['note']})" if vs["test"] == "welch" else f" ({vs['note']})" if vs.get("note") else ""
     return f"{vs['diff']:+.{digits}f} {_ci(vs['low'], vs['high'], digits)} p={vs['p']:.3g}{welch}{mark}"
 
 
@@ -197,7 +285,9 @@ def render_markdown(table: dict[str, Any], digits: int = 2) -> str:
         header += [f"{label} n"] + ([f"{label} Δ mean"] if with_paper else [])
         header += ([] if "std" in stats else [f"{label} ours std"]) + [f"{label} ours 95 % CI"]
         header += [f"{label} Δ vs {table['reference']}"] if table.get("reference") else []
-    lines = [f"**{table['title']}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    notes = table.get("protocol", []) + [f"WARNING: {w}" for w in table.get("warnings", [])]
+    lines = [f"**{table['title']}**", ""] + ([*(n + "  " for n in notes[:-1]), notes[-1], ""] if notes else [])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in table["rows"]:
         cells = [table["row_labels"].get(r, r)]
         for c in table["cols"]:
@@ -220,7 +310,8 @@ def render_markdown(table: dict[str, Any], digits: int = 2) -> str:
     if table.get("reference"):
         lines += [
             f"Δ vs {table['reference']}: this row minus the {table['reference']} row, same column, paired by seed "
-            '(paired t-test) when both hold the same seeds, else Welch\'s t-test (marked "(Welch)"); '
+            "(paired t-test) when both hold the same seeds, each once; otherwise Welch's t-test on all runs of both "
+            'rows, also when some seeds are shared (marked "(Welch, ...)" with how many); '
             "[95 % CI], p-value; * = the CI excludes 0."
         ]
     if table["left_out"]:
@@ -288,13 +379,13 @@ def _hparam(v: str | None) -> Any:
 def write_curves(
     runs: Sequence[Run], table: dict[str, Any], name: str, spec: dict[str, Any], out_dir: Path
 ) -> list[Path]:
-    """Test accuracy per epoch, one line per table row (mean over seeds), one PNG per column
-    (POD Fig. 4 / HL Fig. 2)."""
+    """Test accuracy per epoch, one line per table row (mean over seeds, shaded min–max band over seeds),
+    one PNG per column (POD Fig. 4 / HL Fig. 2)."""
     groups_by_col: dict[str, dict[str, list[Path]]] = {}
     for run in runs:
         row, col, why = place(run, None if name == "runs" else name, spec)
         if why is None:
-            col = "all" if spec.get("cols_are_metrics") else str(col)
+            col = "all" if spec.get("cols_are_metrics") or spec.get("auto") else str(col)
             groups_by_col.setdefault(col, {}).setdefault(table["row_labels"].get(row, row), []).append(run.dir)
     written = []
     for col, groups in groups_by_col.items():
@@ -305,15 +396,33 @@ def write_curves(
     return written
 
 
+def default_out(dirs: Sequence[str | Path]) -> Path:
+    """``./tables/<name of the first input folder>`` in the current directory (our choice: beside where the
+    command runs, never inside a sweep; a second sweep of the same name overwrites, as ``--out`` would)."""
+    first = Path(dirs[0]).resolve()
+    return Path.cwd() / "tables" / (first.name or "runs")
+
+
+def inside_input(out_dir: Path, dirs: Sequence[str | Path]) -> Path | None:
+    """The input folder ``out_dir`` lies in (or is), if any."""
+    out_abs = out_dir.resolve()
+    for d in dirs:
+        d_abs = Path(d).resolve()
+        if out_abs == d_abs or out_abs.is_relative_to(d_abs):
+            return Path(d)
+    return None
+
+
 def make_tables(
     dirs: Sequence[str | Path],
     table: str | None = None,
     out: str | Path | None = None,
-    metric_name: str = "test_acc",
+    metric_name: str | None = None,
     hparams: bool = True,
     curves: bool = True,
     reference: str | None = None,
     by: Sequence[str] | None = None,
+    claims: bool = False,
 ) -> dict[str, Path]:
     runs = load_runs(dirs)
     if not runs:
@@ -324,11 +433,21 @@ def make_tables(
         spec, name = paper_values()[table], table
     else:
         spec, name = auto_spec(runs, metric_name, by), "runs"
-    out_dir = Path(out) if out else Path(dirs[0]) / "tables"
+    out_dir = Path(out) if out else default_out(dirs)
+    holder = inside_input(out_dir, dirs)
+    if holder is not None and out is None:
+        raise SystemExit(
+            f"podhl-tables: the default output folder {out_dir} lies inside the input {holder}; "
+            "give --out a folder outside the inputs (nothing is written into an input folder)"
+        )
+    if holder is not None:
+        print(f"[podhl-tables] warning: --out {out_dir} lies inside the input {holder}", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     built = build_table(runs, spec, table, metric_name, reference)
     md = render_markdown(built)
     written = {"markdown": out_dir / f"{name}.md", "csv": out_dir / f"{name}.csv"}
+    if claims:
+        md += "\n" + write_claims(built, spec, metric_name, out_dir, name, written)
     written["markdown"].write_text(md)
     write_csv(csv_rows(built), written["csv"])
     if hparams:
@@ -340,11 +459,31 @@ def make_tables(
     return written
 
 
+def write_claims(
+    built: dict[str, Any], spec: dict[str, Any], metric_name: str | None, out_dir: Path, name: str, written: dict
+) -> str:
+    """Verdicts on the papers' claims over the runs the table placed: ``<out>/<name>_claims.{md,csv}``."""
+    table_spec = None if spec.get("auto") else spec
+
+    def value(run: Run, metric: str | None) -> float | None:
+        return run.metric(metric or cell_metric(run, table_spec, metric_name))
+
+    label = "/".join(sorted({cell_metric(r, table_spec, metric_name) for r in built["placed"]})) or "test_acc"
+    results = check_claims(built["placed"], value)
+    text = render_claims(results, label)
+    written["claims"] = out_dir / f"{name}_claims.md"
+    written["claims"].write_text(text)
+    written["claims_csv"] = out_dir / f"{name}_claims.csv"
+    write_csv(claims_csv_rows(results, label), written["claims_csv"])
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="podhl-tables",
         description="Run folders → the papers' table layouts (Markdown + CSV), beside the papers' numbers.",
         epilog="Examples: podhl-tables outputs/multirun/<stamp> (group by what differs between jobs); "
+        "podhl-tables outputs/multirun/<stamp> --reference softmax --claims; "
         "podhl-tables sweeps/pod_table4 --table pod_table4; podhl-tables --list",
     )
     parser.add_argument("dirs", nargs="*", help="multirun (sweep) dirs or run dirs; several are pooled")
@@ -353,12 +492,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"paper table layout: {', '.join(paper_values())} (default: group by what differs)",
     )
-    parser.add_argument("--out", default=None, help="output dir (default: <first dir>/tables)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output dir (default: ./tables/<name of the first dir>, in the current directory; never an input)",
+    )
     parser.add_argument(
         "--metric",
-        default="test_acc",
-        help="metrics.json value for the cells of a run-keyed table (default test_acc: the last "
-        "epoch's; best_test_acc: the best epoch's)",
+        default=None,
+        help="metrics.json value for the cells of a run-keyed table (default: best_test_acc, the test accuracy "
+        "at the best-validation epoch, for runs with a validation split; for runs without one the paper "
+        "authors' reading with --table (paper_values.json 'protocol'), else test_acc, the last epoch's)",
     )
     parser.add_argument(
         "--no-hparams",
@@ -380,6 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
         "override that differs; no --table only",
     )
     parser.add_argument(
+        "--claims",
+        action="store_true",
+        help="add a verdict (holds / not significant / reversed, with Δ, 95%% CI, p, n) on each ordering the "
+        "papers claim that the runs cover (podhl/runs/paper_claims.yaml); also <out>/<name>_claims.{md,csv}",
+    )
+    parser.add_argument(
         "--no-curves", action="store_true", help="skip the accuracy-per-epoch PNGs (<name>_curves_<column>.png)"
     )
     parser.add_argument("--list", action="store_true", help="list the known tables and exit")
@@ -397,7 +547,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("give at least one multirun or run directory")
     by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
     written = make_tables(
-        args.dirs, args.table, args.out, args.metric, not args.no_hparams, not args.no_curves, args.reference, by
+        args.dirs,
+        args.table,
+        args.out,
+        args.metric,
+        not args.no_hparams,
+        not args.no_curves,
+        args.reference,
+        by,
+        args.claims,
     )
     for kind, path in written.items():
         print(f"[podhl-tables] {kind}: {path}")
