@@ -152,7 +152,8 @@ def main(cfg: DictConfig) -> float | None:
         else:
             logging.getLogger("podhl").setLevel(logging.WARNING)  # ranks > 0 share rank 0's folder: console only
         metrics = run_in_pool(cfg, run_dir, choices) if cfg.trainer.get("gpu_pool") else run(cfg, run_dir, choices)
-        return metrics.get(metrics["primary_metric"])  # the objective for Hydra sweepers (e.g. Optuna)
+        # the objective for Hydra sweepers (Optuna): the validation metric when there is a split (metrics.json)
+        return metrics.get("objective", metrics.get(metrics["primary_metric"]))
     except KeyboardInterrupt:
         last = _last_checkpoint(run_dir) if claimed else None
         if last:
