@@ -104,6 +104,7 @@ def test_a_3_trial_search_maximizes_the_validation_accuracy(tmp_path, capsys):
     ]  # fmt: skip
     proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "TEST metric" not in proc.stdout + proc.stderr  # a split: no warning
     trials = [sweep / str(n) / "metrics.json" for n in range(3)]  # job n = Optuna trial n (one trial at a time)
     metrics = [json.loads(m.read_text()) for m in trials]
     study = optuna.load_study(study_name="digits", storage=f"sqlite:///{tmp_path / 'study.db'}")
@@ -127,3 +128,13 @@ def test_a_3_trial_search_maximizes_the_validation_accuracy(tmp_path, capsys):
         overrides = yaml.safe_load((path.parent / ".hydra" / "overrides.yaml").read_text())
         lr = next(o for o in overrides if o.startswith("schedule.optimizer.lr="))
         assert any(row.startswith(f"| {lr} |") and f"| {m['best_val_acc']:.2f} |" in row for row in rows), rows
+
+
+def test_a_search_without_validation_split_warns_that_it_optimizes_test(tmp_path):
+    args = [
+        sys.executable, "-m", "podhl.train", "hparams_search=optuna", "smoke=cpu", "dataset.val_fraction=0",
+        "schedule.optimizer.lr=interval(0.01, 0.1)", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 's'}",
+    ]  # fmt: skip
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no validation split, so the objective returned to the sweeper is a TEST metric" in proc.stdout + proc.stderr
