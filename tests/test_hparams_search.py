@@ -1,6 +1,6 @@
 """``hparams_search``: Optuna searches whose objective is the validation metric (docs/tuning.md).
 
-The presets' search spaces are the papers' own (POD §4.2.5 Fig. 5; HL §IV-B Table II), checked against the
+The presets' search spaces are the papers' own (POD §4.2.4 Fig. 5; HL §IV-B Table II), checked against the
 numbers in the papers' text; a real 3-trial search on digits checks that what Optuna maximizes is each trial's
 ``best_val_acc`` (never a test number) and that its folder reads like any sweep.
 """
@@ -52,7 +52,7 @@ def test_pod_lambda_searches_lg_lambda_from_minus_2_to_3():
     space = _space(cfg)
     assert set(space) == {"loss.lam"}
     low, high = _log_interval(space["loss.lam"])
-    assert (math.log10(low), math.log10(high)) == pytest.approx((-2.0, 3.0))  # POD §4.2.5, Fig. 5
+    assert (math.log10(low), math.log10(high)) == pytest.approx((-2.0, 3.0))  # POD §4.2.4, Fig. 5
     assert cfg.loss.alpha == 0.01  # α fixed at the paper's value (§4.2.5)
     assert cfg.hydra.sweeper.sampler.seed == 0
 
