@@ -124,6 +124,16 @@ def _last_checkpoint(run_dir: Path, names: tuple[str, ...] = ("last.pt",)) -> st
     return next(filter(None, (describe_checkpoint(run_dir / name) for name in names)), None)
 
 
+def _warn_if_search_on_test(cfg: DictConfig, hc) -> None:
+    """An Optuna search without a validation split optimizes a test number (docs/tuning.md): say so."""
+    if "optuna" in str(hc.sweeper.get("_target_") or "").lower() and not cfg.dataset.get("val_fraction"):
+        log.warning(
+            "hyperparameter search with dataset.val_fraction=%s: no validation split, so the objective returned "
+            "to the sweeper is a TEST metric; set dataset.val_fraction=0.1 (docs/tuning.md)",
+            cfg.dataset.get("val_fraction"),
+        )
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from podhl.config import check_added_keys
@@ -152,6 +162,8 @@ def main(cfg: DictConfig) -> float | None:
             logging.getLogger().addHandler(handler)
         else:
             logging.getLogger("podhl").setLevel(logging.WARNING)  # ranks > 0 share rank 0's folder: console only
+        if multirun:
+            _warn_if_search_on_test(cfg, hc)
         metrics = run_in_pool(cfg, run_dir, choices) if cfg.trainer.get("gpu_pool") else run(cfg, run_dir, choices)
         return metrics.get("objective")  # for Hydra sweepers (e.g. Optuna): validation metric when there is a split
     except KeyboardInterrupt:
