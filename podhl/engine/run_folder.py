@@ -31,7 +31,18 @@ try:
 except ImportError:  # Windows: no flock; the folder is used without a lock (README "Supported platforms")
     fcntl = None
 
-RESULTS = ("metrics.json", "history.csv", "last.pt", "best.pt", "analysis.json", "features.npz", "features.png", "tb")
+RESULTS = (
+    "metrics.json",
+    "history.csv",
+    "last.pt",
+    "best.pt",
+    "analysis.json",
+    "features.npz",
+    "features.png",
+    "tb",
+    "init_from.json",  # model.init_from's report
+    "eval",  # podhl-eval's results (eval/<name>/)
+)
 # Parts of the config that define the experiment: a resumed run must match them.
 IDENTITY_KEYS = ("task", "dataset", "backbone", "loss", "model", "schedule", "seed")
 RESUME_MODES = (False, True, "auto")
