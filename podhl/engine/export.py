@@ -85,7 +85,9 @@ def coco_detections(parts, limit: int | None) -> tuple[list[dict], dict]:
                 outputs = detector(task._images_to_device(batch_images))
             for image, out, target in zip(batch_images, outputs, targets, strict=True):
                 boxes = out["boxes"].float().cpu().numpy()
-                for box, score, label in zip(boxes, out["scores"].float().cpu().numpy(), out["labels"].cpu().numpy()):
+                for box, score, label in zip(
+                    boxes, out["scores"].float().cpu().numpy(), out["labels"].cpu().numpy(), strict=True
+                ):
                     x1, y1, x2, y2 = (float(v) for v in box)
                     results.append(
                         {
@@ -97,7 +99,7 @@ def coco_detections(parts, limit: int | None) -> tuple[list[dict], dict]:
                     )
                 images.append({"id": image_id, "height": int(image.shape[-2]), "width": int(image.shape[-1])})
                 for box, label, difficult in zip(
-                    target["boxes"].numpy(), target["labels"].numpy(), target["difficult"].numpy()
+                    target["boxes"].numpy(), target["labels"].numpy(), target["difficult"].numpy(), strict=True
                 ):
                     x1, y1, x2, y2 = (float(v) for v in box)
                     annotations.append(
