@@ -354,8 +354,19 @@ def main(argv: list[str] | None = None) -> int:
             log.error("failed: %s: %s", type(err).__name__, err, exc_info=True)
             return 1
         kind = "data error" if isinstance(shown, DatasetNotFoundError) else "configuration error"
-        log.error("%s: %s", kind, str(shown).strip() or type(shown).__name__)
+        log.error("%s: %s", kind, one_line(shown))
         return EXIT_CONFIG
+
+
+def one_line(err: BaseException) -> str:
+    """The error on one line: Hydra's "Could not find 'dataset/x'" keeps its first line and the options it lists."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if len(lines) > 1 and lines[1].startswith("Available options"):
+        options = [line for line in lines[2:] if not line.startswith(("Config search path", "provider="))]
+        return f"{lines[0]} (options: {', '.join(options)})"
+    return " ".join(lines)
 
 
 def _hydra_error(err: BaseException) -> BaseException | None:
