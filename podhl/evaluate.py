@@ -146,7 +146,9 @@ def eval_config(run_cfg: DictConfig, run_overrides: list[str], overrides: list[s
                     cfg[key] = _resolved(run_cfg[key])
     else:
         cfg = run_cfg.copy()
+        OmegaConf.set_struct(cfg, True)  # a typo'd key is an error (add one with +key=...), as in podhl-train
         ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+        OmegaConf.set_struct(cfg, False)
     with open_dict(cfg):
         cfg.pop("hydra", None)
     return cfg
@@ -317,6 +319,8 @@ def run_eval(target: str, overrides: list[str], export: bool = False) -> dict[st
             reference = json.loads(run_metrics.read_text())
         except (OSError, json.JSONDecodeError):
             reference = None
+    if reference and isinstance((reference.get("analysis") or {}).get("retrieval"), dict):
+        reference.update({f"retrieval_{k}": v for k, v in reference["analysis"]["retrieval"].items()})
     print(table(shown, reference))
     print(f"{out_dir / 'metrics.json'}")
     return record
@@ -325,16 +329,27 @@ def run_eval(target: str, overrides: list[str], export: bool = False) -> dict[st
 RETRIEVAL_KEYS = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="podhl-eval",
-        description="Evaluate a trained run's checkpoint on its test split or on other data (Hydra-style overrides).",
+        description="Evaluate a trained run's checkpoint on its test split or on other data (Hydra-style "
+        "overrides: group=option, key=value, +metrics=retrieval; podhl-eval's own: checkpoint=best|last|<path>, "
+        "eval.name=<folder>, eval.analysis=false). Writes <run>/eval/<name>/metrics.json and prints one table.",
         epilog="Examples: podhl-eval outputs/runs/X | podhl-eval outputs/runs/X checkpoint=last dataset=digits_open "
         "task=verification | podhl-eval outputs/runs/X --export +metrics=retrieval. Docs: docs/after-training.md",
     )
     parser.add_argument("run", help="a run folder (its best.pt unless checkpoint=last|<path>) or a checkpoint file")
-    parser.add_argument("overrides", nargs="*", help="key=value, group=option, +metrics=retrieval, checkpoint=...")
-    parser.add_argument("--export", action="store_true", help="also write embeddings, pair scores or detections")
+    parser.add_argument("overrides", nargs="*", help="config overrides and podhl-eval's own key=value options")
+    parser.add_argument(
+        "--export",
+        action="store_true",
+        help="also write embeddings (.npz), pair scores (pairs_<set>.npz) or detections (COCO JSON); = export=true",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     export = "--export" in argv  # anywhere on the line (argparse stops taking positionals after an option)
     args = parser.parse_args([a for a in argv if a != "--export"])
