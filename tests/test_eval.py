@@ -96,6 +96,25 @@ def test_classification_eval_reproduces_the_run_and_exports(digits_run):
     assert 100.0 * float(np.mean(saved["predictions"] == labels)) == pytest.approx(trained["test_acc"])
 
 
+def test_a_gpu_run_evaluates_on_the_cpu(digits_run, tmp_path):
+    """A run recorded with trainer.device=cuda evaluates where podhl-eval runs (trainer.device=auto; the
+    checkpoint's tensors are mapped to that device)."""
+    import shutil
+
+    _, run = digits_run
+    copy = tmp_path / "gpu_run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval"))
+    cfg = OmegaConf.load(copy / ".hydra" / "config.yaml")
+    cfg.trainer.device = "cuda"
+    OmegaConf.save(cfg, copy / ".hydra" / "config.yaml")
+    assert podhl_eval([str(copy), "checkpoint=last"]) == 0
+    m = eval_metrics(copy, "digits")
+    from podhl.engine.validate import resolve_device
+
+    expected = str(resolve_device("auto"))
+    assert m["device"] == expected and (expected != "cpu" or m["test_acc"] == read_metrics(run)["test_acc"])
+
+
 def test_eval_of_the_best_checkpoint_on_a_second_dataset(digits_run):
     """A 10-digit classifier scored as an embedder on digits_open's 6-9 pairs: its criterion (10 classes) does
     not fit digits_open's 6 training classes, so only the pair metrics are reported."""

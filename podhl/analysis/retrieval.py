@@ -48,7 +48,7 @@ def retrieval(source, split: str = "test", layer: str = "latent", batch_size: in
     """The analysis entry (``+metrics=retrieval``): retrieval metrics of ``split``'s features (``layer``)."""
     features, labels = source.features(split, layer)
     t0 = time.perf_counter()
-    out = retrieval_metrics(features, labels, batch_size=batch_size)
+    out = retrieval_metrics(features, labels, batch_size=batch_size, device=source.device)  # the run's device
     return {
         "split": split,
         "layer": layer,
