@@ -128,3 +128,21 @@ def test_init_from_json_and_missing_path_exit_2(tmp_path, run_cli):
         len(errors) == 1 and f"configuration error: model.init_from={tmp_path / 'missing'}: no such file" in errors[0]
     )
     assert not (folder / "history.csv").exists()
+
+
+def test_start_keys_do_not_block_resume():
+    """model.init_from/init_criterion only say how a run started: a run saved before they existed, or started
+    from other weights, resumes; a real change of the model still does not."""
+    from podhl.engine.run_folder import identity_mismatch
+
+    old = {"model": {"fc1": True, "feat_dim": 32}}
+    assert (
+        identity_mismatch(old, {"model": {"fc1": True, "feat_dim": 32, "init_from": None, "init_criterion": False}})
+        is None
+    )
+    assert (
+        identity_mismatch(old, {"model": {"fc1": True, "feat_dim": 32, "init_from": "/runs/a", "init_criterion": True}})
+        is None
+    )
+    why = identity_mismatch(old, {"model": {"fc1": True, "feat_dim": 16, "init_from": None}})
+    assert why == "'model' differs: model.feat_dim saved 32, now 16"
