@@ -38,7 +38,7 @@ from podhl.errors import ConfigError, DatasetNotFoundError  # noqa: E402
 
 log = logging.getLogger("podhl")
 EXIT_CONFIG, EXIT_INTERRUPTED = 2, 130
-OWN_KEYS = ("checkpoint", "export", "eval.name", "eval.analysis")  # podhl-eval's options, not config keys
+OWN_KEYS = ("checkpoint", "export", "eval.name", "eval.analysis", "eval.split")  # podhl-eval's options, not config keys
 PINNED = ("backbone", "model", "loss")  # what the checkpoint's tensors were made for: always the run's
 
 
@@ -201,20 +201,25 @@ def load_state(parts, state: dict[str, Any]) -> bool:
         ) from None
 
 
-def evaluate(parts, cfg: DictConfig, criterion_loaded: bool) -> dict[str, float]:
-    """``task.evaluate`` as training's last evaluation runs it (same limit of test batches)."""
-    from podhl.tasks.verification import VerificationTask
+def evaluate(parts, cfg: DictConfig, criterion_loaded: bool, split: str = "test") -> dict[str, float]:
+    """``task.evaluate`` as training's last evaluation runs it (same limit of test batches). ``split``: "test",
+    or "val" where the task evaluates a validation split. Without the criterion's state (a verification task
+    on other classes) the classification metrics of the split are left out: the criterion never saw those
+    classes."""
+    import inspect
 
     task = parts.task
-    limit = cfg.trainer.get("limit_test_batches")
-    if not criterion_loaded and isinstance(task, VerificationTask):
-        test = task.data.test
-        task.data.test = []  # no classification metrics with a criterion that was never trained for these classes
-        try:
-            return task.evaluate(parts.model, parts.criterion, limit_batches=limit)
-        finally:
-            task.data.test = test
-    return task.evaluate(parts.model, parts.criterion, limit_batches=limit)
+    kwargs: dict[str, Any] = {"limit_batches": cfg.trainer.get("limit_test_batches")}
+    if split != "test":
+        if "split" not in inspect.signature(task.evaluate).parameters:
+            raise ConfigError(
+                f"eval.split={split}: this version of {type(task).__name__} evaluates the test split only"
+            )
+        kwargs["split"] = split
+    out = task.evaluate(parts.model, parts.criterion, **kwargs)
+    if not criterion_loaded:
+        out = {k: v for k, v in out.items() if not k.startswith(("test_", "val_"))}
+    return out
 
 
 # ---------------------------------------------------------------------- output
@@ -225,15 +230,22 @@ def eval_name(cfg: DictConfig, given: str | None) -> str:
     return name
 
 
-def table(metrics: dict[str, Any], reference: dict[str, Any] | None) -> str:
-    """One table: metric, value (and the run's own value of the same metric, when it evaluated the same data)."""
+def table(metrics: dict[str, Any], reference: dict[str, Any] | None, epoch: int) -> str:
+    """One table: metric, value, and the run's own value of the metric at the checkpoint's epoch when the
+    evaluation used the run's data (``metrics.json``: the last epoch's ``<m>``, the selected epoch's ``best_<m>``)."""
     rows = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    head = ["metric", "value"] + (["run"] if reference else [])
+    prefix = None
+    if reference:
+        if epoch == reference.get("epochs"):
+            prefix = ""
+        elif epoch == reference.get("best_epoch"):
+            prefix = "best_"
+    head = ["metric", "value"] + ([f"run (epoch {epoch})"] if prefix is not None else [])
     lines = []
     for key, value in rows:
         line = [key, f"{value:.4f}"]
-        if reference:
-            ref = reference.get(key)
+        if prefix is not None:
+            ref = reference.get(f"{prefix}{key}")
             line.append(f"{ref:.4f}" if isinstance(ref, (int, float)) and not isinstance(ref, bool) else "")
         lines.append(line)
     widths = [max(len(r[i]) for r in [head, *lines]) for i in range(len(head))]
@@ -271,7 +283,7 @@ def run_eval(target: str, overrides: list[str], export: bool = False) -> dict[st
         parts.task.describe(),
         parts.runtime.device,
     )
-    metrics = evaluate(parts, cfg, criterion_loaded)
+    metrics = evaluate(parts, cfg, criterion_loaded, str(own.get("eval.split") or "test"))
     analysis = {}
     if str(own.get("eval.analysis", "true")).lower() != "false":
         source = FeatureSource(
@@ -321,7 +333,7 @@ def run_eval(target: str, overrides: list[str], export: bool = False) -> dict[st
             reference = None
     if reference and isinstance((reference.get("analysis") or {}).get("retrieval"), dict):
         reference.update({f"retrieval_{k}": v for k, v in reference["analysis"]["retrieval"].items()})
-    print(table(shown, reference))
+    print(table(shown, reference, int(state["epoch"])))
     print(f"{out_dir / 'metrics.json'}")
     return record
 

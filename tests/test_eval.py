@@ -72,10 +72,14 @@ def digits_run(tmp_path_factory):
     return train_run(run, *QUICK), run
 
 
-def test_classification_eval_reproduces_the_run_and_exports(digits_run):
+def test_classification_eval_reproduces_the_run_and_exports(digits_run, capsys):
     trainer, run = digits_run
     before = digests(run)
     assert podhl_eval([str(run), "checkpoint=last", "--export"]) == 0
+    head, _, *rows = capsys.readouterr().out.splitlines()
+    assert head.split() == ["metric", "value", "run", "(epoch", "1)"]
+    [acc] = [row.split() for row in rows if row.startswith("test_acc ")]
+    assert acc[1] == acc[2] == f"{read_metrics(run)['test_acc']:.4f}"  # the printed table: value and the run's
     assert digests(run) == before  # metrics.json, history.csv, checkpoints: byte-identical
     m, trained = eval_metrics(run, "digits"), read_metrics(run)
     for key in ("test_acc", "test_loss", "test_feature_norm"):
@@ -123,7 +127,7 @@ def test_eval_of_the_best_checkpoint_on_a_second_dataset(digits_run):
     m = eval_metrics(run, "open")
     assert m["checkpoint"].endswith("best.pt") and m["dataset"] == "digits_open" and not m["criterion_loaded"]
     assert m["verify_acc"] == m["digits_open_acc"] and 50.0 <= m["verify_acc"] <= 100.0
-    assert not any(k.startswith("test_") for k in m)
+    assert not any(k.startswith(("test_", "val_")) for k in m)
     pairs = np.load(run / "eval" / "open" / "pairs_digits_open.npz")
     e = pairs["embeddings"] / np.linalg.norm(pairs["embeddings"], axis=1, keepdims=True)
     np.testing.assert_allclose(pairs["scores"], (e[0::2] * e[1::2]).sum(1), rtol=1e-6, atol=1e-6)
