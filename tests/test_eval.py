@@ -100,6 +100,28 @@ def test_classification_eval_reproduces_the_run_and_exports(digits_run, capsys):
     assert 100.0 * float(np.mean(saved["predictions"] == labels)) == pytest.approx(trained["test_acc"])
 
 
+def test_a_plain_key_override_changes_the_data(digits_run):
+    """``dataset.split_seed=1`` (a key, applied to the run's config as it is): another 20 % of digits is the
+    test split; test_acc is the trained model's accuracy on exactly those images."""
+    from podhl.data import build_data
+
+    trainer, run = digits_run
+    assert podhl_eval([str(run), "checkpoint=last", "dataset.split_seed=1", "eval.name=resplit"]) == 0
+    m = eval_metrics(run, "resplit")
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    cfg.dataset.split_seed = 1
+    test = build_data(cfg.dataset).test
+    images = torch.stack([test[i][0] for i in range(len(test))])
+    labels = torch.tensor([int(test[i][1]) for i in range(len(test))])
+    trainer.model.eval()
+    with torch.no_grad():
+        predicted = trainer.criterion.logits(trainer.model(images)).argmax(1)
+    assert m["test_acc"] == pytest.approx(100.0 * float((predicted == labels).float().mean()))
+    original = trainer.task.data.test
+    assert not torch.equal(images, torch.stack([original[i][0] for i in range(len(original))]))  # other images
+    assert m["overrides"] == ["dataset.split_seed=1"]
+
+
 def test_a_gpu_run_evaluates_on_the_cpu(digits_run, tmp_path):
     """A run recorded with trainer.device=cuda evaluates where podhl-eval runs (trainer.device=auto; the
     checkpoint's tensors are mapped to that device)."""
