@@ -127,11 +127,13 @@ def eval_config(run_cfg: DictConfig, run_overrides: list[str], overrides: list[s
     """The config to evaluate with: the run's, changed by ``overrides`` (see the module docstring)."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
+    from podhl.config import CONFIG_DIR, check_added_keys, compose_config
+
     parsed = _parse(overrides)
     groups = [o.key_or_group for o in parsed if _is_group(o.key_or_group)]
+    # a typo'd +key under podhl's own nodes (+trainer.limit_test_batch=1) is refused, as in podhl-train
+    check_added_keys(list(overrides), {p.name: None for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}, compose_config)
     if groups:
-        from podhl.config import compose_config
-
         new_keys = {o.key_or_group for o in parsed}
         kept = []
         for o in _parse(run_overrides):
