@@ -133,6 +133,12 @@ def eval_config(run_cfg: DictConfig, run_overrides: list[str], overrides: list[s
     groups = [o.key_or_group for o in parsed if _is_group(o.key_or_group)]
     # a typo'd +key under podhl's own nodes (+trainer.limit_test_batch=1) is refused, as in podhl-train
     check_added_keys(list(overrides), {p.name: None for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}, compose_config)
+    pinned = [g for g in groups if g.split("/")[0] in PINNED]
+    if pinned:
+        raise ConfigError(
+            f"podhl-eval keeps the run's {', '.join(PINNED)} (the checkpoint was trained with them): "
+            f"drop {', '.join(pinned)}=... or train a new run"
+        )
     if groups:
         new_keys = {o.key_or_group for o in parsed}
         kept = []
