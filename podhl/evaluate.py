@@ -7,10 +7,11 @@ on the run's test split, or on whatever the overrides name (Hydra syntax):
 
 * config groups (``dataset=digits_open``, ``task=verification``, ``+metrics=retrieval``) re-compose the config
   from the run's recorded overrides (``<run>/.hydra/overrides.yaml``) plus the new ones; the model-defining
-  nodes (``backbone``, ``model``, ``loss``) stay the run's, so the checkpoint fits;
+  nodes (``backbone``, ``model``, ``loss``) stay the run's, so the checkpoint fits (``loss=...`` is refused);
 * plain keys (``dataset.root=...``, ``task.eval_sets=[lfw]``) are applied to the run's config as it is;
 * podhl-eval's own: ``checkpoint=best|last|<path>`` (default best), ``export=true`` (or ``--export``),
-  ``eval.name=<name>`` (default: the dataset's name), ``eval.analysis=false`` (skip the config's analyses).
+  ``eval.name=<name>`` (default: the dataset's name), ``eval.analysis=false`` (skip the config's analyses),
+  ``eval.split=val`` (a validation split, where the task evaluates one; default test).
 
 Results: ``<run>/eval/<name>/metrics.json`` (and with export: ``embeddings.npz``, ``pairs_<set>.npz``,
 ``detections.json`` + ``ground_truth.json``); training records are never written. Exit codes as podhl-train:
