@@ -300,3 +300,22 @@ def test_console_script_line(tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "configuration error" in lines[0], proc.stderr
+
+
+def _has_split() -> bool:
+    import inspect
+
+    from podhl.tasks.classification import ClassificationTask
+
+    return "split" in inspect.signature(ClassificationTask.evaluate).parameters
+
+
+@pytest.mark.skipif(not _has_split(), reason="task.evaluate has no validation split in this version")
+def test_eval_of_the_validation_split(tmp_path):
+    """``eval.split=val``: the validation metrics of the checkpoint's epoch, as the run recorded them."""
+    run = tmp_path / "run"
+    train_run(run, *QUICK, "dataset.val_fraction=0.1")
+    assert podhl_eval([str(run), "checkpoint=last", "eval.split=val", "eval.name=val"]) == 0
+    m, trained = eval_metrics(run, "val"), read_metrics(run)
+    assert m["val_acc"] == trained["val_acc"] and m["val_loss"] == trained["val_loss"]
+    assert not any(k.startswith("test_") for k in m)
