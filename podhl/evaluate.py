@@ -292,7 +292,8 @@ def run_eval(target: str, overrides: list[str], export: bool = False) -> dict[st
         parts.task.describe(),
         parts.runtime.device,
     )
-    metrics = evaluate(parts, cfg, criterion_loaded, str(own.get("eval.split") or "test"))
+    split = str(own.get("eval.split") or "test")
+    metrics = evaluate(parts, cfg, criterion_loaded, split)
     analysis = {}
     if str(own.get("eval.analysis", "true")).lower() != "false":
         source = FeatureSource(
@@ -312,7 +313,7 @@ def run_eval(target: str, overrides: list[str], export: bool = False) -> dict[st
     if export:
         from podhl.engine.export import export_outputs
 
-        files = export_outputs(parts, cfg, out_dir, criterion_loaded)
+        files = export_outputs(parts, cfg, out_dir, criterion_loaded, split)
     retrieval = analysis.get("retrieval") or {}
     shown = {**metrics, **{f"retrieval_{k}": v for k, v in retrieval.items() if k in RETRIEVAL_KEYS}}
     record = finite_or_none(
@@ -322,6 +323,7 @@ def run_eval(target: str, overrides: list[str], export: bool = False) -> dict[st
             "analysis": analysis or None,
             "checkpoint": str(checkpoint),
             "checkpoint_epoch": int(state["epoch"]),
+            "split": split,
             "run_dir": str(run_dir),
             "dataset": str(cfg.dataset.get("name")),
             "task": type(parts.task).__name__,

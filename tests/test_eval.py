@@ -315,7 +315,10 @@ def test_eval_of_the_validation_split(tmp_path):
     """``eval.split=val``: the validation metrics of the checkpoint's epoch, as the run recorded them."""
     run = tmp_path / "run"
     train_run(run, *QUICK, "dataset.val_fraction=0.1")
-    assert podhl_eval([str(run), "checkpoint=last", "eval.split=val", "eval.name=val"]) == 0
+    assert podhl_eval([str(run), "checkpoint=last", "eval.split=val", "eval.name=val", "--export"]) == 0
     m, trained = eval_metrics(run, "val"), read_metrics(run)
-    assert m["val_acc"] == trained["val_acc"] and m["val_loss"] == trained["val_loss"]
+    assert m["val_acc"] == trained["val_acc"] and m["val_loss"] == trained["val_loss"] and m["split"] == "val"
     assert not any(k.startswith("test_") for k in m)
+    saved = np.load(run / "eval" / "val" / "embeddings.npz")  # the validation images' embeddings
+    assert len(saved["labels"]) == trained["split"]["val_size"]
+    assert 100.0 * float(np.mean(saved["predictions"] == saved["labels"])) == pytest.approx(m["val_acc"])

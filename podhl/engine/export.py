@@ -1,8 +1,9 @@
 """``podhl-eval --export``: what an evaluation computed, as files other tools read.
 
 * ``embeddings.npz`` (classification, verification with a test split): ``embeddings`` (N, d) float32, the
-  latent features x of the test images (model in eval mode, no augmentation), ``labels`` (N,) int64 and
-  ``predictions`` (N,), the criterion's argmax (absent when its state was not loaded);
+  latent features x of the evaluated split's images (test, or ``eval.split=val``; model in eval mode, no
+  augmentation), ``labels`` (N,) int64 and ``predictions`` (N,), the criterion's argmax (absent when its
+  state was not loaded);
 * ``pairs_<set>.npz`` (verification, one per set): ``embeddings`` (2P, d) as the task scores them (with
   ``task.flip``: f(x) + f(mirror x)), ``scores`` (P,) the cosine similarity of rows 2i and 2i+1 and
   ``issame`` (P,) bool;
@@ -45,10 +46,11 @@ def _save_json(path: Path, obj) -> str:
 
 
 @torch.no_grad()
-def test_embeddings(parts, limit: int | None, predict: bool) -> dict[str, np.ndarray]:
+def split_embeddings(parts, limit: int | None, predict: bool, split: str = "test") -> dict[str, np.ndarray]:
+    """Features, labels (and the criterion's predictions) of ``split``, the first ``limit`` batches."""
     feats, labels, preds = [], [], []
     parts.criterion.eval()
-    for i, (f, y) in enumerate(parts.task.feature_batches(parts.model, "test", shard=False)):
+    for i, (f, y) in enumerate(parts.task.feature_batches(parts.model, split, shard=False)):
         if limit is not None and i >= int(limit):
             break
         feats.append(f.float().cpu())
@@ -122,8 +124,11 @@ def coco_detections(parts, limit: int | None) -> tuple[list[dict], dict]:
     return results, {"images": images, "annotations": annotations, "categories": categories}
 
 
-def export_outputs(parts, cfg: DictConfig, out_dir: Path, criterion_loaded: bool) -> dict[str, str]:
-    """Write the task's export files into ``out_dir``; returns {file name: what it holds}."""
+def export_outputs(
+    parts, cfg: DictConfig, out_dir: Path, criterion_loaded: bool, split: str = "test"
+) -> dict[str, str]:
+    """Write the task's export files into ``out_dir``; returns {file name: what it holds}. ``split``: the
+    evaluated split, whose embeddings ``embeddings.npz`` holds (detection: always the test images)."""
     from podhl.tasks.classification import ClassificationTask
     from podhl.tasks.detection import DetectionTask
     from podhl.tasks.verification import VerificationTask
@@ -137,8 +142,8 @@ def export_outputs(parts, cfg: DictConfig, out_dir: Path, criterion_loaded: bool
         files[_save_json(out_dir / "ground_truth.json", truth)] = "the test boxes as a COCO dataset"
         return files
     if isinstance(task, ClassificationTask) and len(task.data.test):
-        arrays = test_embeddings(parts, limit, predict=criterion_loaded)
-        files[_save_npz(out_dir / "embeddings.npz", **arrays)] = "test embeddings, labels, predictions"
+        arrays = split_embeddings(parts, limit, predict=criterion_loaded, split=split)
+        files[_save_npz(out_dir / "embeddings.npz", **arrays)] = f"{split} embeddings, labels, predictions"
     if isinstance(task, VerificationTask):
         for name, pairs in task.pairs.items():
             embeddings = task.embed(parts.model, pairs)
