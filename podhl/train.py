@@ -46,6 +46,8 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str]) -> dict:
     if cfg.trainer.get("gpu_slot") is not None:
         names["gpu_slot"] = cfg.trainer.gpu_slot
     trainer = Trainer.from_config(cfg, run_dir, names)
+    if trainer.parts.init_report is not None:  # model.init_from: what was loaded and what not
+        trainer.records.write("init_from.json", trainer.parts.init_report)
     log.info(
         "run dir %s | %s with %s, %s | feat_dim %d | device %s",
         run_dir,

@@ -77,7 +77,7 @@ def test_cfg_job_package_prints_one_group():
 
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
-    from podhl import bench
+    from podhl import bench, evaluate
     from podhl.pedcc import cli as pedcc_cli
     from podhl.runs import tables
 
@@ -85,10 +85,11 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
         "podhl-bench": bench.build_parser(),
         "podhl-tables": tables.build_parser(),
         "podhl-pedcc": pedcc_cli.build_parser(),
+        "podhl-eval": evaluate.build_parser(),
     }
 
 
-@pytest.mark.parametrize("script", ["podhl-bench", "podhl-tables", "podhl-pedcc"])
+@pytest.mark.parametrize("script", ["podhl-bench", "podhl-tables", "podhl-pedcc", "podhl-eval"])
 def test_every_option_has_help(script, capsys):
     parser = _parsers()[script]
     assert parser.prog == script and parser.description

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from podhl import distributed as dist
+from podhl.engine.init_from import check_init_from, init_from
 from podhl.engine.optim import build_optimizer, build_scheduler, param_groups
 from podhl.engine.seeding import seed_everything, set_deterministic
 from podhl.engine.validate import resolve_device, validate_config
@@ -33,6 +34,7 @@ class RunParts:
     optimizers: list[torch.optim.Optimizer]  # one per criterion step when it asks for separate ones (COT)
     schedulers: list
     scaler: torch.amp.GradScaler
+    init_report: dict | None = None  # what model.init_from loaded and what not (<run dir>/init_from.json)
 
 
 def start_runtime(tcfg: DictConfig) -> Runtime:
@@ -64,6 +66,7 @@ def check_backbone_kind(task: Task, backbone: DictConfig) -> None:
 
 def build_run(cfg: DictConfig) -> RunParts:
     validate_config(cfg)
+    check_init_from(cfg.get("model"))  # a missing model.init_from stops the run before the data is read
     tcfg = cfg.trainer
     runtime = start_runtime(tcfg)
     accumulate = int(cfg.schedule.get("accumulate_grad_batches", 1))
@@ -82,6 +85,7 @@ def build_run(cfg: DictConfig) -> RunParts:
     criterion = instantiate(cfg.loss, num_classes=task.num_classes, feat_dim=model.feat_dim)
     if not isinstance(criterion, Criterion):
         raise ConfigError(f"loss._target_ must build a podhl Criterion, got {type(criterion).__name__}")
+    init_report = init_from(cfg.get("model"), model, criterion)  # weights of a trained model (fresh schedule)
     if runtime.world > 1 and tcfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(runtime.device)
@@ -101,4 +105,4 @@ def build_run(cfg: DictConfig) -> RunParts:
     optimizers = [build_optimizer(cfg.schedule, groups) for _ in range(n_opt)]
     schedulers = [build_scheduler(cfg.schedule, opt) for opt in optimizers]
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=tcfg.precision == "fp16")
-    return RunParts(runtime, task, model, train_model, criterion, optimizers, schedulers, scaler)
+    return RunParts(runtime, task, model, train_model, criterion, optimizers, schedulers, scaler, init_report)

@@ -31,9 +31,23 @@ try:
 except ImportError:  # Windows: no flock; the folder is used without a lock (README "Supported platforms")
     fcntl = None
 
-RESULTS = ("metrics.json", "history.csv", "last.pt", "best.pt", "analysis.json", "features.npz", "features.png", "tb")
+RESULTS = (
+    "metrics.json",
+    "history.csv",
+    "last.pt",
+    "best.pt",
+    "analysis.json",
+    "features.npz",
+    "features.png",
+    "tb",
+    "init_from.json",  # model.init_from's report
+    "eval",  # podhl-eval's results (eval/<name>/)
+)
 # Parts of the config that define the experiment: a resumed run must match them.
 IDENTITY_KEYS = ("task", "dataset", "backbone", "loss", "model", "schedule", "seed")
+# Keys that only say how a run started (a resumed run's weights come from last.pt): a run written before they
+# existed, or one started from other weights, resumes all the same.
+NOT_IDENTITY = ("model.init_from", "model.init_criterion")
 RESUME_MODES = (False, True, "auto")
 TEMPORARIES = ".*.tmp"  # podhl.engine.records.atomic_write's temporaries: .<name>.<random>.tmp
 log = logging.getLogger("podhl")
@@ -83,12 +97,19 @@ def _shown(leaves: dict[str, Any], key: str) -> str:
     return repr(leaves[key]) if key in leaves else "absent"
 
 
+def _identity(section: Any, key: str) -> Any:
+    """A config section without its start-only keys (NOT_IDENTITY)."""
+    if not isinstance(section, dict):
+        return section
+    return {k: v for k, v in section.items() if f"{key}.{k}" not in NOT_IDENTITY}
+
+
 def identity_mismatch(saved: dict[str, Any], current: dict[str, Any], shown: int = 4) -> str | None:
     """The first config section that differs between a checkpoint's run and this one, with the changed keys
     (``'schedule' differs: schedule.epochs saved 2, now 3``); else None."""
     for key in IDENTITY_KEYS:
-        if key in saved and saved[key] != current.get(key):
-            old, new = _leaves(saved[key], key), _leaves(current.get(key), key)
+        if key in saved and _identity(saved[key], key) != _identity(current.get(key), key):
+            old, new = _leaves(_identity(saved[key], key), key), _leaves(_identity(current.get(key), key), key)
             changed = [
                 f"{k} saved {_shown(old, k)}, now {_shown(new, k)}"
                 for k in dict.fromkeys([*old, *new])
