@@ -496,3 +496,16 @@ def test_bench_script_runs(tmp_path):
     )
     assert [r["loss"] for r in out["losses"]] == ["softmax", "hl"] and all(r["ms_per_step"] > 0 for r in out["losses"])
     assert json.loads((tmp_path / "b.json").read_text())["inputs"].startswith("SYNTHETIC")
+
+
+def test_sphereface_official_schedule_in_the_trainer(train):
+    """The per-update drops reach the optimizer inside a real (smoke) run: milestones 1 and 2, three updates."""
+    trainer, metrics = train(  # on digits with the small CNN: the schedule is what is tested
+        "smoke=cpu",
+        "schedule=sphereface_official",
+        "schedule.batch_size=16",
+        "schedule.scheduler.milestones=[1,2]",
+        "trainer.limit_train_batches=3",
+    )
+    assert metrics["completed"] and trainer.global_step == 3
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 0.1**2)

@@ -33,9 +33,9 @@ The threshold is the exact optimum over the training folds' distinct scores (``r
 Ties go to the highest such score (fewest accepted pairs, as ``argmax`` picks the first), and the
 threshold sits midway between the lowest accepted and the highest rejected training score.
 insightface instead searches a grid (0.01 on the squared distance, i.e. 0.005 in cosine) and takes
-the first maximum. On the same scores the two differ by whole pairs per fold, not by ties: measured on
-synthetic scores (docs/verification.md, scripts/protocol_gap.py), up to about ±1.5 points on 600-pair sets
-and a few tenths of a point on 6,000-pair sets.
+the first maximum. On the same scores the two differ by whole pairs per fold, not by ties: on synthetic
+scores (scripts/protocol_gap.py, docs/verification.md "Protocols") by −1.8 to +1.7 points on 600-pair sets
+and −0.5 to +0.35 points on 6,000-pair sets, about 0 on average.
 
 TAR at FAR (``tar_at_far``): the pooled ROC curve over all pairs, the largest true-accept rate whose
 false-accept rate is ≤ FAR. Reported only when there are at least 1/FAR different pairs (FAR = 1e-3
