@@ -14,7 +14,7 @@ what is thresholded:
   on a FAR curve with repeated values, which recent SciPy rejects (a known upstream bug), so TAR@FAR comes
   from :func:`tar_at_far` here.
 * ``exact``: the exact optimum over the training folds' scores (:func:`best_threshold`, below).
-* ``sphereface``: wy1iu/sphereface ``test/code/evaluation.m`` @ f20b130a: a face's feature is
+* ``sphereface``: wy1iu/sphereface ``test/code/evaluation.m`` @ 2679f8e5 (repository @ f20b130a): a face's feature is
   [f(x); f(flip x)] concatenated, the mean feature of the training folds (both images of every pair) is
   subtracted before the cosine, and the threshold is the mean of all best thresholds of the grid
   (−1:1e-4:1) with "same" iff score > t and "different" iff score < t (:func:`sphereface_fold_accuracies`).
@@ -51,7 +51,7 @@ from sklearn.preprocessing import normalize
 
 PROTOCOLS = ("insightface", "exact", "sphereface")
 INSIGHTFACE_THRESHOLDS = np.arange(0, 4, 0.01)  # insightface eval/verification.py @ bb221e6e, evaluate()
-SPHEREFACE_THRESHOLD_STEPS = 10000  # wy1iu/sphereface test/code/evaluation.m @ f20b130a: getThreshold(..., 10000)
+SPHEREFACE_THRESHOLD_STEPS = 10000  # wy1iu/sphereface test/code/evaluation.m @ 2679f8e5: getThreshold(..., 10000)
 
 
 def _check(scores: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
