@@ -5,7 +5,8 @@ verbatim from deepinsight/insightface ``recognition/arcface_torch/eval/verificat
 newest commit; repository @ 7fadd420; MIT License, Copyright (c) 2016 David Sandberg). ``calculate_val`` is left
 out: ``interpolate.interp1d(far_train, thresholds, kind='slinear')`` fails on recent SciPy (repeated FAR values).
 ``sphereface``: the 10-fold loop, ``getThreshold`` and ``getAccuracy`` of wy1iu/sphereface ``test/code/evaluation.m``
-@ 2679f8e5 (the file's newest commit; repository @ f20b130a; MIT License, Weiyang Liu, Yandong Wen), transcribed line by line from MATLAB to numpy.
+@ 2679f8e5 (the file's newest commit; repository @ f20b130a; MIT License, Weiyang Liu, Yandong Wen), transcribed
+line by line from MATLAB to numpy.
 """
 
 from __future__ import annotations
