@@ -11,8 +11,8 @@ what is thresholded:
   d < t, and t is the first best of the grid ``np.arange(0, 4, 0.01)`` on the training folds
   (:func:`grid_fold_accuracies`). Only ``calculate_roc``/``calculate_accuracy`` are transplanted: its
   ``calculate_val`` (VAL@FAR) calls ``scipy.interpolate.interp1d(far_train, thresholds, kind='slinear')``
-  on a FAR curve with repeated values, which recent SciPy rejects (a known upstream bug), so TAR@FAR comes
-  from :func:`tar_at_far` here.
+  on a FAR curve with repeated values, which recent SciPy rejects (1.17.1: ValueError "Expect x to not have
+  duplicates"), so TAR@FAR comes from :func:`tar_at_far` here.
 * ``exact``: the exact optimum over the training folds' scores (:func:`best_threshold`, below).
 * ``sphereface``: wy1iu/sphereface ``test/code/evaluation.m`` @ 2679f8e5 (repository @ f20b130a): a face's feature is
   [f(x); f(flip x)] concatenated, the mean feature of the training folds (both images of every pair) is
