@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import pickle
 import struct
 
@@ -24,6 +25,7 @@ from podhl.data.faces import load_bin, load_pairs, read_pairs_txt
 from podhl.data.recordio import IndexedRecordReader
 from podhl.errors import DatasetFormatError, DatasetNotFoundError
 from podhl.models import build_model
+from podhl.runs.tables import paper_values
 from podhl.tasks.base import Runtime
 from podhl.tasks.verification import VerificationTask
 from podhl.tasks.verification_metrics import best_threshold, fold_accuracies, tar_at_far, verification_metrics
@@ -340,6 +342,8 @@ def test_face_pipeline_on_tiny_files(train, tmp_path):
         "task.sets.cfp_fp.format=pairs",
         f"task.sets.cfp_fp.path={tmp_path / 'pairs.txt'}",
         f"task.sets.cfp_fp.images={tmp_path / 'img'}",
+        "backbone=sphereface20",  # the file formats are the point; sphereface20_bn after 3 steps on 12 faces scored
+        # one different pair with the identical ones (cfp_fp 95 % under both insightface and exact)
     )
     assert metrics["completed"] and metrics["table"] == "hl_table7" and metrics["row"] == "softmax"
     assert metrics["num_classes"] == 10 and metrics["feat_dim"] == 512
@@ -404,15 +408,15 @@ def test_hl_table7_settings():
         "er",
         "center",
         "ccl",
-        "mml",
+        "mml_face",
         "hml",
-        "am",
-        "arc",
+        "am_face",
+        "arc_face",
         "magface",
         "hl",
     ]
     assert str(params.seed).split(",") == ["0", "1", "2", "3", "4"]
-    assert cfg.backbone.name == "sphereface20" and cfg.model.fc1 and cfg.model.feat_dim == 512
+    assert cfg.backbone.name == "sphereface20_bn" and cfg.model.fc1 and cfg.model.feat_dim == 512
     assert list(cfg.dataset.image_size) == [112, 96] and cfg.dataset.num_classes == 10572
     s = cfg.schedule
     assert (s.epochs, s.optimizer.lr, list(s.scheduler.milestones), s.scheduler.gamma) == (40, 0.1, [20, 30], 0.1)
@@ -422,9 +426,53 @@ def test_hl_table7_settings():
         5e-4,
     )  # SphereFace's (HL: unstated)
     assert list(cfg.task.eval_sets) == ["lfw", "cfp_fp", "agedb_30"] and cfg.task.flip and cfg.task.folds == 10
+    assert cfg.task.protocol == "insightface"
     assert cfg.task.sets.lfw.path == f"{cfg.dataset.root}/lfw.bin"  # insightface's pack holds the .bin files
     assert cfg.table.name == "hl_table7" and list(cfg.table.row) == ["loss"]
     assert compose_config(["experiment=hl_table7", "loss=hl"]).loss.radius == 40
+
+
+@pytest.mark.parametrize(
+    "preset,base,scale,margins",
+    [
+        ("am_face", "am", 64.0, {"margin": 0.35}),  # CosFace §4.1/§4.2
+        ("arc_face", "arc", 64.0, {"margin": 0.5}),  # ArcFace §4.1, insightface configs
+        ("mml_face", "mml", 64.0, {"angular_margin": 0.3, "cosine_margin": 0.2}),  # s our choice, margins loss=mml's
+    ],
+)
+def test_face_loss_presets(preset, base, scale, margins):
+    face, plain = compose_config([f"loss={preset}"]).loss, compose_config([f"loss={base}"]).loss
+    assert face._target_ == plain._target_ and face.scale == scale and plain.scale == 30.0
+    assert {k: face[k] for k in margins} == margins
+    assert set(face) == set(plain)  # nothing but values changes
+    rows = paper_values()["hl_table7"]["rows"]
+    assert preset in rows and base not in rows  # Table VII's rows are the face presets
+
+
+def test_sphereface_official_schedule():
+    """wy1iu/sphereface sphereface_solver.prototxt: lr 0.1, ×0.1 after 16,000 and 24,000 updates, batch 2 × 256."""
+    from hydra.utils import instantiate
+
+    s = compose_config(["experiment=hl_table7", "schedule=sphereface_official"]).schedule
+    assert (s.batch_size, s.optimizer.lr, s.optimizer.momentum, s.optimizer.weight_decay) == (512, 0.1, 0.9, 5e-4)
+    assert s.epochs * math.ceil(494_414 / s.batch_size) >= 28_000  # SphereFace's list (HL Table I): 966 per epoch
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = instantiate(s.optimizer)([param])
+    scheduler = instantiate(s.scheduler)(optimizer)
+    lrs = {}
+    for n in range(1, 28_001):  # the trainer: step_update(n) after update n; step(epoch) once per epoch changes nothing
+        scheduler.step_update(n)
+        if n % 966 == 0:
+            scheduler.step(n // 966)
+        lrs[n] = optimizer.param_groups[0]["lr"]
+    assert lrs[15_999] == 0.1 and lrs[16_000] == pytest.approx(0.01) and lrs[23_999] == pytest.approx(0.01)
+    assert lrs[24_000] == pytest.approx(0.001) and lrs[28_000] == pytest.approx(0.001)
+    scheduler.step_update(16_000)
+    state = scheduler.state_dict()
+    again = instantiate(s.scheduler)(instantiate(s.optimizer)([param]))
+    again.load_state_dict(state)
+    again.step(3)
+    assert again.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # resumes at the update count, not lr₀
 
 
 def test_bench_script_runs(tmp_path):
@@ -458,3 +506,16 @@ def test_bench_script_runs(tmp_path):
     )
     assert [r["loss"] for r in out["losses"]] == ["softmax", "hl"] and all(r["ms_per_step"] > 0 for r in out["losses"])
     assert json.loads((tmp_path / "b.json").read_text())["inputs"].startswith("SYNTHETIC")
+
+
+def test_sphereface_official_schedule_in_the_trainer(train):
+    """The per-update drops reach the optimizer inside a real (smoke) run: milestones 1 and 2, three updates."""
+    trainer, metrics = train(  # on digits with the small CNN: the schedule is what is tested
+        "smoke=cpu",
+        "schedule=sphereface_official",
+        "schedule.batch_size=16",
+        "schedule.scheduler.milestones=[1,2]",
+        "trainer.limit_train_batches=3",
+    )
+    assert metrics["completed"] and trainer.global_step == 3
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 0.1**2)

@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig
 
 from podhl.engine.records import atomic_write
+from podhl.tasks.verification_metrics import cosine_scores
 
 
 def _save_npz(path: Path, **arrays) -> str:
@@ -147,7 +148,7 @@ def export_outputs(
     if isinstance(task, VerificationTask):
         for name, pairs in task.pairs.items():
             embeddings = task.embed(parts.model, pairs)
-            scores = task.pair_scores(embeddings)
+            scores = cosine_scores(embeddings.numpy())  # plain cosines (every protocol's TAR@FAR reads them)
             files[
                 _save_npz(
                     out_dir / f"pairs_{name}.npz",

@@ -64,3 +64,27 @@ class CosineLR(torch.optim.lr_scheduler.LRScheduler):
             self.lr_min + 0.5 * (base * 1.0 - self.lr_min) * (1 + math.cos(math.pi * t**1.0 / self.t_initial**1.0))
             for base in self.base_lrs
         ]
+
+
+class MultiStepUpdates(torch.optim.lr_scheduler.LRScheduler):
+    """Caffe's ``lr_policy: "multistep"``, counted in optimizer updates: the update after ``n`` updates runs at
+    lr₀·γ^k, k = the number of ``milestones`` ≤ n (Caffe's ``SGDSolver::GetLearningRate``: ``current_step_`` grows
+    when ``iter_ >= stepvalue``). The trainer calls ``step_update(n)`` after every update; its once-per-epoch
+    ``step(epoch)`` changes nothing. schedule=sphereface_official (SphereFace's 16k/24k iterations)."""
+
+    def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1) -> None:
+        self.milestones, self.gamma, self.updates = sorted(int(m) for m in milestones), float(gamma), 0
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        k = sum(1 for m in self.milestones if m <= self.updates)
+        return [base * self.gamma**k for base in self.base_lrs]
+
+    def step(self, epoch: int | None = None) -> None:  # noqa: ARG002 - the epoch does not move the rate
+        self._last_lr = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
+            group["lr"] = lr
+
+    def step_update(self, num_updates: int) -> None:
+        self.updates = int(num_updates)
+        self.step()

@@ -16,7 +16,7 @@ from torch import nn
 
 from podhl.errors import ConfigError
 from podhl.models.small_cnn import SmallCNN
-from podhl.models.sphereface import SphereFace
+from podhl.models.sphereface import SphereFace, SphereFaceBN
 
 STEMS = ("imagenet", "small", "small_maxpool")
 
@@ -120,6 +120,13 @@ def create_backbone(
         if pretrained:
             raise ConfigError("'sphereface' has no pretrained weights; set backbone.weights=<file> instead")
         model = SphereFace(in_chans=in_chans, img_size=img_size or (112, 96), **kwargs)
+        if weights:
+            load_weights(model, weights)
+        return model
+    if name == "sphereface_bn":  # the HL authors' SphereFace-20 with BatchNorm (models/spherenet.py)
+        if pretrained:
+            raise ConfigError("'sphereface_bn' has no pretrained weights; set backbone.weights=<file> instead")
+        model = SphereFaceBN(in_chans=in_chans, img_size=img_size or (112, 96), **kwargs)
         if weights:
             load_weights(model, weights)
         return model

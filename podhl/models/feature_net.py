@@ -17,7 +17,8 @@ class FeatureNet(nn.Module):
         super().__init__()
         self.backbone = backbone
         width = int(backbone.num_features)
-        self.fc1 = nn.Linear(width, feat_dim) if feat_dim else nn.Identity()
+        head = getattr(backbone, "embedding_head", None)  # a backbone with its own FC5 block (sphereface20_bn)
+        self.fc1 = (head(width, feat_dim) if head else nn.Linear(width, feat_dim)) if feat_dim else nn.Identity()
         self.feat_dim = int(feat_dim) if feat_dim else width
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

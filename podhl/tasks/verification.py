@@ -3,8 +3,10 @@
 Training is :class:`~podhl.tasks.classification.ClassificationTask`'s, unchanged (the criterion sees
 the embedding x and the training identities: 512-d and 10,572/10,575 classes for CASIA-WebFace).
 Evaluation embeds both images of every pair of each verification set with the model in eval mode
-(optionally the sum of the image's and its horizontal flip's embeddings, ``flip``), scores the pair by
-cosine similarity and runs the 10-fold protocol of :mod:`podhl.tasks.verification_metrics`.
+(optionally with its horizontal flip, ``flip``: the sum of the two embeddings, as insightface, or for
+``protocol=sphereface`` their concatenation, as SphereFace's ``evaluation.m``) and runs the 10-fold
+protocol ``protocol`` (``insightface`` | ``exact`` | ``sphereface``) of
+:mod:`podhl.tasks.verification_metrics`.
 
 Metrics per set ``<name>`` (keys of ``task.sets``, e.g. ``lfw``; plus any set the dataset carries,
 e.g. ``digits_open``): ``<name>_acc`` (mean 10-fold accuracy, %), ``<name>_acc_std`` (its std over
@@ -23,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 from tqdm.auto import tqdm
@@ -34,7 +35,7 @@ from podhl.data.faces import standin_pairs as make_standin_pairs
 from podhl.errors import ConfigError
 from podhl.tasks.base import Runtime
 from podhl.tasks.classification import ClassificationTask
-from podhl.tasks.verification_metrics import verification_metrics
+from podhl.tasks.verification_metrics import PROTOCOLS, protocol_metrics
 
 log = logging.getLogger("podhl")
 
@@ -58,6 +59,7 @@ class VerificationTask(ClassificationTask):
         decode_workers: int = 4,
         standin_pairs: int = 20,
         bin_dir: str | None = None,
+        protocol: str = "insightface",
     ) -> None:
         self.sets = {k: dict(v) for k, v in (sets or {}).items() if v is not None}
         self.eval_sets = list(eval_sets or [])
@@ -68,6 +70,9 @@ class VerificationTask(ClassificationTask):
                 f"(defined: {', '.join(self.sets) or 'none'})"
             )
         self.flip, self.folds, self.far = bool(flip), int(folds), float(far)
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"task.protocol must be one of {', '.join(PROTOCOLS)}, got '{protocol}'")
+        self.protocol = str(protocol)
         if self.folds < 2:
             raise ConfigError(f"task.folds must be at least 2, got {folds}")
         if not 0.0 < self.far < 1.0:
@@ -138,12 +143,16 @@ class VerificationTask(ClassificationTask):
 
     def describe(self) -> str:
         sets = ", ".join(f"{n} ({p.num_pairs} pairs)" for n, p in self.pairs.items())
-        return f"{super().describe()}; verification on {sets}" + (" with flip fusion" if self.flip else "")
+        fusion = ""
+        if self.flip:
+            fusion = " with flip concatenation" if self.protocol == "sphereface" else " with flip fusion"
+        return f"{super().describe()}; verification on {sets}{fusion}, {self.protocol} protocol"
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def embed(self, model: nn.Module, pairs: VerificationSet) -> torch.Tensor:
-        """Embeddings (2P, d), fp32 on the CPU, model in eval mode; with ``flip`` f(x) + f(flip(x)) (not normalized)."""
+        """Embeddings (2P, d), fp32 on the CPU, model in eval mode; with ``flip`` f(x) + f(flip(x)) (not normalized),
+        or for ``protocol=sphereface`` [f(x), f(flip(x))] (2P, 2d) (evaluation.m ``extractDeepFeature``)."""
         was_training = model.training
         model.eval()
         out = []
@@ -164,7 +173,9 @@ class VerificationTask(ClassificationTask):
                 x = x.contiguous(memory_format=torch.channels_last) if self.runtime.channels_last else x
                 with self.runtime.autocast():
                     features = model(x).float()
-                if self.flip:
+                if self.flip and self.protocol == "sphereface":
+                    features = torch.cat([features[:n], features[n:]], 1)
+                elif self.flip:
                     features = features[:n] + features[n:]
                 out.append(features.cpu())
                 bar.update(n)
@@ -172,12 +183,6 @@ class VerificationTask(ClassificationTask):
             bar.close()
             model.train(was_training)
         return torch.cat(out)
-
-    @staticmethod
-    def pair_scores(embeddings: torch.Tensor) -> np.ndarray:
-        """Cosine similarity of rows 2i and 2i+1."""
-        e = F.normalize(embeddings.double(), dim=1)
-        return (e[0::2] * e[1::2]).sum(1).numpy()
 
     def evaluate(
         self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None, split: str = "test"
@@ -193,7 +198,8 @@ class VerificationTask(ClassificationTask):
         accs, shown = [], []
         tar_key = f"tar_at_far_{far_label(self.far)}"
         for name, pairs in self.pairs.items():
-            m = verification_metrics(self.pair_scores(self.embed(model, pairs)), pairs.issame, self.folds, self.far)
+            embeddings = self.embed(model, pairs).double().numpy()
+            m = protocol_metrics(embeddings, pairs.issame, self.protocol, self.folds, self.far)
             out[f"{name}_acc"], out[f"{name}_acc_std"] = m["acc"], m["acc_std"]
             if m["threshold"] is not None:
                 out[f"{name}_threshold"] = m["threshold"]
@@ -202,5 +208,5 @@ class VerificationTask(ClassificationTask):
             accs.append(m["acc"])
             shown.append(f"{name} {m['acc']:.2f} ± {m['acc_std']:.2f}")
         out[self.primary_metric] = float(np.mean(accs))
-        log.info("verification (%d-fold accuracy %%): %s", self.folds, " | ".join(shown))
+        log.info("verification (%d-fold accuracy %%, %s): %s", self.folds, self.protocol, " | ".join(shown))
         return out

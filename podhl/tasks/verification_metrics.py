@@ -1,6 +1,25 @@
-"""Face-verification metrics from pair scores (pure numpy + scikit-learn; no model, no torch).
+"""Face-verification metrics from pair embeddings or scores (pure numpy + scikit-learn; no model, no torch).
 
-The protocol (LFW View 2, "unrestricted with labeled outside data"; insightface ``verification.py``):
+Three 10-fold protocols (``task.protocol``), which differ only in how a fold's threshold is chosen and
+what is thresholded:
+
+* ``insightface`` (the default: the protocol behind most published LFW/CFP-FP/AgeDB-30 numbers, those of
+  ArcFace, CosFace's and MagFace's PyTorch re-implementations and insightface's model zoo):
+  deepinsight/insightface ``recognition/arcface_torch/eval/verification.py`` @ bb221e6e (the file's newest
+  commit; repository @ 7fadd420), ``evaluate`` → ``calculate_roc``: the embeddings (image + flip summed) are
+  L2-normalized, a pair's distance is the squared L2 distance d = ‖e₁ − e₂‖² = 2 − 2·cos, "same" iff
+  d < t, and t is the first best of the grid ``np.arange(0, 4, 0.01)`` on the training folds
+  (:func:`grid_fold_accuracies`). Only ``calculate_roc``/``calculate_accuracy`` are transplanted: its
+  ``calculate_val`` (VAL@FAR) calls ``scipy.interpolate.interp1d(far_train, thresholds, kind='slinear')``
+  on a FAR curve with repeated values, which recent SciPy rejects (1.17.1: ValueError "Expect x to not have
+  duplicates"), so TAR@FAR comes from :func:`tar_at_far` here.
+* ``exact``: the exact optimum over the training folds' scores (:func:`best_threshold`, below).
+* ``sphereface``: wy1iu/sphereface ``test/code/evaluation.m`` @ 2679f8e5 (repository @ f20b130a): a face's feature is
+  [f(x); f(flip x)] concatenated, the mean feature of the training folds (both images of every pair) is
+  subtracted before the cosine, and the threshold is the mean of all best thresholds of the grid
+  (−1:1e-4:1) with "same" iff score > t and "different" iff score < t (:func:`sphereface_fold_accuracies`).
+
+The ``exact`` protocol (LFW View 2, "unrestricted with labeled outside data"):
 
 * a pair's score is the cosine similarity of its two embeddings; "same" iff score ≥ threshold;
 * the pairs are cut into 10 **consecutive** folds (``KFold(10, shuffle=False)``): the files list the
@@ -14,7 +33,9 @@ The threshold is the exact optimum over the training folds' distinct scores (``r
 Ties go to the highest such score (fewest accepted pairs, as ``argmax`` picks the first), and the
 threshold sits midway between the lowest accepted and the highest rejected training score.
 insightface instead searches a grid (0.01 on the squared distance, i.e. 0.005 in cosine) and takes
-the first maximum; the two can differ by a tie at the 0.01 % level.
+the first maximum. On the same scores the two differ by whole pairs per fold, not by ties: on synthetic
+scores (scripts/protocol_gap.py, docs/verification.md "Protocols") by −1.8 to +1.7 points on 600-pair sets
+and −0.5 to +0.35 points on 6,000-pair sets, about 0 on average.
 
 TAR at FAR (``tar_at_far``): the pooled ROC curve over all pairs, the largest true-accept rate whose
 false-accept rate is ≤ FAR. Reported only when there are at least 1/FAR different pairs (FAR = 1e-3
@@ -26,6 +47,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, roc_curve
 from sklearn.model_selection import KFold
+from sklearn.preprocessing import normalize
+
+PROTOCOLS = ("insightface", "exact", "sphereface")
+INSIGHTFACE_THRESHOLDS = np.arange(0, 4, 0.01)  # insightface eval/verification.py @ bb221e6e, evaluate()
+SPHEREFACE_THRESHOLD_STEPS = 10000  # wy1iu/sphereface test/code/evaluation.m @ 2679f8e5: getThreshold(..., 10000)
 
 
 def _check(scores: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +114,104 @@ def verification_metrics(
         "acc": float(accs.mean()),
         "acc_std": float(accs.std()),
         "threshold": float(finite.mean()) if len(finite) else None,
+        "tar_at_far": tar_at_far(scores, issame, far),
+        "pairs": int(len(np.asarray(issame).ravel())),
+    }
+
+
+# ---------------------------------------------------------------------- insightface: a grid over distances
+def squared_distances(embeddings: np.ndarray) -> np.ndarray:
+    """‖e₂ᵢ − e₂ᵢ₊₁‖² of the L2-normalized rows (= 2 − 2·cos): insightface ``test``
+    (``sklearn.preprocessing.normalize``), then ``calculate_roc`` (``np.sum(np.square(e1 − e2), 1)``)."""
+    e = normalize(np.asarray(embeddings, dtype=np.float64))
+    return np.sum(np.square(np.subtract(e[0::2], e[1::2])), 1)
+
+
+def grid_fold_accuracies(
+    dist: np.ndarray, issame: np.ndarray, n_folds: int = 10, thresholds: np.ndarray = INSIGHTFACE_THRESHOLDS
+) -> tuple[np.ndarray, np.ndarray]:
+    """insightface ``calculate_roc`` (pca = 0): "same" iff d < t; per consecutive fold, t = the first grid value
+    with the best accuracy on the other folds (``np.argmax``); (accuracy of each fold in %, chosen distance t).
+    The same counts as insightface's per-threshold loop (``calculate_accuracy``), vectorized over the grid."""
+    dist, issame = _check(dist, issame)
+    if len(dist) < n_folds:
+        raise ValueError(f"{len(dist)} pairs cannot form {n_folds} folds")
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    accs, chosen = [], []
+    for train, test in KFold(n_splits=n_folds, shuffle=False).split(np.arange(len(dist))):
+        correct = (np.less(dist[train][:, None], thresholds[None, :]) == issame[train][:, None]).sum(0)
+        t = thresholds[int(np.argmax(correct))]
+        accs.append(100.0 * float(np.sum(np.less(dist[test], t) == issame[test])) / len(test))
+        chosen.append(t)
+    return np.asarray(accs), np.asarray(chosen)
+
+
+# ---------------------------------------------------------------------- SphereFace: fold-mean subtraction
+def sphereface_threshold(scores: np.ndarray, issame: np.ndarray, steps: int = SPHEREFACE_THRESHOLD_STEPS) -> float:
+    """evaluation.m ``getThreshold``: the mean of every grid value (−steps:steps)/steps whose accuracy
+    (``getAccuracy``: same with score > t plus different with score < t) is the best. Counted by sorting."""
+    grid = np.arange(-steps, steps + 1) / steps
+    positives, negatives = np.sort(scores[issame]), np.sort(scores[~issame])
+    correct = (len(positives) - np.searchsorted(positives, grid, side="right")) + np.searchsorted(
+        negatives, grid, side="left"
+    )
+    return float(np.mean(grid[correct == correct.max()]))
+
+
+def sphereface_fold_accuracies(
+    features: np.ndarray, issame: np.ndarray, n_folds: int = 10, steps: int = SPHEREFACE_THRESHOLD_STEPS
+) -> tuple[np.ndarray, np.ndarray]:
+    """evaluation.m's 10-fold loop on features (2P, D) (rows 2i, 2i+1 a pair; D = 2d with the flip concatenated):
+    per fold, subtract the mean of the training folds' features (both images), L2-normalize, cosine, threshold by
+    :func:`sphereface_threshold` on the training folds; (accuracy of each fold in %, chosen cosine threshold).
+    Folds: consecutive (evaluation.m: ``fold = ceil(i / 600)``, LFW's 10 × 600 = ``KFold(10)`` on 6,000 pairs)."""
+    features = np.asarray(features, dtype=np.float64)
+    left, right = features[0::2], features[1::2]
+    _, issame = _check(np.zeros(len(left)), issame)
+    if len(left) < n_folds:
+        raise ValueError(f"{len(left)} pairs cannot form {n_folds} folds")
+    accs, chosen = [], []
+    for train, test in KFold(n_splits=n_folds, shuffle=False).split(left):
+        mu = np.mean(np.concatenate([left[train], right[train]]), 0)
+        a, b = left - mu, right - mu
+        a, b = a / np.sqrt(np.sum(a**2, 1, keepdims=True)), b / np.sqrt(np.sum(b**2, 1, keepdims=True))
+        scores = np.sum(a * b, 1)
+        t = sphereface_threshold(scores[train], issame[train], steps)
+        s, same = scores[test], issame[test]
+        accs.append(100.0 * float(np.sum(s[same] > t) + np.sum(s[~same] < t)) / len(test))
+        chosen.append(t)
+    return np.asarray(accs), np.asarray(chosen)
+
+
+# ---------------------------------------------------------------------- one entry point for the task
+def cosine_scores(embeddings: np.ndarray) -> np.ndarray:
+    """Cosine similarity of rows 2i and 2i+1."""
+    e = normalize(np.asarray(embeddings, dtype=np.float64))
+    return np.sum(e[0::2] * e[1::2], 1)
+
+
+def protocol_metrics(
+    embeddings: np.ndarray, issame: np.ndarray, protocol: str = "insightface", n_folds: int = 10, far: float = 1e-3
+) -> dict[str, float | None]:
+    """:func:`verification_metrics`' dict under ``protocol`` for embeddings (2P, D) (rows 2i, 2i+1 a pair; for
+    ``sphereface`` with flip, D = 2d: image and flip concatenated). ``threshold`` is always a cosine: insightface's
+    distance t read as 1 − t/2; SphereFace's the cosine of the mean-subtracted features. ``tar_at_far`` is read
+    off the pooled ROC of the plain cosine scores under every protocol."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown verification protocol '{protocol}'; known: {', '.join(PROTOCOLS)}")
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    scores = cosine_scores(embeddings)
+    if protocol == "exact":
+        return verification_metrics(scores, issame, n_folds, far)
+    if protocol == "insightface":
+        accs, thresholds = grid_fold_accuracies(squared_distances(embeddings), issame, n_folds)
+        thresholds = 1.0 - thresholds / 2.0
+    else:
+        accs, thresholds = sphereface_fold_accuracies(embeddings, issame, n_folds)
+    return {
+        "acc": float(accs.mean()),
+        "acc_std": float(accs.std()),
+        "threshold": float(thresholds.mean()),
         "tar_at_far": tar_at_far(scores, issame, far),
         "pairs": int(len(np.asarray(issame).ravel())),
     }
