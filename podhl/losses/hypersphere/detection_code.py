@@ -8,7 +8,8 @@ of the batch in turn, ``nCenter = get_center_momentum(feature_i, label_i, nCente
 directions of the class sums; the next ones: one EWMA step from the previous image's centers), and that
 image's RoI-classification loss is CE + ``gCL(feature_i, label_i, nCenter)``; the batch loss is the mean
 over images. Nothing is carried from one batch to the next, so the criterion has no state besides its
-classifier. The maths of one step: :func:`code_center_update` and :func:`code_center_penalty`.
+classifier. The maths of one step: :func:`code_center_update` (the code's eqs. 15–16) and :func:`code_center_penalty`
+(the code's eq. 17 penalty).
 """
 
 from __future__ import annotations
