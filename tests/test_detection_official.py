@@ -214,3 +214,29 @@ def test_hl_table8_official_composes_the_authors_settings(monkeypatch):
     assert cfg.task.roi.score_thresh == 0.02 and cfg.table.name == "hl_table8" and cfg.table.label == "hl"
     monkeypatch.setenv("PODHL_DETECTOR_INIT", "/runs/detector/best.pt")
     assert compose_config(["experiment=hl_table8_official"]).model.init_from == "/runs/detector/best.pt"
+
+
+# the logit scale of each baseline, as hl_table8.yaml / hl_table9.yaml list them (None: no scale parameter)
+SCALES = {
+    "softmax": None,
+    "asl": None,
+    "er": 15.0,
+    "center": None,
+    "ccl": None,
+    "mml": 30.0,
+    "hml": None,
+    "am": 30.0,
+    "arc": 30.0,
+    "hl": None,
+}
+
+
+@pytest.mark.parametrize("experiment", ["hl_table8", "hl_table9"])
+def test_table_baselines_have_the_listed_scales_and_score_threshold(experiment):
+    params = compose_config([f"experiment={experiment}"], return_hydra_config=True).hydra.sweeper.params
+    assert str(params.loss).split(",") == list(SCALES)
+    for loss, scale in SCALES.items():
+        cfg = compose_config([f"experiment={experiment}", f"loss={loss}"])
+        assert cfg.loss.get("scale") == scale, loss
+        assert cfg.task.roi.score_thresh == 0.02
+    assert compose_config([f"experiment={experiment}", "loss=am"]).loss.margin == 0.35
