@@ -185,8 +185,27 @@ def test_divide255_authors_augment_and_the_evaluation_loss_in_a_run(tmp_path):
     assert detector.transform.image_mean == [0.0] * 3 and detector.transform.image_std == [1.0] * 3
     train = trainer.task.data.train
     assert train.augmentation is trainer.task.authors_augment and train.augmentation.size == 96
+    seen = []
+    forward = trainer.criterion.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("groups"))
+        return forward(*args, **kwargs)
+
+    trainer.criterion.forward = spy
     metrics = trainer.fit()
     assert math.isfinite(metrics["test_loss"]) and metrics["test_loss"] > 0
+    # every call got each image's RoI count (≤ 8 RoIs each): the training step (batch 4), the evaluation loss (up to
+    # schedule.eval_batch_size = 8 test images)
+    assert len(seen[0]) == 4 and all(groups is not None and max(groups) <= 8 for groups in seen), seen
+    assert len(seen) == 2 and len(seen[1]) == 8
+    after = []
+    for eval_loss in (False, True):  # the evaluation loss's RoI sampling leaves torch's stream as evaluation leaves it
+        torch.manual_seed(0)
+        trainer.task.eval_loss = eval_loss
+        trainer.task.evaluate(trainer.model, trainer.criterion, limit_batches=1)
+        after.append(torch.get_rng_state())
+    assert torch.equal(after[0], after[1])
 
 
 def test_schedule_detection_official_is_the_authors_step_lr():
