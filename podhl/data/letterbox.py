@@ -28,41 +28,37 @@ GREY = 128  # the canvas colour: Image.new('RGB', (w, h), (128, 128, 128))
 
 
 def rgb_to_hsv8(rgb: np.ndarray) -> np.ndarray:
-    """OpenCV's ``COLOR_RGB2HSV`` on uint8 (H, W, 3): H = hue° / 2 in [0, 180), S = 255·(V − min)/V, V = max."""
-    x = rgb.astype(np.float64)
+    """OpenCV's ``COLOR_RGB2HSV`` on uint8 (H, W, 3): H = hue° / 2 in [0, 180), S = 255·(V − min)/V, V = max
+    (hue from R when V = R, else from G when V = G, else from B, as OpenCV; float32, rounded)."""
+    x = rgb.astype(np.float32)
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     v = x.max(axis=-1)
     diff = v - x.min(axis=-1)
-    s = np.where(v > 0, 255.0 * diff / np.maximum(v, 1e-12), 0.0)
-    safe = np.maximum(diff, 1e-12)
-    h = np.where(
-        v == r, 60.0 * (g - b) / safe, np.where(v == g, 120.0 + 60.0 * (b - r) / safe, 240.0 + 60.0 * (r - g) / safe)
-    )
-    h = np.where(diff > 0, h, 0.0)
-    h = np.where(h < 0, h + 360.0, h)
+    s = np.rint(255.0 * diff / np.maximum(v, 1.0))  # diff = 0 where v = 0
+    safe = diff + (diff == 0)  # hue 0 for grey pixels: every difference below is 0 there
+    h = np.where(v == r, (g - b) / safe, np.where(v == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe)) * 60.0
+    h[h < 0] += 360.0
     h8 = np.rint(h / 2.0) % 180
-    return np.stack([h8, np.rint(s), v], axis=-1).astype(np.uint8)
+    return np.stack([h8, s, v], axis=-1).astype(np.uint8)
 
 
 def hsv8_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    """OpenCV's ``COLOR_HSV2RGB`` on uint8 (H in [0, 180)), rounded to uint8."""
-    x = hsv.astype(np.float64)
-    h, s, v = (x[..., 0] * 2.0) % 360.0 / 60.0, x[..., 1] / 255.0, x[..., 2] / 255.0
-    sector = np.floor(h).astype(int) % 6
-    f = h - np.floor(h)
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    choices = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
-    out = np.zeros(hsv.shape, dtype=np.float64)
-    for k, (rr, gg, bb) in enumerate(choices):
-        m = sector == k
-        out[..., 0][m], out[..., 1][m], out[..., 2][m] = rr[m], gg[m], bb[m]
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    """OpenCV's ``COLOR_HSV2RGB`` on uint8 (H in [0, 180)), rounded to uint8: channel n ∈ (5, 3, 1) for (R, G, B) is
+    v − v·s·clip(min(k, 4 − k), 0, 1) with k = (n + hue°/60) mod 6 (the six-sector formula in one expression)."""
+    x = hsv.astype(np.float32)
+    h6, s, v = (x[..., 0] * 2.0 % 360.0) / 60.0, x[..., 1] / 255.0, x[..., 2]
+    vs = v * s
+    out = np.empty(hsv.shape, dtype=np.float32)
+    for channel, n in enumerate((5.0, 3.0, 1.0)):
+        k = (n + h6) % 6.0
+        out[..., channel] = v - vs * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def hsv_jitter(rgb: np.ndarray, r: Sequence[float]) -> np.ndarray:
     """The code's colour jitter with factors ``r`` = (hue, sat, val) multipliers: look-up tables on 8-bit HSV."""
     hsv = rgb_to_hsv8(rgb)
-    x = np.arange(0, 256, dtype=np.float64)
+    x = np.arange(0, 256, dtype=np.float64)  # the code's r is float64 (np.random.uniform)
     lut_hue = ((x * r[0]) % 180).astype(np.uint8)
     lut_sat = np.clip(x * r[1], 0, 255).astype(np.uint8)
     lut_val = np.clip(x * r[2], 0, 255).astype(np.uint8)
