@@ -6,8 +6,9 @@ size (the detector resizes, as torchvision's ``GeneralizedRCNNTransform`` does),
 xmin..xmax covers [xmin − 1, xmax]), ``labels`` (N,) int64 in 1..K (0 is the background the detector adds),
 ``difficult`` (N,) bool and ``image_id``. Training copies drop ``difficult`` objects (the authors' VOC
 annotation script drops them; COCO ``iscrowd`` regions are read as difficult) and flip horizontally with
-p = 0.5; evaluation copies keep every object (difficult ones are ignored by AP@0.5, HL's authors' code) and
-never flip. Batches are lists (images of different sizes): :func:`collate_detection`.
+p = 0.5 (or, with ``task.augment=authors``, go through the HL authors' letterbox augmentation,
+:mod:`podhl.data.letterbox`); evaluation copies keep every object (difficult ones are ignored by AP@0.5, HL's
+authors' code) and never flip. Batches are lists (images of different sizes): :func:`collate_detection`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class DetectionDataset(Dataset):
 
     def __init__(self, train: bool = False) -> None:
         self.flip = train  # random horizontal flip, p = 0.5
+        # task.augment=authors: the HL authors' letterbox/scale/aspect/HSV/flip (podhl.data.letterbox.AuthorsAugment)
+        # in place of the flip, on training copies whose flip is on
+        self.augmentation = None
         self.drop_difficult = train  # training never sees difficult objects
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -78,7 +82,10 @@ class DetectionDataset(Dataset):
         if self.drop_difficult:
             keep = ~difficult
             boxes, labels, difficult = boxes[keep], labels[keep], difficult[keep]
-        if self.flip and bool(torch.rand(()) < 0.5):  # the torch stream the loop seeds per epoch (and per worker)
+        if self.flip and self.augmentation is not None:
+            image, boxes, keep = self.augmentation(image, boxes)
+            labels, difficult = labels[keep], difficult[keep]
+        elif self.flip and bool(torch.rand(()) < 0.5):  # the torch stream the loop seeds per epoch (and per worker)
             width = image.shape[-1]
             image = image.flip(-1)
             boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
@@ -88,6 +95,7 @@ class DetectionDataset(Dataset):
         """The same samples without flipping (training objects only: difficult ones stay dropped)."""
         clone = copy.copy(self)
         clone.flip = False
+        clone.augmentation = None
         return clone
 
 

@@ -274,7 +274,10 @@ class Trainer:
                 out = self.task.forward(self.parts.train_model, part)
                 if prepare and len(micro) == 1:
                     extra = {"prepared": self.criterion.prepare_batch(out.features.detach(), out.labels, step)}
-                part_terms = self.criterion(out.features, out.labels, step=step, **extra)
+                # rows per image (detection), for a criterion that asks for them (loss=hl_official_detection)
+                grouped = out.groups and getattr(self.criterion, "takes_groups", False)
+                groups = {"groups": out.groups} if grouped else {}
+                part_terms = self.criterion(out.features, out.labels, step=step, **extra, **groups)
                 if out.terms:  # the task's own losses (e.g. a detector's box regression)
                     part_terms = {**part_terms, **out.terms, "loss": part_terms["loss"] + sum(out.terms.values())}
                 weight = self.task.batch_size(part) / total

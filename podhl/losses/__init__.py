@@ -19,6 +19,7 @@ from podhl.losses.hypersphere import (
     CenterUpdate,
     EpochEWMA,
     HypersphereLoss,
+    OfficialDetectionHL,
     OfficialSwitches,
     WholeTrainingSet,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "CenterLoss",
     "ConstrainedCenterLoss",
     "HypersphereLoss",
+    "OfficialDetectionHL",
     "OfficialSwitches",
     "CenterUpdate",
     "BatchEWMA",

@@ -104,6 +104,7 @@ class RegionHeads(RoIHeads):
     def sampled_regions(self, features, proposals, image_shapes, targets):
         """Training: sample RoIs as torchvision does → (features (R, d), labels (R,), {"loss_box_reg"})."""
         proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
+        self.regions_per_image = [len(lab) for lab in labels]  # rows of each image, in order (criteria's groups)
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         deltas = self.box_predictor(box_features)
         labels, regression_targets = torch.cat(labels), torch.cat(regression_targets)
@@ -222,6 +223,7 @@ class Detector(nn.Module):
             region_features, labels, box_losses = self.roi_heads.sampled_regions(
                 features, proposals, image_list.image_sizes, targets
             )
+            self.regions_per_image = self.roi_heads.regions_per_image  # the sampled RoIs of each image, in order
             return region_features, labels, {**rpn_losses, **box_losses}
         if not self._scorer:
             raise RuntimeError("Detector in eval mode needs a region scorer: detector.set_scorer(criterion.logits)")

@@ -48,6 +48,9 @@ class StepOutput:
     features: torch.Tensor  # (N, feat_dim) fp32, with grad in training
     labels: torch.Tensor  # (N,) int64 class indices
     terms: dict[str, torch.Tensor] = field(default_factory=dict)  # added to the criterion's "loss"
+    # rows of each image, in order (detection: sampled RoIs per image), passed as ``groups=`` to a criterion
+    # whose ``takes_groups`` is true (loss=hl_official_detection: the authors' per-image center chain)
+    groups: list[int] | None = None
 
 
 class Task:

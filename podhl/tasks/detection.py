@@ -22,8 +22,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from podhl import distributed as dist
-from podhl.checks import in_range, integer
+from podhl.checks import in_range, integer, one_of
 from podhl.data import build_detection_data, collate_detection
+from podhl.data.letterbox import AuthorsAugment
 from podhl.errors import ConfigError
 from podhl.models.detection import Detector, build_detector
 from podhl.tasks.base import LoadersTask, Runtime, StepOutput
@@ -42,9 +43,25 @@ def unwrap(model: nn.Module) -> Detector:
     return model
 
 
+NORMALIZATIONS = ("imagenet", "divide255")
+AUGMENTATIONS = ("flip", "authors")
+
+
+def _base_dataset(dataset):
+    """The dataset under ``Subset`` wrappers."""
+    while hasattr(dataset, "dataset") and not hasattr(dataset, "augmentation"):
+        dataset = dataset.dataset
+    return dataset
+
+
 class DetectionTask(LoadersTask):
     """Faster R-CNN on a detection dataset (``dataset`` group: voc0712, rpc, digits_boxes); ``map50`` is
-    AP@0.5 (%), ``box_acc`` the best-box classification accuracy (%)."""
+    AP@0.5 (%), ``box_acc`` the best-box classification accuracy (%).
+
+    Options (``podhl/conf/task/detection.yaml``): ``normalize`` (``imagenet`` | ``divide255``, the HL authors'),
+    ``augment`` (``flip`` | ``authors``: :class:`podhl.data.letterbox.AuthorsAugment` with ``letterbox_size``,
+    ``jitter``, ``scale``, ``hsv``), ``eval_loss`` (also report the training loss on the evaluation images, the
+    HL authors' checkpoint criterion)."""
 
     primary_metric = "map50"
     validation_metric = "val_map50"
@@ -59,6 +76,13 @@ class DetectionTask(LoadersTask):
         image_mean=None,
         image_std=None,
         iou_threshold: float = 0.5,
+        normalize: str = "imagenet",
+        augment: str = "flip",
+        letterbox_size: int = 600,
+        jitter: float = 0.3,
+        scale=(0.25, 2.0),
+        hsv=(0.1, 0.7, 0.4),
+        eval_loss: bool = False,
     ) -> None:
         self.rpn = dict(OmegaConf.to_container(rpn, resolve=True) if isinstance(rpn, DictConfig) else rpn or {})
         self.roi = dict(OmegaConf.to_container(roi, resolve=True) if isinstance(roi, DictConfig) else roi or {})
@@ -76,12 +100,24 @@ class DetectionTask(LoadersTask):
             if key in self.rpn:
                 integer(f"rpn.{key}", self.rpn[key], low=1)
         integer("roi.batch_size_per_image", self.roi.get("batch_size_per_image", 128), low=1)
+        self.normalize = one_of("task.normalize", normalize, NORMALIZATIONS)
+        if self.normalize == "divide255" and (self.image_mean is not None or self.image_std is not None):
+            raise ConfigError("task.normalize=divide255 sets the mean and std itself: leave task.image_mean/std null")
+        self.augment = one_of("task.augment", augment, AUGMENTATIONS)
+        self.authors_augment = (
+            AuthorsAugment(letterbox_size, jitter, list(scale), list(hsv)) if self.augment == "authors" else None
+        )
+        self.eval_loss = bool(one_of("task.eval_loss", eval_loss, (False, True)))
 
     # ------------------------------------------------------------------ setup
     def setup(self, cfg: DictConfig, runtime: Runtime) -> None:
         self.runtime = runtime
         self.dataset_name = str(cfg.dataset.name)
         self.data = build_detection_data(cfg.dataset)
+        if self.authors_augment is not None:  # task.augment=authors, on the training copy whose flip is on
+            train = _base_dataset(self.data.train)
+            if getattr(train, "flip", False):
+                train.augmentation = self.authors_augment
         if cfg.trainer.gpu_resident:
             raise ConfigError(
                 "trainer.gpu_resident=true applies to in-memory classification sets, not to task=detection"
@@ -118,8 +154,8 @@ class DetectionTask(LoadersTask):
                 "rpn": self.rpn,
                 "roi": self.roi,
                 "aspect_ratios": self.aspect_ratios,
-                "image_mean": self.image_mean,
-                "image_std": self.image_std,
+                "image_mean": [0.0] * self.data.in_chans if self.normalize == "divide255" else self.image_mean,
+                "image_std": [1.0] * self.data.in_chans if self.normalize == "divide255" else self.image_std,
             },
         )
 
@@ -153,7 +189,8 @@ class DetectionTask(LoadersTask):
         images, targets = batch
         with self.runtime.autocast():
             features, labels, terms = model(images, targets)
-        return StepOutput(features.float(), labels, {k: v.float() for k, v in terms.items()})
+        groups = list(getattr(unwrap(model), "regions_per_image", None) or []) or None
+        return StepOutput(features.float(), labels, {k: v.float() for k, v in terms.items()}, groups)
 
     @torch.no_grad()
     def feature_batches(
@@ -182,37 +219,14 @@ class DetectionTask(LoadersTask):
     ) -> dict[str, float]:
         """Detect on ``split`` with ``criterion.logits`` as the region scorer; AP@0.5 (%), best-box accuracy (%).
         Test keys are unprefixed (``map50``, ``box_acc``); validation keys are ``val_map50``, ... plus ``val_loss``
-        (the training loss on the validation images, :meth:`validation_loss`)."""
+        (the training loss on the validation images, :meth:`evaluation_loss`; on test too with ``task.eval_loss=true``:
+        ``test_loss``)."""
+        out = self._detect(model, criterion, limit_batches, split)
         if split == "val":
-            out = self._detect(model, criterion, limit_batches, "val")
-            out["loss"] = self.validation_loss(model, criterion, limit_batches)
             return {f"val_{k}": v for k, v in out.items()}
-        return self._detect(model, criterion, limit_batches, split)
-
-    @torch.no_grad()
-    def validation_loss(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None = None) -> float:
-        """Mean training loss (criterion + the detector's own terms) over the validation images, computed as a
-        training step computes it (RPN/RoI sampling included: the authors' validation loss, faster_rcnn_HL
-        ``utils_fit.py``) but with no update: BatchNorm buffers, the random streams and the criterion's state are
-        left as they were."""
-        buffers = [b.clone() for b in model.buffers()]
-        criterion_state = {k: v.clone() for k, v in criterion.state_dict().items()}
-        devices = [self.runtime.device] if self.runtime.device.type == "cuda" else []
-        total, count = torch.zeros((), dtype=torch.float64), 0
-        with torch.random.fork_rng(devices=devices):
-            for i, batch in enumerate(self.loaders.eval("val")):
-                if limit_batches is not None and i >= limit_batches:
-                    break
-                out = self.forward(model, self.to_device(batch))
-                loss = criterion(out.features, out.labels)["loss"] + sum(out.terms.values())
-                n = self.batch_size(batch)
-                total += float(loss) * n
-                count += n
-        for buffer, saved in zip(model.buffers(), buffers, strict=True):
-            buffer.copy_(saved)
-        criterion.load_state_dict(criterion_state)
-        reduced = dist.all_reduce_sum(torch.tensor([float(total), float(count)], device=self.runtime.device))
-        return float(reduced[0] / reduced[1].clamp_min(1))
+        if "loss" in out:
+            out["test_loss"] = out.pop("loss")  # test_loss as classification names it
+        return out
 
     def _detect(self, model: nn.Module, criterion: nn.Module, limit_batches: int | None, split: str):
         detector = unwrap(model)
@@ -256,6 +270,8 @@ class DetectionTask(LoadersTask):
             criterion.train()
         detections = [d for part in dist.all_gather_objects(detections) for d in part]  # every rank's shard
         truths = [t for part in dist.all_gather_objects(truths) for t in part]
+        with_loss = self.eval_loss or split == "val"  # val_loss: for trainer.select=val_loss
+        extra = {"loss": self.evaluation_loss(model, criterion, loader, total)} if with_loss else {}
         ap = average_precision(detections, truths, self.iou_threshold)
         acc = best_box_accuracy(detections, truths, self.iou_threshold)
         return {
@@ -263,4 +279,44 @@ class DetectionTask(LoadersTask):
             "box_acc": 100.0 * acc["accuracy"],
             "box_acc_matched": 100.0 * acc["matched"] / max(acc["objects"], 1),  # objects counted by box_acc
             "detections_per_image": float(np.mean([len(d.labels) for d in detections])) if detections else 0.0,
+            **extra,
         }
+
+    @torch.no_grad()
+    def evaluation_loss(self, model: nn.Module, criterion: nn.Module, loader, total: int) -> float:
+        """The training loss (criterion + RPN and box terms) on evaluation images, mean over batches, as the HL
+        authors' validation loss (``faster_rcnn_HL/utils/utils_fit.py`` @87301df: ``train_util.forward`` under
+        ``no_grad``, model in training mode with its BatchNorm frozen, RoIs sampled as in training). torch's
+        random state, the model's buffers and the criterion's state are left as they were: nothing is updated."""
+        detector = unwrap(model)
+        was_training = detector.training
+        buffers = [b.clone() for b in model.buffers()]
+        criterion_state = {k: v.clone() for k, v in criterion.state_dict().items()}
+        detector.train()
+        sums, count = 0.0, 0
+        devices = [self.runtime.device] if self.runtime.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                for i, batch in enumerate(loader):
+                    if i >= total:
+                        break
+                    images, targets = self.to_device(batch)
+                    # difficult objects left out, as in training (voc_annotation.py @87301df drops them)
+                    targets = [
+                        {"boxes": t["boxes"][~t["difficult"]], "labels": t["labels"][~t["difficult"]]} for t in targets
+                    ]
+                    with self.runtime.autocast():
+                        features, labels, terms = detector(images, targets)
+                    groups = list(detector.regions_per_image)
+                    grouped = getattr(criterion, "takes_groups", False)
+                    out = criterion(features.float(), labels, **({"groups": groups} if grouped else {}))
+                    sums += float(out["loss"] + sum(v.float() for v in terms.values()))
+                    count += 1
+        finally:
+            detector.train(was_training)
+            for buffer, saved in zip(model.buffers(), buffers, strict=True):
+                buffer.copy_(saved)
+            criterion.load_state_dict(criterion_state)
+        local = torch.tensor([sums, float(count)], dtype=torch.float64, device=self.runtime.device)
+        dist.all_reduce_sum(local)
+        return float(local[0] / local[1].clamp_min(1))
