@@ -183,8 +183,9 @@ def test_divide255_authors_augment_and_the_evaluation_loss_in_a_run(tmp_path):
     )
     detector = trainer.model
     assert detector.transform.image_mean == [0.0] * 3 and detector.transform.image_std == [1.0] * 3
-    train = trainer.task.data.train
+    train = trainer.task.data.train.dataset  # under the validation split's subset
     assert train.augmentation is trainer.task.authors_augment and train.augmentation.size == 96
+    assert trainer.task.data.val.dataset.augmentation is None  # the validation copy is not augmented
     seen = []
     forward = trainer.criterion.forward
 
@@ -196,9 +197,11 @@ def test_divide255_authors_augment_and_the_evaluation_loss_in_a_run(tmp_path):
     metrics = trainer.fit()
     assert math.isfinite(metrics["test_loss"]) and metrics["test_loss"] > 0
     # every call got each image's RoI count (≤ 8 RoIs each): the training step (batch 4), the evaluation loss (up to
-    # schedule.eval_batch_size = 8 test images)
+    # schedule.eval_batch_size = 8 images)
     assert len(seen[0]) == 4 and all(groups is not None and max(groups) <= 8 for groups in seen), seen
-    assert len(seen) == 2 and len(seen[1]) == 8
+    # then the validation loss (val_loss, always) and the test loss (task.eval_loss)
+    n_val = min(8, len(trainer.task.data.val))
+    assert len(seen) == 3 and len(seen[1]) == n_val and len(seen[2]) == 8, [len(g) for g in seen]
     after = []
     for eval_loss in (False, True):  # the evaluation loss's RoI sampling leaves torch's stream as evaluation leaves it
         torch.manual_seed(0)

@@ -157,7 +157,7 @@ def test_eval_of_the_best_checkpoint_on_a_second_dataset(digits_run):
 
 
 def test_verification_eval_reproduces_the_run_and_exports_pairs(tmp_path):
-    from podhl.tasks.verification_metrics import verification_metrics
+    from podhl.tasks.verification_metrics import protocol_metrics
 
     run = tmp_path / "run"
     trainer = train_run(run, *QUICK, *VERIFICATION)
@@ -175,7 +175,8 @@ def test_verification_eval_reproduces_the_run_and_exports_pairs(tmp_path):
     e = expected.astype(np.float64)
     cosine = (e[0::2] * e[1::2]).sum(1) / (np.linalg.norm(e[0::2], axis=1) * np.linalg.norm(e[1::2], axis=1))
     np.testing.assert_allclose(saved["scores"], cosine, rtol=1e-5, atol=1e-6)
-    again = verification_metrics(saved["scores"], saved["issame"], 10, 1e-3)
+    # the saved embeddings give the run's number under the run's protocol (task.protocol, default insightface)
+    again = protocol_metrics(saved["embeddings"], saved["issame"], trainer.task.protocol, 10, 1e-3)
     assert again["acc"] == pytest.approx(m["digits_open_acc"])
     assert np.load(run / "eval" / "digits_open" / "embeddings.npz")["embeddings"].shape == (
         len(trainer.task.data.test),

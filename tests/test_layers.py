@@ -26,6 +26,7 @@ LAYERS = {  # top-level module or package -> layer
     "analysis": 4,
     "train": 5,
     "bench": 5,
+    "evaluate": 5,
 }
 PARTS = {"data", "models", "losses"}
 
