@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from podhl.config import compose_config
 from podhl.losses import CosineLoss, NaCLoss, PEDCCLoss, PODLoss
 from podhl.losses.pod import math as pod_math
+from podhl.pedcc import generate_pedcc
 
 pytestmark = pytest.mark.filterwarnings("ignore:PEDCC. feature dimension")
 
@@ -98,7 +99,7 @@ def test_pedcc_normalized_once_gives_identical_values(cls, kwargs):
     crit = cls(7, 12, **kwargs)
     crit.on_epoch_start(3)
     x, y = torch.randn(9, 12) * 4, torch.tensor([0, 1, 2, 3, 4, 5, 6, 0, 1])
-    p = crit.pedcc  # the old path: the raw buffer, normalized inside every call
+    p = generate_pedcc(7, 12)  # the old path: the raw set (once the buffer), normalized inside every call
     old = {"logits": pod_math.cosine_logits(x, p)}
     if cls is CosineLoss:
         old["loss"] = pod_math.cosine_loss(x, y, p)
@@ -109,7 +110,7 @@ def test_pedcc_normalized_once_gives_identical_values(cls, kwargs):
     else:
         old["loss"] = pod_math.pedcc_am_loss(x, y, p, 15.0, 0.5) + pod_math.pedcc_mse_loss(x, y, p, crit.mse_reduction)
     assert torch.equal(crit(x, y)["loss"], old["loss"]) and torch.equal(crit.logits(x), old["logits"])
-    assert torch.equal(crit.unit_pedcc, F.normalize(crit.pedcc, dim=1))
+    assert torch.equal(crit.unit_pedcc, F.normalize(p, dim=1)) and crit.unit_pedcc is crit.pedcc
 
 
 def test_unit_pedcc_stays_out_of_checkpoints_and_follows_the_pedcc():
