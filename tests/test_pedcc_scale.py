@@ -17,6 +17,7 @@ import podhl.losses.pod.head as head_mod
 import podhl.pedcc.generate as generate_mod
 from podhl.errors import ConfigError
 from podhl.losses import pod as pod_losses
+from podhl.losses.pod import math as pod_math
 from podhl.pedcc import generate_pedcc, main, mub_capacity, pedcc_quality
 from podhl.pedcc.bch import bch, bch_bound, bch_capacity, bch_forms
 from podhl.pedcc.mub import fwht
@@ -196,44 +197,44 @@ def test_cli_quality_option(capsys):
 
 
 # ------------------------------------------------------------------------------- POD: one unit buffer
-def test_normalize_rows_in_place_matches_f_normalize(monkeypatch):
+def test_unit_rows_in_place_matches_f_normalize(monkeypatch):
     monkeypatch.setattr(head_mod, "_ROW_BLOCK", 7)  # several blocks
     x = torch.randn(50, 33, generator=torch.Generator().manual_seed(0)) * 3
     expect = F.normalize(x, dim=1)
-    out = head_mod.normalize_rows_(x)
+    out = head_mod.unit_rows_(x)
     assert out is x and torch.equal(x, expect)
+    unit = generate_pedcc(50, 64)
+    before = unit.clone()
+    assert head_mod.unit_rows_(unit) is unit and torch.equal(unit, before)  # already unit: untouched
+    unit[49] *= 1.001  # one row off in the last block: all rows normalized
+    off = unit.clone()
+    assert torch.equal(head_mod.unit_rows_(unit), F.normalize(off, dim=1))
 
 
 @pytest.mark.parametrize("cls", [pod_losses.PODLoss, pod_losses.NaCLoss, pod_losses.CosineLoss, pod_losses.PEDCCLoss])
-def test_one_buffer_holds_the_normalized_pedcc(cls):
+def test_one_buffer_holds_the_unit_pedcc(cls):
     crit = cls(3000, 32)  # auto: bch
-    raw = generate_pedcc(3000, 32)
     big = [name for name, b in crit.named_buffers() if b.numel() >= 3000 * 32]
     assert big == ["pedcc"]  # one (k, n) tensor, no second normalized copy
-    assert crit.unit_pedcc is crit.pedcc and torch.equal(crit.pedcc, F.normalize(raw, dim=1))
+    assert crit.unit_pedcc is crit.pedcc and torch.equal(crit.pedcc, generate_pedcc(3000, 32))
+    x = torch.randn(6, 32)
+    # the losses agree with normalizing the centroids in every forward (the earlier path) to float32 rounding
+    assert torch.allclose(crit.logits(x), pod_math.cosine_logits(x, crit.pedcc), atol=1e-6, rtol=0)
 
 
-def test_old_checkpoints_load_to_the_same_normalized_centroids():
+def test_checkpoints_load_unchanged_and_other_centroids_are_normalized():
     crit = pod_losses.PODLoss(7, 12)
-    raw = generate_pedcc(7, 12) * 1.0000001  # what a version-1 checkpoint held: the raw set (rows ≈ unit)
-    old_state = crit.state_dict()
-    old_state["pedcc"] = raw.clone()
-    old_state._metadata[""]["version"] = 1  # written by the earlier PEDCCCriterion (torch's default version)
-    fresh = pod_losses.PODLoss(7, 12)
-    fresh.load_state_dict(old_state)
-    assert torch.equal(fresh.pedcc, F.normalize(raw, dim=1))  # exactly what version 1 used as p̃
-    # a version-2 checkpoint's unit rows load as they are (a resumed run keeps its bits), a plain dict too
     state = crit.state_dict()
-    assert state._metadata[""]["version"] == 2
+    assert [k for k in state if state[k].dim() == 2] == ["pedcc"]  # the same keys as before: pedcc alone
     marker = crit.pedcc.clone()
     marker[0, 0] = torch.nextafter(marker[0, 0], torch.tensor(2.0))  # a 1-ulp change: still unit to 1e-5
-    fresh.load_state_dict({**state, "pedcc": marker})  # a plain dict: no torch metadata
-    assert torch.equal(fresh.pedcc, marker)
-    state["pedcc"] = marker
-    fresh.load_state_dict(state)
-    assert torch.equal(fresh.pedcc, marker)
-    state["pedcc"] = marker * 2.0  # non-unit rows (other centroids): normalized
-    fresh.load_state_dict(state)
-    assert torch.equal(fresh.pedcc, F.normalize(marker * 2.0, dim=1))
+    fresh = pod_losses.PODLoss(7, 12)
+    fresh.load_state_dict({**state, "pedcc": marker})
+    assert torch.equal(fresh.pedcc, marker)  # unit rows load as they are: a resumed run keeps its bits
+    fresh.load_state_dict({**state, "pedcc": marker * 2.0})  # other, non-unit centroids: normalized
+    assert torch.equal(fresh.pedcc, F.normalize(marker * 2.0, dim=1)) and fresh.unit_pedcc is fresh.pedcc
     fresh.pedcc = torch.eye(7, 12) * 3.0  # assigned: normalized
     assert torch.equal(fresh.unit_pedcc, torch.eye(7, 12))
+    unit = torch.eye(7, 12)
+    fresh.pedcc = unit  # assigned unit rows: kept as they are
+    assert fresh.pedcc is unit

@@ -4,16 +4,15 @@ The PEDCC (``podhl.pedcc.generate_pedcc``; POD §2.1) replaces the last linear l
 Fig. 1). It is a buffer: no gradient, never in the optimizer, saved in every checkpoint.
 Prediction is the cosine argmax of eq. 21–24: argmax_i x·p̃_i = argmax_i cos θ_{x, p̃_i}.
 
-The losses use p̃ = normalize(PEDCC). The PEDCC is frozen, so p̃ is computed once, when the
-criterion is built, and the buffer ``pedcc`` *is* p̃ (``unit_pedcc`` returns it): one (k, n) copy,
-not two (at k = 100,000, n = 512 a second copy cost 205 MB). The normalization is
-``F.normalize(·, dim=1)`` row block by row block in place, the same bits as the earlier per-forward
-(and then cached) p̃, so every loss value is unchanged (tested). Assigning ``pedcc`` normalizes what
-is assigned; ``load_state_dict`` normalizes checkpoints written before this change (module version
-1: their ``pedcc`` was the raw set, and p̃ is then bit-identical to what those versions used) and any
-loaded rows whose norms are not 1 (to 1e-5); a version-2 checkpoint's unit rows (or a plain dict's,
-which carries no version) load as they are, so a resumed run continues with the same bits.
-``pedcc.copy_`` of non-unit rows is not seen: copy unit rows.
+The losses use p̃ = normalize(PEDCC). The PEDCC is already normalized where it is made
+(``generate_pedcc`` and ``load_pedcc_file`` return unit rows, normalized in float64), so the buffer
+``pedcc`` *is* p̃ and ``unit_pedcc`` returns it: one (k, n) tensor (until this change a second,
+float32-normalized copy was cached next to it: 205 MB more at k = 100,000, n = 512). Rows whose norm
+is off 1 by more than 1e-5 (centroids assigned to ``pedcc`` or loaded by ``load_state_dict`` from
+elsewhere) are normalized, in place, block by block. Checkpoints are unchanged (they always held
+``pedcc`` alone) and load as before. Against the cached ``F.normalize(pedcc)`` of earlier versions the
+centroids differ by float32 rounding (≤ 1 unit in the last place), so loss values agree to ~1e-7,
+not bit for bit. ``pedcc.copy_`` of non-unit rows is not seen: copy unit rows.
 """
 
 from __future__ import annotations
@@ -26,12 +25,23 @@ from podhl.losses.base import Criterion
 from podhl.losses.pod.math import cosine_logits
 from podhl.pedcc import METHODS, generate_pedcc, load_pedcc_file
 
-_ROW_BLOCK = 8192  # rows normalized at a time: no second (k, n) tensor
+_ROW_BLOCK = 8192  # rows checked or normalized at a time: no second (k, n) tensor
+UNIT_TOL = 1e-5  # rows closer than this to norm 1 count as unit (float32 rounding is ~1e-7)
 
 
 @torch.no_grad()
-def normalize_rows_(x: torch.Tensor) -> torch.Tensor:
-    """``x`` replaced in place by ``F.normalize(x, dim=1)`` (the same bits, block by block), returned."""
+def is_unit(x: torch.Tensor) -> bool:
+    """Every row of ``x`` has norm 1 ± ``UNIT_TOL`` (measured in float64, block by block)."""
+    blocks = range(0, x.shape[0], _ROW_BLOCK)
+    return all(bool(((x[s : s + _ROW_BLOCK].double().norm(dim=1) - 1.0).abs() <= UNIT_TOL).all()) for s in blocks)
+
+
+@torch.no_grad()
+def unit_rows_(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as it is when :func:`is_unit`, else replaced in place by ``F.normalize(x, dim=1)`` (the same
+    bits, block by block); returned. No (k, n) temporary."""
+    if is_unit(x):
+        return x
     for s in range(0, x.shape[0], _ROW_BLOCK):
         x[s : s + _ROW_BLOCK] = F.normalize(x[s : s + _ROW_BLOCK], dim=1)
     return x
@@ -39,8 +49,8 @@ def normalize_rows_(x: torch.Tensor) -> torch.Tensor:
 
 class PEDCCCriterion(Criterion):
     r"""The POD family's base: owns the frozen PEDCC ``pedcc`` ($k \times n$ unit rows, a buffer) and
-    predicts by cosine argmax (POD eq. 21–24); ``pedcc`` holds $\tilde p$, normalized once (``unit_pedcc``
-    is the same tensor).
+    predicts by cosine argmax (POD eq. 21–24); ``pedcc`` holds $\tilde p$ (unit rows; ``unit_pedcc`` is
+    the same tensor).
 
     Args:
         num_classes: $k$, number of classes (PEDCC points).
@@ -52,8 +62,6 @@ class PEDCCCriterion(Criterion):
             ``pedcc.pt`` every run writes into its folder), so a published run can be repeated exactly.
             Default None (generate from ``pedcc_seed``/``pedcc_method``).
     """
-
-    _version = 2  # 1: ``pedcc`` held the raw set (normalized on load); 2: it holds p̃
 
     def __init__(
         self,
@@ -70,28 +78,21 @@ class PEDCCCriterion(Criterion):
             seed = integer("pedcc_seed", pedcc_seed)
             method = one_of("pedcc_method", pedcc_method, METHODS)
             pedcc = generate_pedcc(num_classes, feat_dim, seed=seed, method=method)
-        self.register_buffer("pedcc", normalize_rows_(pedcc))
+        self.register_buffer("pedcc", unit_rows_(pedcc))
 
     def __setattr__(self, name: str, value: object) -> None:
         if name == "pedcc" and isinstance(value, torch.Tensor) and "pedcc" in self.__dict__.get("_buffers", {}):
-            value = F.normalize(value, dim=1)  # the buffer holds p̃: keep it unit
+            value = value if is_unit(value) else F.normalize(value, dim=1)  # the buffer holds p̃: keep it unit
         super().__setattr__(name, value)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs) -> None:  # noqa: ANN001
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
-        key = prefix + "pedcc"
-        if key not in state_dict:
-            return
-        version = (local_metadata or {}).get("version")  # None: a plain dict without torch's metadata
-        old = version is not None and version < 2
-        with torch.no_grad():
-            pedcc = self.pedcc
-            if old or not bool(((pedcc.double().norm(dim=1) - 1.0).abs() <= 1e-5).all()):
-                normalize_rows_(pedcc)
+        if prefix + "pedcc" in state_dict:
+            unit_rows_(self.pedcc)  # other centroids, not unit: normalized (unit ones load as they are)
 
     @property
     def unit_pedcc(self) -> torch.Tensor:
-        """p̃ = normalize(PEDCC): the buffer ``pedcc`` itself (normalized once; module docstring)."""
+        """p̃ = normalize(PEDCC): the buffer ``pedcc`` itself, whose rows are unit (module docstring)."""
         return self.pedcc
 
     def run_files(self) -> dict[str, torch.Tensor]:
