@@ -238,3 +238,36 @@ def test_checkpoints_load_unchanged_and_other_centroids_are_normalized():
     unit = torch.eye(7, 12)
     fresh.pedcc = unit  # assigned unit rows: kept as they are
     assert fresh.pedcc is unit
+
+
+def _mub_reference(k: int, n: int, seed: int) -> torch.Tensor:
+    """``mub`` for k > 2n as it was built before (every basis in float64, stacked, then permuted)."""
+    import math
+
+    from podhl.pedcc.galois import quadratic_form
+    from podhl.pedcc.mub import num_forms
+    from podhl.pedcc.simplex import haar_frame
+
+    gen = torch.Generator().manual_seed(seed)
+    m = n.bit_length() - 1
+    p = 1 << m
+    num_bases = -(-k // (2 * p))
+    forms = torch.randperm(num_forms(m), generator=gen)[: num_bases - 1].tolist()
+    last = -(-(k - 2 * p * (num_bases - 1)) // 2)
+    last_rows = torch.randperm(p, generator=gen)[:last]
+    frame = haar_frame(n, p, gen).t()
+    parts = [frame]
+    for u in forms:
+        signs = 1.0 - 2.0 * quadratic_form(m, u).to(torch.float64)
+        parts.append(fwht(signs.unsqueeze(1) * frame) / math.sqrt(p))
+    parts[-1] = parts[-1][last_rows]
+    rows = torch.cat([torch.cat([b, -b]) for b in parts])[:k]
+    return rows[torch.randperm(k, generator=gen)].float()
+
+
+_MUB_CASES = [(25, 8, 0), (144, 8, 1), (287, 16, 2), (2111, 32, 0), (2000, 768, 1), (2561, 512, 3)]
+
+
+@pytest.mark.parametrize("k,n,seed", _MUB_CASES)
+def test_mub_built_in_place_gives_the_same_bits(k, n, seed):
+    assert torch.equal(generate_pedcc(k, n, seed=seed, method="mub", cache=False), _mub_reference(k, n, seed))
