@@ -22,7 +22,7 @@ from podhl.pedcc.quality import pedcc_quality
 
 QUALITY = ("sample", "full", "none")
 DEFAULT_QUALITY_ROWS = 256  # our choice: 256·k·n multiply-adds, ~15 s at k = 1,000,000, n = 512 on one core
-_RANDOM_BLOCK = 65536
+_RANDOM_BLOCK = 16384
 
 
 def _positive_int(text: str) -> int:
