@@ -69,8 +69,8 @@ def _pairwise_cos(c: torch.Tensor) -> torch.Tensor:
     "k,n,bound",
     [
         (3000, 32, 0.5),  # beyond mub's 2112 in R^32
-        (5001, 48, 0.5),  # n not a power of two: R^32 placed on 32 of the 48 coordinates; odd k
-        (5000, 64, 0.5),
+        (2501, 48, 0.5),  # n not a power of two: R^32 placed on 32 of the 48 coordinates; odd k
+        (4500, 64, 0.5),
         (301, 32, 0.5),  # few bases
         (40, 32, 0.0),  # one basis: the cross-polytope of 20 of its vectors
     ],
@@ -271,3 +271,11 @@ _MUB_CASES = [(25, 8, 0), (144, 8, 1), (287, 16, 2), (2111, 32, 0), (2000, 768, 
 @pytest.mark.parametrize("k,n,seed", _MUB_CASES)
 def test_mub_built_in_place_gives_the_same_bits(k, n, seed):
     assert torch.equal(generate_pedcc(k, n, seed=seed, method="mub", cache=False), _mub_reference(k, n, seed))
+
+
+def test_a_run_that_no_construction_fits_fails_before_any_data_is_read(tmp_path):
+    from conftest import build_trainer
+
+    overrides = ["dataset=mnist", "dataset.root=/nonexistent/podhl-data", "loss=pod", "model.feat_dim=16"]
+    with pytest.raises(ConfigError, match="no construction places num_classes=1000000 centroids in dim=16"):
+        build_trainer(*overrides, "dataset.num_classes=1000000", run_dir=tmp_path)
