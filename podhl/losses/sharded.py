@@ -167,6 +167,7 @@ class ShardedClassifier(Criterion):
                 if full is not None:
                     setattr(owner, name, nn.Parameter(full[rows].clone(), requires_grad=full.requires_grad))
         self.head = head
+        self.last_sampled_rows: torch.Tensor | None = None  # the local rows the last sampled step kept
         self._eval_head: list[Criterion] = []  # the gathered, unsharded head while in eval mode
         self.register_state_dict_post_hook(_full_state)
         self.register_load_state_dict_pre_hook(_shard_state)
@@ -193,10 +194,14 @@ class ShardedClassifier(Criterion):
         indices = [i for i, p in enumerate(flat) if id(p) in mine]
 
         def gather(opt, state_dict):
-            for i in indices:
-                for key, value in state_dict["state"].get(i, {}).items():
+            state_dict["state"] = dict(state_dict["state"])
+            for i in indices:  # new dicts: the packed state shares its per-parameter dicts with the optimizer's
+                entry = dict(state_dict["state"].get(i, {}))
+                for key, value in entry.items():
                     if torch.is_tensor(value) and value.dim() >= 1 and value.shape[0] == self.count:
-                        state_dict["state"][i][key] = self._gather(value)
+                        entry[key] = self._gather(value)
+                if entry:
+                    state_dict["state"][i] = entry
             return state_dict
 
         def shard(opt, state_dict):
@@ -262,6 +267,7 @@ class ShardedClassifier(Criterion):
         params = [_ScaleGrad.apply(p, 1.0 / self.world) for p in self.sharded_parameters()]
         if self.sample_rate < 1.0:
             index = sample_rows(torch.unique(target[owned]), self.count, self.num_sample, self.rank, self.world)
+            self.last_sampled_rows = index  # diagnostics and tests only (local rows); nothing reads it back
             params = [p[index] for p in params]
             target = torch.where(owned, torch.searchsorted(index, target.clamp_min(0)), target)
         terms: dict[str, torch.Tensor] = {}
