@@ -281,7 +281,7 @@ class ShardedClassifier(Criterion):
         return {"loss": loss, "ce": ce, **terms}
 
     def _margin_logits(self, x_all, x, target, owned, weight, terms) -> torch.Tensor:
-        """$s\\cdot[\\cos\\theta_j;\\ \\psi(\\theta_y)]$ on this rank's columns; ψ only where this rank owns the class."""
+        """Scaled cosines on this rank's columns, ψ(θ_y) on the target column where this rank owns the class."""
         head = self.head
         kwargs = {}
         if isinstance(head, MagFaceLoss):  # per-sample margin m(a) of the gathered features; g(a) of this rank's
