@@ -141,14 +141,14 @@ def all_gather_rows(tensor: torch.Tensor, sizes: list[int] | None = None) -> tor
 
 class _AllGatherRows(torch.autograd.Function):
     """All-gather along dim 0 whose backward sums every rank's gradient of the gathered tensor and keeps
-    this rank's rows: the exact gradient, with respect to this rank's input, of the **sum of every
-    rank's** objective. insightface's ``AllGatherFunc`` (``partial_fc_v2.py`` @4f227ba) does the same
-    with one ``reduce`` per rank and then multiplies by the world size; podhl's sharded loss keeps the
-    sum here and divides its own parameters' gradients instead (``podhl.losses.sharded``)."""
+    this rank's rows, times ``scale``: with ``scale`` = 1 the exact gradient, with respect to this rank's
+    input, of the sum of every rank's objective. insightface's ``AllGatherFunc`` (``partial_fc_v2.py``
+    @4f227ba) does the same with one ``reduce`` per rank and multiplies by the world size (``scale`` =
+    world: the features' gradient of a loss averaged over ranks, fed to DDP, which averages again)."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor, sizes: list[int]):
-        ctx.sizes, ctx.rank = sizes, rank()
+    def forward(ctx, tensor: torch.Tensor, sizes: list[int], scale: float):
+        ctx.sizes, ctx.rank, ctx.scale = sizes, rank(), scale
         return _gather_padded(tensor, sizes)
 
     @staticmethod
@@ -156,15 +156,17 @@ class _AllGatherRows(torch.autograd.Function):
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = sum(ctx.sizes[: ctx.rank])
-        return grad[start : start + ctx.sizes[ctx.rank]], None
+        mine = grad[start : start + ctx.sizes[ctx.rank]]
+        return (mine.mul_(ctx.scale) if ctx.scale != 1 else mine), None, None
 
 
-def all_gather_rows_with_grad(tensor: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
-    """``all_gather_rows`` with a gradient (``_AllGatherRows``); ``tensor`` itself in a single process."""
+def all_gather_rows_with_grad(tensor: torch.Tensor, sizes: list[int] | None = None, scale: float = 1.0) -> torch.Tensor:
+    """``all_gather_rows`` with a gradient (``_AllGatherRows``: summed over ranks, times ``scale``);
+    ``tensor`` itself in a single process."""
     if not is_initialized():
         return tensor
     sizes = sizes if sizes is not None else gathered_sizes(tensor.shape[0], tensor.device)
-    return _AllGatherRows.apply(tensor, sizes)
+    return _AllGatherRows.apply(tensor, sizes, float(scale))
 
 
 def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:

@@ -16,11 +16,12 @@ $b$). A training step:
 4. each rank's ``loss`` is the mean over **its own** samples, the value the unsharded head gives on that rank.
 
 Gradients follow DDP's convention (each rank's model gradient is averaged, each loss parameter's gradient is the
-mean over ranks): the backward of steps 1 and 3 is the exact gradient of the **sum** of every rank's loss
-(the upstream gradients are all-reduced), so a rank's features get exactly the unsharded head's gradient, and
-the shard's rows get $1/\mathrm{world}$ of it (``_ScaleGrad``), what the unsharded $W$ gets after the trainer's
-``all_reduce_mean_``. The trainer therefore must not all-reduce them: ``sharded_parameters``. (insightface
-instead multiplies the features' gradient by the world size and leaves $W$'s.)
+mean over ranks). ``_DistCrossEntropy``'s backward all-reduces the upstream gradients and divides by the world
+size: the gradient of the **mean over ranks** of every rank's loss, so the shard's rows get what the unsharded
+$W$ gets after the trainer's ``all_reduce_mean_`` (the trainer must not all-reduce them again:
+``sharded_parameters``); the features' all-gather multiplies its gradient by the world size (as insightface's
+``AllGatherFunc``), so each rank's features get exactly the unsharded head's gradient of that rank's loss, which
+DDP then averages as usual.
 
 Sampling (``sample_rate`` < 1, PartialFC's ``sample``): at each training step a rank keeps the classes of its
 block that occur in the global batch plus random others, $\lfloor \mathrm{rate}\cdot C/\mathrm{world}\rfloor$
@@ -60,9 +61,10 @@ class _DistCrossEntropy(torch.autograd.Function):
     $m_i$ (MAX) and the sums (SUM) all-reduced, the target logit from the rank that owns it.
 
     Input: this rank's $(B_g, C_s)$ logits and $(B_g,)$ local target columns (−1 where another rank owns the
-    class). Output: the $(B_g,)$ losses, the same on every rank. Backward: the upstream gradients are summed
-    over ranks first (the gradient of the sum of every rank's objective), then $(p - \mathrm{onehot})\cdot g$,
-    computed in place in the saved softmax (one $B_g \times C_s$ matrix kept, as insightface).
+    class). Output: the $(B_g,)$ losses, the same on every rank. Backward: $g$ = the upstream gradients
+    averaged over ranks (the gradient of the mean over ranks of every rank's objective), then
+    $(p - \mathrm{onehot})\cdot g$, computed in place in the saved softmax (one $B_g \times C_s$ matrix kept,
+    as insightface).
     """
 
     @staticmethod
@@ -88,23 +90,12 @@ class _DistCrossEntropy(torch.autograd.Function):
         ctx.used = True
         prob, target = ctx.saved_tensors
         g = dist.all_reduce_(grad.detach().contiguous().clone(), "sum")
+        if dist.world_size() > 1:
+            g.div_(dist.world_size())
         out = prob.mul_(g.unsqueeze(1))
         rows = torch.nonzero(target >= 0).squeeze(1)
         out[rows, target[rows]] -= g[rows]
         return out, None
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the gradient by ``factor`` (1/world on the shard's parameters)."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor, factor: float) -> torch.Tensor:
-        ctx.factor = factor
-        return tensor.view_as(tensor)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad * ctx.factor, None
 
 
 def sample_rows(positive: torch.Tensor, count: int, num_sample: int, rank: int, world: int) -> torch.Tensor:
@@ -260,11 +251,11 @@ class ShardedClassifier(Criterion):
         x = fp32(features)
         sizes = dist.gathered_sizes(x.shape[0], x.device)
         offset = sum(sizes[: self.rank])
-        x_all = dist.all_gather_rows_with_grad(x, sizes)  # (B_g, d)
+        x_all = dist.all_gather_rows_with_grad(x, sizes, scale=self.world)  # (B_g, d)
         y_all = dist.all_gather_rows(labels, sizes)
         owned = (y_all >= self.start) & (y_all < self.start + self.count)
         target = torch.where(owned, y_all - self.start, torch.full_like(y_all, -1))
-        params = [_ScaleGrad.apply(p, 1.0 / self.world) for p in self.sharded_parameters()]
+        params = self.sharded_parameters()
         if self.sample_rate < 1.0:
             index = sample_rows(torch.unique(target[owned]), self.count, self.num_sample, self.rank, self.world)
             self.last_sampled_rows = index  # diagnostics and tests only (local rows); nothing reads it back
