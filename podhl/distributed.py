@@ -174,3 +174,23 @@ def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     if is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return tensor
+
+
+def own_rows_all_columns(local: torch.Tensor, sizes: list[int], counts: list[int]) -> torch.Tensor:
+    """From each rank's ``(sum(sizes), counts[rank])`` block of a row- and column-split matrix (rows: every
+    rank's samples in rank order; columns: this rank's classes), this rank's rows over every column,
+    ``(sizes[rank], sum(counts))``, without gradient: one ``gather`` per rank, so no rank ever holds
+    more than its own rows of the whole matrix. ``local`` itself in a single process."""
+    if not is_initialized():
+        return local
+    me, top, out = rank(), max(counts), None
+    start = 0
+    for dst, n in enumerate(sizes):
+        block = local.new_zeros((n, top))
+        block[:, : local.shape[1]] = local[start : start + n]
+        start += n
+        parts = [torch.empty_like(block) for _ in sizes] if dst == me else None
+        dist.gather(block, parts, dst=dst)
+        if dst == me:
+            out = torch.cat([p[:, :c] for p, c in zip(parts, counts, strict=True)], dim=1)
+    return out

@@ -232,15 +232,15 @@ class ShardedClassifier(Criterion):
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         r"""$(B, C)$ scores over every class, without margin (the head's ``logits``). Training mode under DDP
-        scores the gathered batch on each shard and gathers the columns (a collective per call)."""
+        (the running train accuracy) scores the gathered batch on each shard and sends each rank its rows,
+        without gradient (collectives: every rank calls it; no rank holds more than $B \times C$ scores)."""
         if self.world == 1 or not self.training:
             return self._unsharded().logits(features)
-        sizes = dist.gathered_sizes(features.shape[0], features.device)
-        local = self.head.logits(dist.all_gather_rows(features, sizes))  # (B_g, C/world)
-        counts = [dist.shard_range(self.num_classes, r, self.world)[1] for r in range(self.world)]
-        scores = dist.all_gather_rows(local.t().contiguous(), counts).t()  # (B_g, C)
-        offset = sum(sizes[: self.rank])
-        return scores[offset : offset + features.shape[0]]
+        with torch.no_grad():
+            sizes = dist.gathered_sizes(features.shape[0], features.device)
+            local = self.head.logits(dist.all_gather_rows(features, sizes))  # (B_g, C/world)
+            counts = [dist.shard_range(self.num_classes, r, self.world)[1] for r in range(self.world)]
+            return dist.own_rows_all_columns(local, sizes, counts)
 
     # ------------------------------------------------------------------ training: the distributed loss
     def forward(
