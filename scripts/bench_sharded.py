@@ -51,7 +51,7 @@ def _case(rank: int, world: int, args, sharded: bool, rate: float) -> dict:
     x = torch.randn(local, args.dim, generator=g).requires_grad_()
     y = torch.randint(0, args.classes, (local,), generator=g)
     times, peak = [], 0.0
-    for i in range(args.steps + 1):
+    for _ in range(args.steps + 1):
         before = _status_kb("VmRSS")
         _reset_peak()
         t0 = time.perf_counter()
