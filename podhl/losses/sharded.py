@@ -98,16 +98,17 @@ class _DistCrossEntropy(torch.autograd.Function):
         return out, None
 
 
-def sample_rows(positive: torch.Tensor, count: int, num_sample: int, rank: int, world: int) -> torch.Tensor:
+def sample_rows(
+    positive: torch.Tensor, count: int, num_sample: int, rank: int, world: int, width: int | None = None
+) -> torch.Tensor:
     """PartialFC's ``sample`` (``partial_fc_v2.py`` @4f227ba): the sorted local rows kept this step, every
     positive (``positive``, unique local rows) plus random others up to ``num_sample`` rows (every positive
-    alone if there are more). Draws ``world`` × ⌈C/world⌉ uniforms from torch's global generator and uses row
-    ``rank``: every rank consumes the same amount (the random streams stay in step, a resumed run replays
-    them) and ranks draw different negatives."""
+    alone if there are more). Draws ``world`` × ``width`` (⌈C/world⌉, the largest shard) uniforms from torch's
+    global generator and uses row ``rank``: every rank consumes the same amount (the random streams stay in
+    step, a resumed run replays them) and ranks draw different negatives."""
     if num_sample <= positive.numel():
         return positive.sort().values
-    width = count + 1  # ≥ any rank's count (ranks differ by at most one row)
-    perm = torch.rand(world, width, device=positive.device)[rank, :count]
+    perm = torch.rand(world, width or count, device=positive.device)[rank, :count]
     perm[positive] = 2.0
     return torch.topk(perm, k=num_sample).indices.sort().values
 
@@ -257,13 +258,16 @@ class ShardedClassifier(Criterion):
         target = torch.where(owned, y_all - self.start, torch.full_like(y_all, -1))
         params = self.sharded_parameters()
         if self.sample_rate < 1.0:
-            index = sample_rows(torch.unique(target[owned]), self.count, self.num_sample, self.rank, self.world)
+            width = dist.shard_range(self.num_classes, 0, self.world)[1]  # rank 0's block is the largest
+            positive = torch.unique(target[owned])
+            index = sample_rows(positive, self.count, self.num_sample, self.rank, self.world, width)
             self.last_sampled_rows = index  # diagnostics and tests only (local rows); nothing reads it back
             params = [p[index] for p in params]
             target = torch.where(owned, torch.searchsorted(index, target.clamp_min(0)), target)
         terms: dict[str, torch.Tensor] = {}
         if self.kind == "linear":
-            logits = F.linear(x_all, params[0].to(x_all.dtype), params[1] if len(params) > 1 else None)
+            bias = params[1].to(x_all.dtype) if len(params) > 1 else None
+            logits = F.linear(x_all, params[0].to(x_all.dtype), bias)
         else:
             logits = self._margin_logits(x_all, x, target, owned, params[0], terms)
         per_sample = _DistCrossEntropy.apply(logits, target)
