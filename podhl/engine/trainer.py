@@ -296,8 +296,9 @@ class Trainer:
             labels.append(out.labels)
             for k, v in part_terms.items():
                 terms[k] = terms.get(k, 0.0) + v.detach() * weight
+        sharded = {id(p) for p in self.criterion.sharded_parameters()}  # each rank owns its rows (PartialFC)
         dist.all_reduce_mean_(
-            [p.grad for p in self.criterion.parameters() if p.grad is not None]
+            [p.grad for p in self.criterion.parameters() if p.grad is not None and id(p) not in sharded]
         )  # DDP does the model's
         if self.grad_clip:
             self.scaler.unscale_(optimizer)
