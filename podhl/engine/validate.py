@@ -48,6 +48,7 @@ def validate_config(cfg: DictConfig) -> None:
     integer("trainer.num_workers", cfg.trainer.num_workers, low=0)
     if cfg.trainer.get("num_threads") is not None:
         integer("trainer.num_threads", cfg.trainer.num_threads, low=1)
+    in_range("trainer.class_sample_rate", cfg.trainer.get("class_sample_rate", 1.0), 0.0, 1.0, low_open=True)
     resolve_device(cfg.trainer.device)
 
 
