@@ -236,6 +236,26 @@ def test_resume_continues_the_exact_sequence_and_old_checkpoints_load(official):
     torch.testing.assert_close(old.centers, full.centers, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("num_classes", [C, C + 1])
+def test_init_from_a_criterion_state_recomputes_t(tmp_path, num_classes):
+    """``model.init_criterion`` copies matching tensors one by one: T follows the centers it got (or kept)."""
+    from podhl.engine.init_from import init_from
+
+    source = _hl()
+    source.on_epoch_start(1)
+    for f, y in _batches(8, steps=3):
+        _protocol_step(source, f, y)
+    model = torch.nn.Linear(2, 2)
+    state = source.state_dict()
+    if num_classes == C:  # an older run's checkpoint, without T; else T fits and the centers do not
+        del state["center_sum"]
+    torch.save({"model": model.state_dict(), "criterion": state}, tmp_path / "last.pt")
+    target = HypersphereLoss(num_classes, D)
+    init_from({"init_from": str(tmp_path / "last.pt"), "init_criterion": True}, model, target)
+    assert torch.equal(target.centers.any(), torch.tensor(num_classes == C))
+    torch.testing.assert_close(target.center_sum, target.centers.double().sum(0), rtol=0, atol=1e-9)
+
+
 # ---------------------------------------------------------------- DDP
 def _run_ddp_losses(rank: int, world: int) -> dict[str, torch.Tensor]:
     """Ten protocol steps on a fixed global batch of 13, ranks holding unequal parts (7 + 6)."""
