@@ -6,8 +6,8 @@ Here one step is what the training loop runs: ``prepare_batch`` (when due) → `
 ``after_optimizer_step``, on random fp32 features (B × d, labels uniform over C) for ``hl``,
 ``hl_official``, ``center`` and ``ccl`` (past their warm starts), next to linear + cross-entropy. Per
 loss and C: median ms per step, bytes autograd saves for backward (``saved_tensors_hooks``), bytes the
-forward and the update hooks allocate (every op output that is not a view of the loss's own buffers or
-parameters, counted with a ``TorchDispatchMode``: the temporaries, not the peak), and for ``ccl`` one
+forward and the update hooks allocate (every new op output, counted with a ``TorchDispatchMode``;
+views and in-place results count 0: the temporaries, not the peak), and for ``ccl`` one
 ``feature_pass`` over 4 batches. Runs against any checkout (``PYTHONPATH``), so before/after compare:
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python scripts/bench_center_updates.py --classes 10575 100000 --threads 1
@@ -34,20 +34,22 @@ MB = 2**20
 
 
 class Allocations(TorchDispatchMode):
-    """Bytes of the op outputs inside the block that do not alias ``keep``'s storages (new tensors)."""
+    """Bytes of the new tensors the ops inside the block return: every output of an op whose schema
+    returns no alias (views and in-place ops return aliases of their inputs and count 0), so the sum
+    of the temporaries allocated, not the peak."""
 
-    def __init__(self, keep) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.keep = {t.untyped_storage().data_ptr() for t in keep}
         self.bytes = 0
         self.largest = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        if any(r.alias_info is not None for r in func._schema.returns):
+            return out
         for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in self.keep:
-                self.keep.add(t.untyped_storage().data_ptr())  # count each storage once
-                n = t.untyped_storage().nbytes()
+            if isinstance(t, torch.Tensor):
+                n = t.numel() * t.element_size()
                 self.bytes += n
                 self.largest = max(self.largest, n)
         return out
@@ -85,17 +87,16 @@ def build(name: str, num_classes: int, dim: int):
 
 def protocol_step(loss, feats: torch.Tensor, y: torch.Tensor, measure: bool = False) -> dict:
     """One step as the loop runs it; with ``measure``, the bytes of each phase."""
-    own = list(loss.buffers()) + list(loss.parameters()) + [feats]
     out = {}
     for p in loss.parameters():
         p.grad = None
     feats = feats.detach().requires_grad_(True)
-    with Allocations(own) if measure else _null() as prep:
+    with Allocations() if measure else _null() as prep:
         kw = {"prepared": loss.prepare_batch(feats.detach(), y)} if loss.needs_prepared_batch() else {}
-    with Saved() if measure else _null() as saved, Allocations(own) if measure else _null() as fwd:
+    with Saved() if measure else _null() as saved, Allocations() if measure else _null() as fwd:
         terms = loss(feats, y, **kw)
     terms["loss"].backward()
-    with torch.no_grad(), Allocations(own) if measure else _null() as after:
+    with torch.no_grad(), Allocations() if measure else _null() as after:
         loss.after_optimizer_step(feats.detach(), y, **kw)
     if measure:
         out = {
@@ -141,7 +142,7 @@ def bench(num_classes: int, args) -> list[dict]:
         if name == "ccl":
             batches = [(feats, y)] * 4
             t0 = time.perf_counter()
-            with Allocations(list(loss.buffers()) + list(loss.parameters())) as fp:
+            with Allocations() as fp:
                 loss.feature_pass(iter(batches))
             rows[name]["feature_pass_4_batches_ms"] = 1e3 * (time.perf_counter() - t0)
             rows[name]["feature_pass_alloc_mb"] = fp.bytes / MB

@@ -93,6 +93,15 @@ class CenterState(LinearClassifier):
     def count_iteration(self) -> None:
         self._set_counts(self.n_c, self.n_iterations + 1)
 
+    def center_rows(self, labels: torch.Tensor, prepared=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c_{y_i} (B, d), T = Σ_l c_l (d,)) from the stored centers, a prepared ``RowUpdate`` (O(B·d)), or
+        prepared (C, d) centers (a custom strategy's; T summed, O(C·d))."""
+        if prepared is None:
+            return self.centers[labels], self.center_sum
+        if isinstance(prepared, RowUpdate):
+            return prepared.rows_for(labels), prepared.total
+        return prepared[labels], prepared.sum(dim=0)
+
     def refresh_total(self) -> None:
         """Re-sum T from the centers (O(C·d)), after writing ``centers`` other than through ``commit``."""
         self.center_sum.copy_(self.centers.double().sum(dim=0))

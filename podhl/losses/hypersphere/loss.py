@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from podhl.checks import in_range, integer, one_of, require
-from podhl.losses.hypersphere.centers import CenterState, RowUpdate
+from podhl.losses.hypersphere.centers import CenterState
 from podhl.losses.hypersphere.math import pairwise_cosine_stats, penalty_from_rows, separation_from_rows
 from podhl.losses.hypersphere.switches import OfficialSwitches
 from podhl.losses.hypersphere.updates import CenterUpdate, make_center_update
@@ -154,7 +154,7 @@ class HypersphereLoss(CenterState):
         zero = ce.detach().new_zeros(())
         if not self.penalized:
             return dict(loss=ce, ce=ce, center=zero, separation=zero, dead_zone_fraction=zero, center_distance=zero)
-        rows, total = self._center_rows(labels, prepared)  # Algorithm 1: this step's updated centers
+        rows, total = self.center_rows(labels, prepared)  # Algorithm 1: this step's updated centers
         valid = rows.pow(2).sum(dim=1) > 0
         penalty = penalty_from_rows(
             f, rows, self.threshold, self.official.penalty_power, self.official.penalty_normalization, valid
@@ -166,15 +166,6 @@ class HypersphereLoss(CenterState):
             mean_dist = (dist * valid).sum() / valid.sum().clamp_min(1)  # no host sync
         terms = dict(ce=ce, center=penalty, separation=sep, dead_zone_fraction=inside, center_distance=mean_dist)
         return {"loss": ce + self.lam * penalty, **terms}
-
-    def _center_rows(self, labels: torch.Tensor, prepared: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """(c_{y_i} (B, d), T = Σ_l c_l (d,)) from the stored centers, a prepared ``RowUpdate`` (O(B·d)), or
-        prepared (C, d) centers (a custom strategy's; T summed, O(C·d))."""
-        if prepared is None:
-            return self.centers[labels], self.center_sum
-        if isinstance(prepared, RowUpdate):
-            return prepared.rows_for(labels), prepared.total
-        return prepared[labels], prepared.sum(dim=0)
 
     # ------------------------------------------------------------------ hooks: the update strategy's
     def needs_prepared_batch(self) -> bool:

@@ -94,7 +94,19 @@ def penalty_from_rows(
     normalization: str = "batch",
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``generalized_center_penalty`` from each sample's center row ``rows`` $= c_{y_i}$, $(B, d)$ (HL eq. 17)."""
+    r"""``generalized_center_penalty`` from each sample's center row $c_{y_i}$ (HL eq. 17), $O(Bd)$.
+
+    Args:
+        features: $(B, d)$ features $f$.
+        rows: $(B, d)$ each sample's class center $c_{y_i}$.
+        threshold: $\varepsilon a \ge 0$, the dead-zone radius (feature-norm units).
+        power: 2 (default, eq. 17) or 4 ($d^4$, the authors' code).
+        normalization: ``"batch"`` (default, $1/(2B)$, eq. 17) or ``"elements"`` ($1/(2Bd)$, the authors' code).
+        valid: $(B,)$ bool, False for samples whose center is not set yet (left out). Default None (all).
+
+    Returns:
+        The scalar penalty.
+    """
     one_of("power", power, PENALTY_POWERS)
     one_of("normalization", normalization, PENALTY_NORMALIZATIONS)
     d2 = (features - rows).pow(2).sum(dim=1)
@@ -123,9 +135,17 @@ def class_center_separation(labels: torch.Tensor, centers: torch.Tensor) -> torc
 
 
 def separation_from_rows(rows: torch.Tensor, total: torch.Tensor, num_classes: int) -> torch.Tensor:
-    r"""``class_center_separation`` from the samples' centers ``rows`` $= c_{y_i}$, $(B, d)$, and the total
-    $T = \sum_l c_l$, $(d,)$: $\frac{1}{B(C-1)}\sum_i c_{y_i}^\top(T - c_{y_i})$ (HL eq. 10 without $\beta$),
-    $O(Bd)$."""
+    r"""``class_center_separation`` from the samples' centers and the total $T$:
+    $\frac{1}{B(C-1)}\sum_i c_{y_i}^\top(T - c_{y_i})$ (HL eq. 10 without $\beta$), $O(Bd)$.
+
+    Args:
+        rows: $(B, d)$ each sample's class center $c_{y_i}$.
+        total: $(d,)$ $T = \sum_l c_l$ over all C classes (any dtype; used in ``rows``' dtype).
+        num_classes: $C$.
+
+    Returns:
+        The scalar separation (squared feature-norm units).
+    """
     per_sample = rows @ total.to(rows.dtype) - rows.pow(2).sum(dim=1)  # c_yᵀ(T − c_y), (B,)
     return per_sample.sum() / (rows.shape[0] * (num_classes - 1))
 
@@ -202,7 +222,12 @@ def ewma_center_rows(
         counts: $(S,)$ their counts $n_k$.
         total: $(d,)$ $T$.
         num_classes: $C$.
-        phi, beta, radius, step, bias_correction, keep_absent: as ``ewma_center_update_from_sums``.
+        phi: $\varphi \in (0, 1)$, EWMA factor.
+        beta: $\beta \ge 0$, separation weight.
+        radius: $r > 0$ (feature-norm units).
+        step: $N_c \ge 1$, the number of this update.
+        bias_correction: divide by $1 - \varphi^{N_c}$ (eq. 15). Default True.
+        keep_absent: a row with $n_k = 0$ keeps its center. Default True; False: zero (the authors' code).
 
     Returns:
         $(S, d)$ new centers of the S classes (a row with $n_k = 0$: kept, or zero without ``keep_absent``).
