@@ -299,3 +299,22 @@ def test_ddp_two_ranks_with_unequal_batches_equal_one_process(tmp_path):
         assert value.any(), name
         assert torch.equal(got[0][name], got[1][name]), name  # every rank holds the same centers
         torch.testing.assert_close(got[0][name], value, rtol=0, atol=4e-5, msg=name)
+
+
+# ---------------------------------------------------------------- the benchmark script runs
+def test_bench_center_updates_script_runs_tiny(tmp_path):
+    import json
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_center_updates.py"
+    main = runpy.run_path(str(script))["main"]
+    out = tmp_path / "b.json"
+    tiny = ["--classes", "50", "--batch", "8", "--dim", "8", "--out", str(out)]
+    assert main([*tiny, "--steps", "1", "--warmup", "0"]) == 0
+    rows = {r["loss"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"linear+ce", "hl", "hl_official", "center", "ccl"}
+    assert all(rows[n]["ms"] > 0 and rows[n]["update_alloc_mb"] > 0 for n in ("hl", "hl_official", "center"))
+    assert main([*tiny, "--drift", "20"]) == 0
+    drift = json.loads(out.read_text())["drift"]
+    assert len(drift) == 10 and all(r["running_T_err"] < 1e-9 for r in drift)
