@@ -86,7 +86,7 @@ class ConstrainedCenterLoss(LinearClassifier):
             counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
         all_reduce_sum(sums)
         all_reduce_sum(counts)
-        self.centers.copy_(constrained_centers(sums, counts, self.radius, self.centers.double()))
+        self.centers.copy_(constrained_centers(sums, counts, self.radius, self.centers))  # fp32 out
         self.initialized.fill_(True)
 
     def epoch_metrics(self) -> dict[str, float]:
