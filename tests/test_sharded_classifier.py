@@ -1,6 +1,8 @@
 """The class-sharded classifier (PartialFC, ``podhl.losses.sharded``) with 2 gloo processes on CPU equals the
 unsharded head: loss, gradients, the model and W after SGD steps, optimizer state and checkpoints; with
-sampling, each rank keeps its positives plus random negatives and only those rows get gradients."""
+sampling, each rank keeps its positives plus random negatives and only those rows get gradients. Hypersphere
+Loss (sharded W, replicated centers): its terms, gradients, W, centers and counters over its warm start and
+penalized steps, checkpoints that load sharded and unsharded."""
 
 from __future__ import annotations
 
@@ -14,12 +16,16 @@ from podhl.losses import (
     AMCMSoftmaxLoss,
     AMSoftmaxLoss,
     ArcFaceLoss,
+    ASoftmaxLoss,
+    CenterLoss,
     CombinedMarginLoss,
+    ConstrainedCenterLoss,
     ExclusiveRegularizationLoss,
     HypersphereLoss,
     MagFaceLoss,
     SoftmaxLoss,
 )
+from podhl.losses.hypersphere.switches import OfficialSwitches
 from podhl.losses.sharded import ShardedClassifier
 
 C, D_IN, D = 11, 5, 6  # 11 classes: shards of 6 and 5 rows
@@ -142,7 +148,12 @@ def _worker(rank: int, world: int, init_file: str, out_file: str, job: str) -> N
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        result = {name: _sharded(name, rank, world) for name in HEADS} if job == "equal" else _sampling(rank, world)
+        if job == "equal":
+            result = {name: _sharded(name, rank, world) for name in HEADS}
+        elif job == "hl":
+            result = {name: _sharded_hl(name, rank, world) for name in HL_HEADS}
+        else:
+            result = _sampling(rank, world)
         torch.save(result, f"{out_file}.{rank}")
     finally:
         dist.destroy_process_group()
@@ -264,11 +275,214 @@ def test_sampling_keeps_positives_and_only_sampled_rows_get_gradients(tmp_path):
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: ExclusiveRegularizationLoss(C, D), lambda: HypersphereLoss(C, D)],
+    [
+        lambda: ExclusiveRegularizationLoss(C, D),
+        lambda: ASoftmaxLoss(C, D),
+        lambda: CenterLoss(C, D),
+        lambda: ConstrainedCenterLoss(C, D),
+    ],
 )
 def test_unsupported_heads_are_refused(make):
     with pytest.raises(ConfigError, match="cannot be sharded"):
         ShardedClassifier(make())
+
+
+# ---------------------------------------------------------------- Hypersphere Loss: sharded W, replicated centers
+# radius 3: these features' norms lie around 1-3, so the dead zone, the penalty and the updates all move;
+# λ = 0.5 makes the penalty's gradient count. Epoch 1 is the warm start (softmax only), epoch 2 penalized.
+HL_KW = dict(radius=3.0, epsilon=0.3, phi=0.8, lam=0.5, beta=0.2, warmup_epochs=1)
+HL_HEADS = {
+    "hl": lambda: HypersphereLoss(C, D, **HL_KW),
+    # the authors' code: unit-norm W rows, no bias, d⁴ penalty, absent centers reset to zero (ramps over 1 epoch)
+    "hl_official": lambda: HypersphereLoss(C, D, **HL_KW, official=OfficialSwitches.authors_code(total_epochs=1)),
+    "hl10": lambda: HypersphereLoss(C, D, **HL_KW, update_every=2),  # updates on every other penalized step
+}
+HL_STEPS, HL_RECORD = 4, (0, 2)  # step 0: warm start; steps 1-3: penalized; terms and gradients at 0 and 2
+HL_TERMS = ("loss", "ce", "center", "separation", "dead_zone_fraction", "center_distance")
+
+
+def _hl_epoch(crit, step: int, epoch: int) -> int:
+    """The trainer's epoch hooks: epoch 1 for step 0, epoch 2 after it."""
+    new = 1 if step == 0 else 2
+    if new != epoch:
+        if epoch:
+            crit.on_epoch_end(epoch, {"mean_feature_norm": 1.0, "num_samples": float(sum(SIZES))})
+        crit.on_epoch_start(new)
+    return new
+
+
+def _hl_reference(name: str) -> dict:
+    """One process, unsharded HL; the update prepared from the whole batch (what DDP's gathered sums give)."""
+    torch.manual_seed(1)
+    model, head = nn.Linear(D_IN, D), HL_HEADS[name]()
+    opt = _optimizer(model, head)
+    x, y = _data()
+    out: dict = {"terms": {}, "feature_grad": {}, "weight_grad": {}}
+    epoch = 0
+    for step in range(HL_STEPS):
+        epoch = _hl_epoch(head, step, epoch)
+        features = model(x)
+        features.retain_grad()
+        prepared = head.prepare_batch(features.detach(), y) if head.needs_prepared_batch() else None
+        terms = [head(features[s], y[s], prepared=prepared) for s in _slices()]
+        loss = sum(t["loss"] for t in terms) / len(terms)
+        opt.zero_grad()
+        loss.backward()
+        if step in HL_RECORD:
+            out["terms"][step] = {k: torch.stack([t[k].detach() for t in terms]) for k in HL_TERMS}
+            out["feature_grad"][step] = features.grad.clone()
+            out["weight_grad"][step] = {k: p.grad.clone() for k, p in head.named_parameters()}
+        opt.step()
+        with torch.no_grad():
+            head.after_optimizer_step(features.detach(), y, prepared=prepared)
+    head.eval()
+    with torch.no_grad():
+        features = model(x)
+        out["eval"] = [head(features[s], y[s]) for s in _slices()]  # test batches: the stored centers
+        out["logits"] = head.logits(features)
+    out["model"] = {k: v.clone() for k, v in model.state_dict().items()}
+    out["criterion"] = {k: v.clone() for k, v in head.state_dict().items()}
+    out["optimizer"] = opt.state_dict()
+    out["metrics"] = head.epoch_metrics()
+    return out
+
+
+def _sharded_hl(name: str, rank: int, world: int) -> dict:
+    """``world`` ranks: a DDP model, the shard of W, the centers replicated and updated by the HL hooks."""
+    torch.manual_seed(1)
+    model, head = nn.Linear(D_IN, D), HL_HEADS[name]()
+    crit = ShardedClassifier(head).train()
+    ddp = nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(
+        [*model.parameters(), *[p for g in crit.param_groups() for p in g["params"]]], lr=LR, momentum=0.9
+    )
+    crit.attach_optimizer(opt)
+    x, y = _data()
+    mine = _slices()[rank]
+    out: dict = {"terms": {}, "feature_grad": {}, "weight_grad": {}, "warm": crit.warm_start_epochs}
+    epoch = 0
+    for step in range(HL_STEPS):
+        epoch = _hl_epoch(crit, step, epoch)
+        features = ddp(x[mine])
+        features.retain_grad()
+        prepared = crit.prepare_batch(features.detach(), y[mine]) if crit.needs_prepared_batch() else None
+        terms = crit(features, y[mine], prepared=prepared)
+        opt.zero_grad()
+        terms["loss"].backward()
+        if step in HL_RECORD:
+            out["terms"][step] = {k: terms[k].detach() for k in HL_TERMS}
+            out["feature_grad"][step] = features.grad.clone()
+            names, params = crit._sharded_names(), crit.sharded_parameters()
+            out["weight_grad"][step] = {n: crit._gather(p.grad) for n, p in zip(names, params, strict=True)}
+        opt.step()
+        with torch.no_grad():
+            crit.after_optimizer_step(features.detach(), y[mine], prepared=prepared)
+    crit.eval()
+    with torch.no_grad():
+        features = model(x[mine])
+        out["eval"] = crit(features, y[mine])
+        out["logits"] = crit.logits(features)
+        out["eval_shares_centers"] = crit._unsharded().centers.data_ptr() == crit.head.centers.data_ptr()
+    crit.train()
+    out["model"] = {k: v.clone() for k, v in model.state_dict().items()}
+    out["criterion"] = crit.state_dict()  # the full W, the centers as they are
+    out["optimizer"] = opt.state_dict()
+    out["metrics"] = crit.epoch_metrics()
+
+    # resume: a fresh sharded HL takes the checkpoint; its shard is this rank's rows, the centers whole
+    torch.manual_seed(1)
+    crit2 = ShardedClassifier(HL_HEADS[name]())
+    crit2.load_state_dict(out["criterion"])
+    rows = slice(crit2.start, crit2.start + crit2.count)
+    names, params = crit2._sharded_names(), crit2.sharded_parameters()
+    out["resumed_ok"] = all(torch.equal(p, out["criterion"][n][rows]) for n, p in zip(names, params, strict=True))
+    out["resumed_centers_ok"] = torch.equal(crit2.head.centers, crit.head.centers) and crit2.head.n_c == crit.head.n_c
+    return out
+
+
+def test_two_ranks_hypersphere_loss_equals_the_unsharded_one(tmp_path):
+    ranks = _spawn(tmp_path, "hl")
+    for name in HL_HEADS:
+        ref = _hl_reference(name)
+        assert ref["criterion"]["num_updates"] > 0 and ref["terms"][2]["center"].abs().sum() > 0, name  # penalized
+        for rank, got in enumerate(ranks):
+            got, mine = got[name], _slices()[rank]
+            assert got["warm"] == 1, name
+            for step in HL_RECORD:
+                for key in HL_TERMS:
+                    _close(got["terms"][step][key], ref["terms"][step][key][rank], f"{name} {key} step {step}")
+                _close(got["feature_grad"][step], 2 * ref["feature_grad"][step][mine], f"{name} feature grad {step}")
+                for key, grad in ref["weight_grad"][step].items():
+                    _close(got["weight_grad"][step][key], grad, f"{name} {key} grad step {step}")
+            for key in HL_TERMS:
+                _close(got["eval"][key], ref["eval"][rank][key], f"{name} eval {key}")
+            _close(got["logits"], ref["logits"][mine], f"{name} logits (eval)")
+            assert got["eval_shares_centers"], name  # evaluation copies W, not the centers
+            for key, value in ref["model"].items():
+                _close(got["model"][key], value, f"{name} model {key} after {HL_STEPS} steps")
+            assert set(got["criterion"]) == set(ref["criterion"]), name  # the unsharded HL's keys
+            for key, value in ref["criterion"].items():
+                _close(got["criterion"][key].double(), value.double(), f"{name} {key} after {HL_STEPS} steps")
+            for i, state in ref["optimizer"]["state"].items():
+                _close(
+                    got["optimizer"]["state"][i]["momentum_buffer"], state["momentum_buffer"], f"{name} momentum {i}"
+                )
+            for key, value in ref["metrics"].items():
+                assert abs(got["metrics"][key] - value) <= TOL, (name, key)
+            assert got["resumed_ok"] and got["resumed_centers_ok"], name
+            # podhl-eval's way: the unsharded HL loads the sharded run's checkpoint as is
+            unsharded = HL_HEADS[name]()
+            unsharded.load_state_dict(got["criterion"])
+            _close(unsharded.centers, ref["criterion"]["centers"], f"{name} centers, unsharded load")
+
+
+def test_single_process_hypersphere_loss_equals_the_head():
+    """No process group: the wrapper is HL (warm start, then penalized against a prepared update)."""
+    for name, make in HL_HEADS.items():
+        torch.manual_seed(1)
+        head = make()
+        torch.manual_seed(1)
+        crit = ShardedClassifier(make()).train()
+        x, y = _data()
+        f1 = torch.randn(len(y), D, requires_grad=True)
+        f2 = f1.detach().clone().requires_grad_()
+        for epoch in (1, 2):
+            head.on_epoch_start(epoch), crit.on_epoch_start(epoch)
+            assert crit.needs_prepared_batch() == head.needs_prepared_batch() == (epoch == 2), name
+            p1 = head.prepare_batch(f1.detach(), y) if epoch == 2 else None
+            p2 = crit.prepare_batch(f2.detach(), y) if epoch == 2 else None
+            a, b = head(f1, y, prepared=p1), crit(f2, y, prepared=p2)
+            for key in HL_TERMS:
+                _close(b[key].detach(), a[key].detach(), f"{name} {key} epoch {epoch}")
+            f1.grad = f2.grad = None
+            a["loss"].backward(), b["loss"].backward()
+            _close(f2.grad, f1.grad, name)
+            (
+                head.after_optimizer_step(f1.detach(), y, prepared=p1),
+                crit.after_optimizer_step(f2.detach(), y, prepared=p2),
+            )
+            _close(crit.head.centers, head.centers, f"{name} centers epoch {epoch}")
+        assert crit.param_groups()[0].get("weight_decay") == head.param_groups()[0].get("weight_decay"), name
+
+
+def test_sharded_hypersphere_loss_samples_only_w_rows():
+    """class_sample_rate < 1 samples W's rows only; the penalty still uses each sample's own center."""
+    torch.manual_seed(1)
+    crit = ShardedClassifier(HL_HEADS["hl"](), sample_rate=0.5).train()
+    x, y = _data()
+    f = torch.randn(len(y), D, requires_grad=True)
+    crit.on_epoch_start(2)
+    prepared = crit.prepare_batch(f.detach(), y)
+    terms = crit(f, y, prepared=prepared)
+    terms["loss"].backward()
+    rows = set(crit.last_sampled_rows.tolist())
+    assert set(y.tolist()) <= rows and len(rows) == len(set(y.tolist()))  # 5 sampled < 11 positives: all kept
+    touched = set(torch.nonzero(crit.sharded_parameters()[0].grad.abs().sum(dim=1)).squeeze(1).tolist())
+    assert touched == rows
+    ref = HL_HEADS["hl"]()
+    ref.load_state_dict(crit.state_dict())
+    ref.on_epoch_start(2)
+    _close(terms["center"].detach(), ref(f, y, prepared=ref.prepare_batch(f.detach(), y))["center"].detach(), "center")
 
 
 # ---------------------------------------------------------------- the trainer, end to end (torchrun, 2 processes)

@@ -46,13 +46,14 @@ from podhl import distributed as dist
 from podhl.checks import in_range, require
 from podhl.errors import ConfigError
 from podhl.losses.base import Criterion
+from podhl.losses.hypersphere.loss import HypersphereLoss
 from podhl.losses.linear.softmax import SoftmaxLoss
 from podhl.losses.margin.er import ExclusiveRegularizationLoss
 from podhl.losses.margin.head import MarginHead
 from podhl.losses.margin.magface import MagFaceLoss
 from podhl.losses.margin.math import fp32, magface_g, magface_margin, scatter_target
 
-SUPPORTED = "softmax, am, arc, cm, mml, magface"
+SUPPORTED = "softmax, am, arc, cm, mml, magface, hl (hl_official and the other HypersphereLoss presets)"
 
 
 class _DistCrossEntropy(torch.autograd.Function):
@@ -116,11 +117,14 @@ def sample_rows(
 def _kind(head: Criterion) -> str:
     if type(head) is SoftmaxLoss:
         return "linear"
+    if type(head) is HypersphereLoss:
+        return "hl"
     if isinstance(head, MarginHead) and not isinstance(head, ExclusiveRegularizationLoss):
         return "margin"
     raise ConfigError(
         f"trainer.shard_classes: {type(head).__name__} cannot be sharded over classes; supported: {SUPPORTED} "
-        "(er needs every row's nearest other row, asl and the center-type losses are not sharded yet)"
+        "(er needs every row's nearest other row; asl, center, ccl and the other center-type losses are not "
+        "sharded yet)"
     )
 
 
@@ -153,12 +157,13 @@ class ShardedClassifier(Criterion):
         self.num_sample = max(1, int(self.sample_rate * self.count))  # PartialFC: int(sample_rate * num_local)
         rows = slice(self.start, self.start + self.count)
         with torch.no_grad():
-            owner = head.classifier if self.kind == "linear" else head
+            owner = head if self.kind == "margin" else head.classifier
             for name in ("weight", "bias"):
                 full = getattr(owner, name, None)
                 if full is not None:
                     setattr(owner, name, nn.Parameter(full[rows].clone(), requires_grad=full.requires_grad))
         self.head = head
+        self.needs_feature_pass = head.needs_feature_pass
         self.last_sampled_rows: torch.Tensor | None = None  # the local rows the last sampled step kept
         self._eval_head: list[Criterion] = []  # the gathered, unsharded head while in eval mode
         self.register_state_dict_post_hook(_full_state)
@@ -166,7 +171,7 @@ class ShardedClassifier(Criterion):
 
     # ------------------------------------------------------------------ the shard
     def _owner(self) -> nn.Module:
-        return self.head.classifier if self.kind == "linear" else self.head
+        return self.head if self.kind == "margin" else self.head.classifier
 
     def sharded_parameters(self) -> list[nn.Parameter]:
         """The shard's rows (``weight``, ``bias``): each rank owns different ones, never all-reduced or broadcast."""
@@ -175,7 +180,7 @@ class ShardedClassifier(Criterion):
 
     def _sharded_names(self) -> list[str]:
         """State-dict keys (after the ``head.`` prefix is dropped) of the sharded tensors."""
-        base = "classifier." if self.kind == "linear" else ""
+        base = "" if self.kind == "margin" else "classifier."
         return [base + n for n in ("weight", "bias") if getattr(self._owner(), n, None) is not None]
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
@@ -215,13 +220,61 @@ class ShardedClassifier(Criterion):
         sizes = [dist.shard_range(self.num_classes, r, self.world)[1] for r in range(self.world)]
         return dist.all_gather_rows(rows.detach(), sizes)
 
+    # ------------------------------------------------------------------ the head's hooks (HL's centers, warm start)
+    # HL's centers are buffers of the head, replicated: every rank applies the same O(B·d) update from per-class
+    # sums gathered over the ranks (``podhl.losses.hypersphere.updates``), so the hooks go to the head unchanged.
+    @property
+    def warm_start_epochs(self) -> int:
+        return self.head.warm_start_epochs
+
+    @property
+    def warm_start_setting(self) -> str:
+        return self.head.warm_start_setting
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.head.param_groups()  # HL's official.classifier_weight_decay applies to the shard
+
+    def needs_prepared_batch(self) -> bool:
+        return self.head.needs_prepared_batch()
+
+    def prepare_batch(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> Any:
+        return self.head.prepare_batch(features, labels, step)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.head.on_epoch_start(epoch)
+
+    def after_optimizer_step(
+        self, features: torch.Tensor, labels: torch.Tensor, step: int = 0, prepared: Any = None
+    ) -> None:
+        self.head.after_optimizer_step(features, labels, step, prepared=prepared)
+
+    def feature_pass(self, batches) -> None:
+        self.head.feature_pass(batches)
+
+    def on_epoch_end(self, epoch: int, stats: dict[str, float]) -> None:
+        self.head.on_epoch_end(epoch, stats)
+
+    def run_files(self) -> dict[str, torch.Tensor]:
+        return self.head.run_files()
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return self.head.epoch_metrics()
+
+    def epoch_progress(self) -> dict[str, Any]:
+        return self.head.epoch_progress()
+
+    def load_epoch_progress(self, state: dict[str, Any]) -> None:
+        self.head.load_epoch_progress(state)
+
     # ------------------------------------------------------------------ evaluation: the full classifier
     def train(self, mode: bool = True) -> ShardedClassifier:
         super().train(mode)
         self._eval_head.clear()
         if not mode and self.world > 1:  # gather W once per evaluation (every rank calls eval())
-            full = copy.deepcopy(self.head)
-            owner = full.classifier if self.kind == "linear" else full
+            # the copy shares the buffers (HL's replicated centers: no second C × d copy) and the shard
+            shared = {id(t): t for t in (*self.head.buffers(), *self.sharded_parameters())}
+            full = copy.deepcopy(self.head, shared)
+            owner = full if self.kind == "margin" else full.classifier
             for name, p in zip(("weight", "bias"), (owner.weight, getattr(owner, "bias", None)), strict=True):
                 if p is not None:
                     setattr(owner, name, nn.Parameter(self._gather(p), requires_grad=False))
@@ -249,7 +302,7 @@ class ShardedClassifier(Criterion):
     ) -> dict[str, torch.Tensor]:
         if not self.training:
             return self._unsharded()(features, labels)
-        x = fp32(features)
+        x = features.float() if self.kind == "hl" else fp32(features)  # HL computes in fp32
         sizes = dist.gathered_sizes(x.shape[0], x.device)
         offset = sum(sizes[: self.rank])
         x_all = dist.all_gather_rows_with_grad(x, sizes, scale=self.world)  # (B_g, d)
@@ -265,13 +318,18 @@ class ShardedClassifier(Criterion):
             params = [p[index] for p in params]
             target = torch.where(owned, torch.searchsorted(index, target.clamp_min(0)), target)
         terms: dict[str, torch.Tensor] = {}
-        if self.kind == "linear":
-            bias = params[1].to(x_all.dtype) if len(params) > 1 else None
-            logits = F.linear(x_all, params[0].to(x_all.dtype), bias)
-        else:
+        if self.kind == "margin":
             logits = self._margin_logits(x_all, x, target, owned, params[0], terms)
+        else:  # softmax, HL: W f + b (HL's official.normalize_weight: unit rows, row by row)
+            weight = params[0].to(x_all.dtype)
+            if self.kind == "hl" and self.head.official.normalize_weight:
+                weight = F.normalize(weight, dim=1)
+            bias = params[1].to(x_all.dtype) if len(params) > 1 else None
+            logits = F.linear(x_all, weight, bias)
         per_sample = _DistCrossEntropy.apply(logits, target)
         ce = per_sample[offset : offset + x.shape[0]].mean()
+        if self.kind == "hl":  # the penalty: this rank's samples against their own (replicated) centers
+            return self.head.add_center_terms(ce, x, labels, prepared)
         loss = ce + self.head.lambda_g * terms["g"] if "g" in terms else ce
         return {"loss": loss, "ce": ce, **terms}
 

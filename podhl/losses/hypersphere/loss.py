@@ -150,7 +150,14 @@ class HypersphereLoss(CenterState):
         self, features: torch.Tensor, labels: torch.Tensor, step: int = 0, prepared: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         f = features.float()
-        ce = F.cross_entropy(self.logits(f), labels)
+        return self.add_center_terms(F.cross_entropy(self.logits(f), labels), f, labels, prepared)
+
+    def add_center_terms(
+        self, ce: torch.Tensor, f: torch.Tensor, labels: torch.Tensor, prepared: Any = None
+    ) -> dict[str, torch.Tensor]:
+        """``forward``'s terms from the cross-entropy ``ce`` of fp32 features ``f``: eq. 17's penalty against
+        each sample's own center (``center_rows``: O(B·d)), the logged separation; ``ce`` alone in the warm
+        start. The class-sharded classifier (``podhl.losses.sharded``) hands it its distributed ``ce``."""
         zero = ce.detach().new_zeros(())
         if not self.penalized:
             return dict(loss=ce, ce=ce, center=zero, separation=zero, dead_zone_fraction=zero, center_distance=zero)
