@@ -2,11 +2,14 @@
 
     OMP_NUM_THREADS=1 python scripts/bench_sharded.py                          # arc, C=100,000, d=512, B=128
     OMP_NUM_THREADS=1 python scripts/bench_sharded.py --loss softmax --classes 20000
+    OMP_NUM_THREADS=1 python scripts/bench_sharded.py --loss hl   # penalized epoch: CE + penalty + center update
 
 Cases, each in fresh processes: the unsharded head in one process with the global batch; the sharded
 classifier in 1 and 2 gloo processes (global batch split), at sample rate 1.0 and ``--rate``. Per case,
 rank 0 prints ``ms`` (median wall time of ``--steps`` forward+backward calls of the loss alone, after one
-warm-up) and, per rank, ``w_mb`` (the rank's rows of W), ``logits_mb`` (one B_global × rows fp32 matrix)
+warm-up; a loss with a warm start, HL, runs its first penalized epoch: prepare_batch (the center update),
+forward + backward, after_optimizer_step) and, per rank, ``state_mb`` (the loss's buffers: HL's replicated
+centers), ``w_mb`` (the rank's rows of W), ``logits_mb`` (one B_global × rows fp32 matrix)
 and ``peak_extra_mb`` (peak resident memory during one forward+backward minus the resident memory just
 before; Linux ``VmHWM`` after ``/proc/self/clear_refs``). On one shared CPU the two ranks compete for the
 same cores: read the memory, not the speed-up.
@@ -50,12 +53,16 @@ def _case(rank: int, world: int, args, sharded: bool, rate: float) -> dict:
     g = torch.Generator().manual_seed(rank)
     x = torch.randn(local, args.dim, generator=g).requires_grad_()
     y = torch.randint(0, args.classes, (local,), generator=g)
+    crit.on_epoch_start(crit.warm_start_epochs + 1)  # HL: penalized from the first step
     times, peak = [], 0.0
     for _ in range(args.steps + 1):
         before = _status_kb("VmRSS")
         _reset_peak()
         t0 = time.perf_counter()
-        crit(x, y)["loss"].backward()
+        prepared = crit.prepare_batch(x.detach(), y) if crit.needs_prepared_batch() else None
+        crit(x, y, prepared=prepared)["loss"].backward()
+        with torch.no_grad():
+            crit.after_optimizer_step(x.detach(), y, prepared=prepared)
         times.append(time.perf_counter() - t0)
         peak = max(peak, (_status_kb("VmHWM") - before) / 1024)
         x.grad = None
@@ -65,6 +72,7 @@ def _case(rank: int, world: int, args, sharded: bool, rate: float) -> dict:
     w_rows = crit.count if sharded else args.classes
     return {
         "ms": round(1000 * statistics.median(times[1:]), 1),
+        "state_mb": round(sum(b.numel() * b.element_size() for b in crit.buffers()) / 2**20, 1),
         "w_mb": round(w_rows * args.dim * 4 / 2**20, 1),
         "logits_mb": round(args.batch * rows * 4 / 2**20, 1),
         "peak_extra_mb": round(peak, 1),
@@ -112,10 +120,15 @@ def main() -> None:
         (f"sharded, 2 processes, rate {args.rate:g}", 2, True, args.rate),
     ]
     print(f"loss={args.loss} C={args.classes} d={args.dim} B_global={args.batch}")
-    print("| case | rank | ms | W rows MB | logits MB | peak extra MB |\n|---|---|---|---|---|---|")
+    print(
+        "| case | rank | ms | loss buffers MB | W rows MB | logits MB | peak extra MB |\n|---|---|---|---|---|---|---|"
+    )
     for name, world, sharded, rate in cases:
         for rank, r in enumerate(run(args, world, sharded, rate)):
-            print(f"| {name} | {rank} | {r['ms']} | {r['w_mb']} | {r['logits_mb']} | {r['peak_extra_mb']} |")
+            print(
+                f"| {name} | {rank} | {r['ms']} | {r['state_mb']} | {r['w_mb']} | {r['logits_mb']} | "
+                f"{r['peak_extra_mb']} |"
+            )
 
 
 if __name__ == "__main__":

@@ -553,3 +553,26 @@ def test_trainer_sharded_softmax_with_sampling_trains(tmp_path):
     assert state["criterion"]["classifier.bias"].shape == (10,)
     row = state["history"][-1]
     assert torch.isfinite(torch.tensor(row["train_loss"])) and row["test_acc"] > 10
+
+
+def test_trainer_sharded_hypersphere_loss_matches_unsharded_and_resumes(tmp_path):
+    """loss=hl through the trainer: epoch 1 the warm start, epoch 2 penalized with per-step center updates; the
+    2-process sharded run (W sharded, centers replicated) ends as the 1-process unsharded one, and a run stopped
+    after the warm start and resumed ends as the straight one."""
+    hl = ["loss=hl", "loss.warmup_epochs=1", "loss.radius=3.0", "loss.lam=0.05"]
+    single = _train(tmp_path, tmp_path / "single", *hl)
+    sharded = _train(tmp_path, tmp_path / "sharded", *hl, "trainer.shard_classes=true", processes=2)
+    assert single["criterion"]["num_updates"] == 6  # one update per penalized step of epoch 2
+    assert single["history"][-1]["train_center"] > 0
+    assert set(sharded["criterion"]) == set(single["criterion"])  # the unsharded HL's keys: W, b, centers, T, N_c
+    for key, value in single["criterion"].items():
+        assert torch.allclose(sharded["criterion"][key].double(), value.double(), rtol=1e-4, atol=1e-4), key
+    for name, value in single["model"].items():
+        assert torch.allclose(sharded["model"][name], value, rtol=1e-4, atol=1e-4), name
+    for key in ("train_loss", "train_center", "loss_n_c"):
+        assert abs(sharded["history"][-1][key] - single["history"][-1][key]) <= 1e-4, key
+    half = tmp_path / "resumed"
+    _train(tmp_path, half, *hl, "trainer.shard_classes=true", "trainer.stop_after=1", processes=2)
+    resumed = _train(tmp_path, half, *hl, "trainer.shard_classes=true", "resume=true", processes=2)
+    for key, value in sharded["criterion"].items():
+        assert torch.allclose(resumed["criterion"][key].double(), value.double(), atol=1e-6), key

@@ -1,11 +1,11 @@
 r"""Class-sharded classifier with optional negative-class sampling: PartialFC (An et al., "Killing Two Birds
 with One Stone: Efficient and Robust Training of Face Recognition CNNs by Partial FC", CVPR 2022), after
 deepinsight/insightface ``recognition/arcface_torch/partial_fc_v2.py`` @4f227ba (``PartialFC_V2``,
-``DistCrossEntropyFunc``, ``AllGatherFunc``), for softmax and the normalized margin heads.
+``DistCrossEntropyFunc``, ``AllGatherFunc``), for softmax, the normalized margin heads and Hypersphere Loss.
 
-Under DDP with ``world`` ranks, ``ShardedClassifier`` wraps a built head (``SoftmaxLoss`` or a ``MarginHead``:
-am, arc, cm, mml, magface) and keeps only rank $r$'s contiguous block of $C/\mathrm{world}$ rows of $W$ (and of
-$b$). A training step:
+Under DDP with ``world`` ranks, ``ShardedClassifier`` wraps a built head (``SoftmaxLoss``, a ``MarginHead``:
+am, arc, cm, mml, magface, or ``HypersphereLoss``: hl, hl_official and their presets) and keeps only rank
+$r$'s contiguous block of $C/\mathrm{world}$ rows of $W$ (and of $b$). A training step:
 
 1. features and labels are all-gathered (``podhl.distributed.all_gather_rows_with_grad``): every rank sees the
    global batch $B_g$;
@@ -23,14 +23,23 @@ $W$ gets after the trainer's ``all_reduce_mean_`` (the trainer must not all-redu
 ``AllGatherFunc``), so each rank's features get exactly the unsharded head's gradient of that rank's loss, which
 DDP then averages as usual.
 
+Hypersphere Loss (our choice, the smallest change that keeps it exact): only its softmax part's $W$ (and $b$)
+is sharded and goes through steps 1–4; its centers stay **replicated** buffers of the head, $C \times d$ fp32 on
+every rank, updated identically on every rank by HL's own O(B·d) path (per-class sums gathered over the ranks,
+``podhl.losses.hypersphere.updates``). The penalty (eq. 17) needs only each local sample's own center, so it is
+computed on this rank's features (``HypersphereLoss.add_center_terms``) and added to the distributed
+cross-entropy; the loop's hooks (warm start, ``prepare_batch``, ``after_optimizer_step``, ...) go to the head.
+
 Sampling (``sample_rate`` < 1, PartialFC's ``sample``): at each training step a rank keeps the classes of its
 block that occur in the global batch plus random others, $\lfloor \mathrm{rate}\cdot C/\mathrm{world}\rfloor$
-rows in all (every positive if there are more), sorted; only those rows enter the softmax and get gradients.
+rows in all (every positive if there are more), sorted; only those rows enter the softmax and get gradients
+(HL: rows of $W$ only; its penalty uses every sample's own center).
 
 Checkpoints hold the **full** $W$ under the unsharded head's keys (gathered in ``state_dict``, sliced in
 ``load_state_dict``; the optimizer's per-row state likewise, ``attach_optimizer``), so a run resumes with any
 world size and its checkpoints load into the unsharded head. Evaluation (``eval()``) gathers $W$ once and scores
-with the full classifier, so evaluation batches need no collective; ``train()`` drops that copy.
+with the full classifier, so evaluation batches need no collective; ``train()`` drops that copy (which shares
+the head's buffers: HL's centers are not copied).
 """
 
 from __future__ import annotations
