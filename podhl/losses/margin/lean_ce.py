@@ -61,20 +61,22 @@ def _target_grads(ctx, grad_t: torch.Tensor):
     wrt = [c] + [a for a in args if a.requires_grad]
     if not t.requires_grad:  # ψ ignores its inputs (e.g. a constant target)
         return torch.zeros_like(c), [None] * len(args)
-    grads = iter(torch.autograd.grad(t, wrt, grad_t.to(t.dtype), allow_unused=True))
+    # retain_graph: the (B,)-sized graph of ψ dies with ctx; kept for a second backward (gradcheck)
+    grads = iter(torch.autograd.grad(t, wrt, grad_t.to(t.dtype), retain_graph=True, allow_unused=True))
     grad_c = next(grads)
     grad_c = torch.zeros_like(c) if grad_c is None else grad_c
     grad_args = [next(grads) if a.requires_grad else None for a in args]
     return grad_c, grad_args
 
 
-def _softmax_(logits: torch.Tensor) -> torch.Tensor:
-    """Turn (B, C) ``logits`` into softmax probabilities in place; returns the (B,) log-sum-exp."""
+def _softmax_(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn (B, C) ``logits`` into softmax probabilities exp(z − top)/total in place; returns the (B, 1)
+    ``top`` (row max) and ``total`` (Σ exp(z − top)): log-sum-exp = top + log total."""
     top = logits.amax(dim=1, keepdim=True)
     logits.sub_(top).exp_()
     total = logits.sum(dim=1, keepdim=True)
     logits.div_(total)
-    return (top + total.log()).squeeze(1)
+    return top, total
 
 
 def _grad_logits_(probs: torch.Tensor, index: torch.Tensor, grad_c: torch.Tensor, factor: torch.Tensor) -> None:
@@ -95,7 +97,8 @@ class _MarginCE(torch.autograd.Function):
             target = scale * ctx.psi_graph[2].detach().to(cos.dtype)  # s·ψ(θ_y)
             probs = cos.mul(scale)  # the one (B, C) buffer: logits, then probabilities, then gradient
             probs.scatter_(1, index, target.unsqueeze(1))
-            lse = _softmax_(probs)
+            top, total = _softmax_(probs)
+            lse = (top + total.log()).squeeze(1)
             ctx.save_for_backward(probs, labels, lse, target)
             ctx.scale = scale
             return (lse - target).mean()
@@ -104,6 +107,13 @@ class _MarginCE(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         probs, labels, lse, target = ctx.saved_tensors
+        if getattr(ctx, "consumed", False):
+            raise RuntimeError(
+                "margin_cross_entropy's backward runs once: its probabilities became the gradient in place "
+                "(use normalized_margin_cross_entropy, which recomputes them, to back-propagate twice)"
+            )
+        ctx.consumed = True
+        probs = probs.data  # overwritten in place below, its version counter untouched
         with _no_autocast(probs):
             factor = grad / probs.shape[0]
             grad_t = ctx.scale * factor * ((target - lse).exp() - 1.0)  # s·(p_y − 1)·g/B
@@ -179,25 +189,25 @@ class _NormalizedMarginCE(torch.autograd.Function):
             if chunk_size is None:
                 probs = torch.mm(xh, weight.t()).mul_(w_inv.mul(scale))  # s·cos, the one (B, C) buffer
                 probs.scatter_(1, index, target.unsqueeze(1))
-                lse = _softmax_(probs)
+                top, total = _softmax_(probs)
             else:  # online log-sum-exp over class chunks, no (B, C) buffer kept
                 probs = None
-                top = torch.full_like(target, float("-inf"))
-                total = torch.zeros_like(target)
+                top = torch.full_like(target, float("-inf")).unsqueeze(1)
+                total = torch.zeros_like(top)
                 for c0 in range(0, num, chunk_size):
                     z = _chunk_logits(xh, weight, w_inv, labels, target, scale, c0, c0 + chunk_size)
-                    new_top = torch.maximum(top, z.amax(dim=1))
-                    total = total * (top - new_top).exp() + (z - new_top.unsqueeze(1)).exp().sum(dim=1)
+                    new_top = torch.maximum(top, z.amax(dim=1, keepdim=True))
+                    total = total * (top - new_top).exp() + z.sub_(new_top).exp_().sum(dim=1, keepdim=True)
                     top = new_top
-                lse = top + total.log()
-            ctx.save_for_backward(x, weight, labels, lse, target, w_norms, w_inv, x_norms, x_inv, probs)
+            lse = (top + total.log()).squeeze(1)
+            ctx.save_for_backward(x, weight, labels, lse, target, w_norms, w_inv, x_norms, x_inv, probs, top, total)
             ctx.scale, ctx.normalize_features, ctx.chunk_size = scale, normalize_features, chunk_size
             return (lse - target).mean()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        x, weight, labels, lse, target, w_norms, w_inv, x_norms, x_inv, probs = ctx.saved_tensors
+        x, weight, labels, lse, target, w_norms, w_inv, x_norms, x_inv, probs, top, total = ctx.saved_tensors
         scale = ctx.scale
         with _no_autocast(x):
             xh = x * x_inv.unsqueeze(1) if ctx.normalize_features else x
@@ -208,12 +218,15 @@ class _NormalizedMarginCE(torch.autograd.Function):
             grad_xh = torch.zeros_like(xh) if need_x else None
             grad_w = torch.empty_like(weight) if need_w else None
             num = weight.shape[0]
-            chunks = [(0, num)] if probs is not None else [(c, min(c + ctx.chunk_size, num)) for c in range(0, num, ctx.chunk_size)]
-            for c0, c1 in chunks:
-                if probs is not None:
-                    g = probs
-                else:  # recompute the chunk's probabilities
-                    g = _chunk_logits(xh, weight, w_inv, labels, target, scale, c0, c1).sub_(lse.unsqueeze(1)).exp_()
+            reuse = probs is not None and not getattr(ctx, "consumed", False)
+            step = num if reuse else (ctx.chunk_size or num)
+            ctx.consumed = True  # a second backward (retain_graph, gradcheck) recomputes the probabilities
+            for c0 in range(0, num, step):
+                c1 = min(c0 + step, num)
+                if reuse:
+                    g = probs.data  # the saved buffer, overwritten in place (its version counter untouched)
+                else:  # recompute the chunk's probabilities, as the forward's _softmax_ did (bit for bit)
+                    g = _chunk_logits(xh, weight, w_inv, labels, target, scale, c0, c1).sub_(top).exp_().div_(total)
                 _grad_chunk_(g, labels, grad_c, scale * factor, c0, c1)  # ∂L/∂cos
                 g.mul_(w_inv[c0:c1])  # ∂L/∂(x̂·W_j), the 1/‖W_j‖ of cos taken in
                 if need_x:
