@@ -143,7 +143,7 @@ def main(argv=None) -> int:
             variants = {n: v for n, v in variants.items() if n in args.only or n == "linear+ce"}
         feats = torch.randn(args.batch, args.dim, requires_grad=True)
 
-        def step(fn, params):
+        def step(fn, params, feats=feats):
             def go():
                 feats.grad = None
                 for q in params:
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
         fns = {n: step(fn, params) for n, (fn, params) in variants.items()}
         timed = interleaved(fns, "linear+ce", torch.device("cpu"), args.steps, args.warmup)
         for n, (fn, params) in variants.items():
-            all_mb, kept_mb = saved(lambda fn=fn: fn(feats), params, [feats])
+            all_mb, kept_mb = saved(lambda fn=fn, feats=feats: fn(feats), params, [feats])
             peak = peak_rise_mb(fns[n])
             rows.append(
                 {

@@ -110,7 +110,7 @@ class MarginHead(NormalizedClassifier):
         names = list(kwargs)
 
         def psi(cos_y: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
-            return self.target(cos_y, **dict(zip(names, args)))
+            return self.target(cos_y, **dict(zip(names, args, strict=True)))
 
         w = fp32(self.weight).to(x.dtype)
         args = tuple(kwargs.values())

@@ -3,7 +3,7 @@ r"""Margin softmax cross-entropy without the (B, C) copies autograd keeps: ``mar
 
 Both compute the mean over the batch of
 
-$$\mathrm{CE}\big(z_i, y_i\big), \qquad z_{ij} = s\cos\theta_{ij}\ (j \ne y_i), \quad z_{iy_i} = s\,\psi(\cos\theta_{iy_i})$$
+$$\mathrm{CE}(z_i, y_i), \quad z_{ij} = s\cos\theta_{ij}\ (j \ne y_i), \quad z_{iy_i} = s\,\psi(\cos\theta_{iy_i})$$
 
 exactly as ``F.cross_entropy(scatter_target(cos, labels, ψ(cos_y), s), labels)`` does (the readable
 reference, ``MarginHead.margin_logits``), with the same values and gradients, but as custom autograd
@@ -22,7 +22,7 @@ spirit of insightface's ``arcface_torch``, which applies the margin on the targe
 (``F.normalize``, eps 1e-12): it takes the raw W (C × d) and never builds the normalized copy Ŵ
 (C × d, two (B, C) matrices' worth at d = 2B) that ``F.normalize(W) @ x̂ᵀ`` keeps for backward; the
 cosines are (x̂ Wᵀ)/‖W_j‖ and the gradient of W is projected row by row,
-∂L/∂W_j = (A_j − (A_j·W_j) W_j/‖W_j‖²)/... with A = (G/‖W‖)ᵀ x̂. With ``chunk_size`` it goes over the
+∂L/∂W_j = A_j − (A_j·W_j) W_j/‖W_j‖² with A_j = Σ_i G_ij x̂_i/‖W_j‖ (G = ∂L/∂cos). With ``chunk_size`` it goes over the
 classes in chunks and keeps no (B, C) buffer at all: the forward runs an online log-sum-exp, the
 backward recomputes each chunk's cosines (one more B×C×d matrix product: slower, O(B·chunk) memory).
 
@@ -31,8 +31,8 @@ Everything runs in the inputs' dtype with autocast off (the heads pass fp32, the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Callable, Sequence
 
 import torch
 
@@ -232,7 +232,7 @@ class _NormalizedMarginCE(torch.autograd.Function):
                 if need_x:
                     grad_xh.addmm_(g, weight[c0:c1])
                 if need_w:
-                    torch.mm(g.t(), xh, out=grad_w[c0:c1])  # ∂L/∂Ŵ_j · 1/‖W_j‖... projected below
+                    torch.mm(g.t(), xh, out=grad_w[c0:c1])  # A_j = Σ_i G_ij x̂_i/‖W_j‖, projected below
                 del g
             if need_w:  # ∂L/∂W_j = A_j − (A_j·W_j)/‖W_j‖²·W_j, A = (G/‖W‖)ᵀx̂ (rows with ‖W_j‖ > eps)
                 live = (w_norms > NORM_EPS).to(weight.dtype)
