@@ -9,9 +9,10 @@ pytorch-metric-learning's ArcFaceLoss/CosFaceLoss when installed. Per variant:
 * ``saved_mb``: bytes autograd saves for backward, as ``podhl-bench`` counts them (every save counted,
   parameters included), and ``kept_mb``: the distinct storages saved, parameters and the input
   features excluded (the memory the loss keeps alive until backward);
-* ``peak_mb``: the rise of the process' peak resident memory over one step (Linux ``VmHWM``, reset
-  through ``/proc/self/clear_refs``; run with ``MALLOC_MMAP_THRESHOLD_=65536`` so freed buffers leave
-  the heap), gradient of W (C × d) included.
+* ``peak_mb``: the rise of the process' peak resident memory over one step from a state without
+  gradients (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``; run with
+  ``MALLOC_MMAP_THRESHOLD_=65536`` so freed buffers leave the heap): the gradients of W (C × d) and of
+  the features included.
 
 Measure before/after a change by running it under two checkouts (``PYTHONPATH``); ``--reference``
 sets ``lean = False`` on podhl's heads (the plain autograd formula). Example::
@@ -155,6 +156,9 @@ def main(argv=None) -> int:
         fns = {n: step(fn, params) for n, (fn, params) in variants.items()}
         timed = interleaved(fns, "linear+ce", torch.device("cpu"), args.steps, args.warmup)
         for n, (fn, params) in variants.items():
+            feats.grad = None
+            for q in params:
+                q.grad = None  # the last round's gradients, freed before the baseline
             all_mb, kept_mb = saved(lambda fn=fn, feats=feats: fn(feats), params, [feats])
             peak = peak_rise_mb(fns[n])
             rows.append(
