@@ -227,8 +227,8 @@ class _NormalizedMarginCE(torch.autograd.Function):
                     g = probs.data  # the saved buffer, overwritten in place (its version counter untouched)
                 else:  # recompute the chunk's probabilities, as the forward's _softmax_ did (bit for bit)
                     g = _chunk_logits(xh, weight, w_inv, labels, target, scale, c0, c1).sub_(top).exp_().div_(total)
-                _grad_chunk_(g, labels, grad_c, scale * factor, c0, c1)  # ∂L/∂cos
-                g.mul_(w_inv[c0:c1])  # ∂L/∂(x̂·W_j), the 1/‖W_j‖ of cos taken in
+                # ∂L/∂(x̂·W_j) = ∂L/∂cos_j / ‖W_j‖, in one pass: s·g/B·p/‖W_j‖ off target, ψ'-term/‖W_y‖ on it
+                _grad_chunk_(g, labels, grad_c * w_inv[labels], w_inv[c0:c1] * (scale * factor), c0, c1)
                 if need_x:
                     grad_xh.addmm_(g, weight[c0:c1])
                 if need_w:
@@ -257,7 +257,7 @@ def _chunk_logits(xh, weight, w_inv, labels, target, scale, c0, c1) -> torch.Ten
 
 
 def _grad_chunk_(g, labels, grad_c, factor, c0, c1) -> None:
-    """Probabilities of classes c0..c1 → ∂L/∂cos in place (``_grad_logits_`` on a chunk)."""
+    """Probabilities of classes c0..c1 → factor·p off target and ``grad_c`` on target, in place."""
     g.mul_(factor)
     rows = ((labels >= c0) & (labels < c0 + g.shape[1])).nonzero().squeeze(1)
     g[rows, labels[rows] - c0] = grad_c[rows].to(g.dtype)
