@@ -92,7 +92,7 @@ def saved(fn, params: list[torch.Tensor], inputs: list[torch.Tensor]) -> tuple[f
     return total[0] / 2**20, sum(kept.values()) / 2**20
 
 
-def build(c: int, d: int, reference: bool, chunk: int | None) -> dict:
+def build(c: int, d: int, reference: bool, chunk: int | None, both: bool = False) -> dict:
     """name -> (loss function of features, parameters)."""
     y = torch.randint(0, c, (BATCH[0],))
     linear = torch.nn.Linear(d, c)
@@ -102,6 +102,10 @@ def build(c: int, d: int, reference: bool, chunk: int | None) -> dict:
         if reference:
             crit.lean = False  # no-op on a checkout without the lean path
         out[name] = (lambda f, crit=crit: crit(f, y)["loss"], [crit.weight])
+        if both:  # the same head by the plain autograd formula, timed in the same rounds
+            ref = cls(c, d)
+            ref.lean = False
+            out[f"{name} (reference)"] = (lambda f, crit=ref: crit(f, y)["loss"], [ref.weight])
     if chunk:
         crit = ArcFaceLoss(c, d)
         crit.chunk_size = chunk
@@ -131,6 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--chunk", type=int, default=None, help="also time arc with this class chunk size")
     p.add_argument("--reference", action="store_true", help="lean = False on podhl's heads")
+    p.add_argument("--both", action="store_true", help="also each head with lean = False, in the same rounds")
     p.add_argument("--only", nargs="+", default=None, help="variants to run (default: all)")
     p.add_argument("--out", type=Path, default=Path("outputs/bench_margin.json"))
     args = p.parse_args(argv)
@@ -139,7 +144,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     rows, before = [], machine()
     for c in args.classes:
-        variants = build(c, args.dim, args.reference, args.chunk)
+        variants = build(c, args.dim, args.reference, args.chunk, args.both)
         if args.only:
             variants = {n: v for n, v in variants.items() if n in args.only or n == "linear+ce"}
         feats = torch.randn(args.batch, args.dim, requires_grad=True)
