@@ -45,9 +45,15 @@ from podhl.models import build_model
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
-def loss_variants() -> dict[str, list[str]]:
-    """name -> overrides: every top-level loss preset (hl10 is HL Table IV's HL(10)); softmax first."""
+def loss_variants(only: list[str] | None = None) -> dict[str, list[str]]:
+    """name -> overrides: every top-level loss preset (hl10 is HL Table IV's HL(10)), or those named in
+    ``only`` (``--losses``; softmax, the reference, always); softmax first."""
     names = [n for n in config_options("loss") if "/" not in n]
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise SystemExit(f"podhl-bench: unknown --losses {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        names = sorted({"softmax", *only})
     return {n: [f"loss={n}"] for n in sorted(names, key=lambda n: (n != "softmax", n))}
 
 
@@ -142,7 +148,7 @@ def _loop_step(model, criterion, optimizers, x, y, amp, device):
 def bench_train_step(args, device) -> list[dict]:
     size, amp = args.image_size, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     steps, info = {}, {}
-    for name, overrides in loss_variants().items():
+    for name, overrides in loss_variants(args.losses).items():
         cfg = compose_config(
             [
                 f"backbone={args.backbone}",
@@ -198,7 +204,7 @@ def bench_loss_alone(args, device) -> list[dict]:
         y = torch.randint(0, c, (args.loss_batch,), device=device)
         baseline = torch.nn.Linear(args.loss_dim, c).to(device)
         losses = {"linear+ce": lambda f, baseline=baseline, y=y: F.cross_entropy(baseline(f), y)}
-        for name, overrides in loss_variants().items():
+        for name, overrides in loss_variants(args.losses).items():
             criterion = instantiate(compose_config(overrides).loss, num_classes=c, feat_dim=args.loss_dim).to(device)
             _activate(criterion)
             losses[name] = lambda f, crit=criterion, y=y: sum(
@@ -217,6 +223,7 @@ def bench_loss_alone(args, device) -> list[dict]:
         for name, fn in losses.items():
             with _saved_bytes() as saved:
                 fn(feats)
+            peak = _cuda_peak_extra_mb(run(fn), device)
             rows.append(
                 {
                     "classes": c,
@@ -225,9 +232,22 @@ def bench_loss_alone(args, device) -> list[dict]:
                     "vs_linear_ce": timed[name]["ratio"],
                     "iqr": timed[name]["iqr"],
                     "saved_mb": saved[0] / 2**20,
+                    **({"cuda_peak_extra_mb": peak} if peak is not None else {}),
                 }
             )
     return rows
+
+
+def _cuda_peak_extra_mb(step, device) -> float | None:
+    """Peak CUDA memory of one forward+backward above what was allocated before it (MB); None off CUDA."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
 class _SyntheticCifar(Dataset):
@@ -343,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[10, 200, 1000, 10575],
         help="loss_alone: the class counts C to measure",
+    )
+    p.add_argument(
+        "--losses", nargs="+", default=None, help="train_step and loss_alone: only these loss configs (and softmax)"
     )
     p.add_argument("--loss-batch", type=int, default=256, help="loss_alone: batch size B of the random features")
     p.add_argument("--loss-dim", type=int, default=512, help="loss_alone: feature dimension d")

@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python scripts/bench_er.py                      # er, B=256, d=512, C=10,575, 1 thread
     OMP_NUM_THREADS=1 python scripts/bench_er.py --loss pod           # any loss config name
     OMP_NUM_THREADS=1 python scripts/bench_er.py --dense              # er with the exclusive term's dense C×C form
+    OMP_NUM_THREADS=1 python scripts/bench_er.py --loss hl --protocol # + prepare_batch and after_optimizer_step
 
 Each case runs in a fresh child process, so that its memory figures are its own:
 
@@ -64,7 +65,17 @@ def child(args) -> dict:
     def run():
         feats.grad = None
         criterion.zero_grad(set_to_none=True)
-        sum(criterion(feats, labels, step=k)["loss"] for k in range(criterion.steps_per_batch)).backward()
+        for k in range(criterion.steps_per_batch):
+            if not args.protocol:
+                criterion(feats, labels, step=k)["loss"].backward()
+                continue
+            # the training loop's protocol: prepare_batch → forward → backward → after_optimizer_step
+            extra = {}
+            if criterion.needs_prepared_batch():
+                extra = {"prepared": criterion.prepare_batch(feats.detach(), labels, k)}
+            criterion(feats, labels, step=k, **extra)["loss"].backward()
+            with torch.no_grad():
+                criterion.after_optimizer_step(feats.detach(), labels, k, **extra)
 
     run()  # first call: allocator and kernel set-up
     feats.grad = None
@@ -90,6 +101,8 @@ def child(args) -> dict:
         sum(criterion(feats, labels, step=k)["loss"] for k in range(criterion.steps_per_batch))
     return {
         "loss": args.loss + (" (dense exclusive term)" if args.dense else ""),
+        "overrides": list(args.overrides),
+        "protocol": args.protocol,
         "classes": args.classes,
         "batch": args.batch,
         "dim": args.dim,
@@ -121,6 +134,11 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--dense", action="store_true", help="er: the exclusive term's dense C×C form")
+    p.add_argument(
+        "--protocol",
+        action="store_true",
+        help="run the training loop's protocol: prepare_batch → forward → backward → after_optimizer_step",
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. loss.lam=1")
     args = p.parse_args(argv)

@@ -121,8 +121,8 @@ def test_disk_cache_keyed_by_k_n_seed_method(tmp_path, monkeypatch):
     assert torch.equal(generate_pedcc(60, 10, seed=2, method="physical", iters=10), first)
     with pytest.raises(AssertionError, match="regenerated"):
         generate_pedcc(60, 10, seed=3, method="physical", iters=10)  # another seed: another key
-    generate_pedcc(5, 10, seed=2)  # simplex: its own key
-    assert (tmp_path / "cache" / "pedcc" / "pedcc_k5_n10_seed2_simplex_v2.pt").is_file()
+    generate_pedcc(5, 10, seed=2)  # simplex: closed form, not cached
+    assert not (tmp_path / "cache" / "pedcc" / "pedcc_k5_n10_seed2_simplex_v2.pt").exists()
 
 
 def test_cli_prints_quality(capsys):
@@ -383,13 +383,18 @@ def test_auto_routing(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore:PEDCC")
-def test_disk_cache_for_mub_and_auto(tmp_path):
+def test_disk_cache_only_for_the_physical_model(tmp_path, monkeypatch):
+    """The closed forms regenerate faster than a cache file reads back: only the physical model is cached."""
     cache = tmp_path / "cache" / "pedcc"
     a = generate_pedcc(20, 8, seed=1, method="mub", iters=7)  # iters does not apply to mub
-    assert sorted(p.name for p in cache.iterdir()) == ["pedcc_k20_n8_seed1_mub_v2.pt"]
+    generate_pedcc(10, 8, seed=1, method="simplices")
+    generate_pedcc(3000, 32, seed=1, method="bch")
+    assert not cache.exists()  # nothing written for simplex, simplices, mub, bch
     assert torch.equal(generate_pedcc(20, 8, seed=1, method="mub"), a)
-    generate_pedcc(12, 4, seed=1)  # auto with k > 2n: both candidates are cached under their own keys
-    assert {"pedcc_k12_n4_seed1_mub_v2.pt", "pedcc_k12_n4_seed1_physical_v2.pt"} <= {p.name for p in cache.iterdir()}
+    generate_pedcc(12, 4, seed=1)  # auto with k > 2n: the physical candidate is cached, mub is not
+    assert sorted(p.name for p in cache.iterdir()) == ["pedcc_k12_n4_seed1_physical_v2.pt"]
+    (cache / "pedcc_k20_n8_seed1_mub_v2.pt").write_bytes(b"a stale file of an older version")
+    assert torch.equal(generate_pedcc(20, 8, seed=1, method="mub"), a)  # never read
 
 
 @pytest.mark.filterwarnings("ignore:PEDCC")

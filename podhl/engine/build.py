@@ -19,6 +19,7 @@ from podhl.engine.seeding import seed_everything, set_deterministic
 from podhl.engine.validate import resolve_device, validate_config
 from podhl.errors import ConfigError
 from podhl.losses.base import Criterion
+from podhl.losses.sharded import ShardedClassifier
 from podhl.tasks.base import Runtime, Task
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -86,11 +87,20 @@ def build_run(cfg: DictConfig) -> RunParts:
     if not isinstance(criterion, Criterion):
         raise ConfigError(f"loss._target_ must build a podhl Criterion, got {type(criterion).__name__}")
     init_report = init_from(cfg.get("model"), model, criterion)  # weights of a trained model (fresh schedule)
+    if tcfg.get("shard_classes", False):  # PartialFC: each rank keeps C/world rows (docs/scale-and-speed.md)
+        if runtime.world > 1 and cfg.schedule.get("grad_clip_norm"):
+            raise ConfigError(
+                "schedule.grad_clip_norm with trainer.shard_classes=true: each rank would clip by the norm of "
+                "its own classifier rows; unset one of them"
+            )
+        criterion = ShardedClassifier(criterion, sample_rate=float(tcfg.get("class_sample_rate", 1.0)))
     if runtime.world > 1 and tcfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(runtime.device)
     criterion.to(runtime.device)
-    dist.broadcast_(list(criterion.parameters()) + list(criterion.buffers()))  # same initial loss state on every rank
+    sharded = {id(p) for p in criterion.sharded_parameters()}  # rows that differ between ranks
+    shared = [p for p in criterion.parameters() if id(p) not in sharded]
+    dist.broadcast_(shared + list(criterion.buffers()))  # same initial loss state on every rank
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
     train_model = model
@@ -103,6 +113,8 @@ def build_run(cfg: DictConfig) -> RunParts:
     n_opt = criterion.steps_per_batch if criterion.separate_step_optimizers else 1
     groups = param_groups(model, criterion)
     optimizers = [build_optimizer(cfg.schedule, groups) for _ in range(n_opt)]
+    for optimizer in optimizers:
+        criterion.attach_optimizer(optimizer)
     schedulers = [build_scheduler(cfg.schedule, opt) for opt in optimizers]
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=tcfg.precision == "fp16")
     return RunParts(runtime, task, model, train_model, criterion, optimizers, schedulers, scaler, init_report)

@@ -110,6 +110,9 @@ def init_from(model_cfg, model: nn.Module, criterion: nn.Module) -> dict[str, An
         if criterion_state is None:
             raise ConfigError(f"model.init_criterion=true, but {path} holds no criterion state (a bare state dict)")
         report["criterion"] = load_matching(criterion, criterion_state)
+        refresh = getattr(criterion, "refresh_total", None)
+        if callable(refresh):  # state derived from the centers (HL's T = Σ_l c_l) follows what was loaded
+            refresh()
     log.info("model.init_from %s (%s, epoch %s)", path, about["kind"], about["epoch"])
     for what in ("model", "criterion"):
         part = report.get(what)

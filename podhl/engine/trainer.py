@@ -58,6 +58,9 @@ class Trainer:
         self.epochs = int(cfg.schedule.epochs)
         self.accumulate = int(cfg.schedule.get("accumulate_grad_batches", 1))
         self.grad_clip = cfg.schedule.get("grad_clip_norm")
+        self.train_acc_every = int(cfg.trainer.get("train_acc_every", 1) or 0)
+        if self.train_acc_every < 0:
+            raise ConfigError(f"trainer.train_acc_every must be an integer >= 0, got {self.train_acc_every}")
         self.primary = self.task.primary_metric
         self.selection, self.lower_is_better = self.selection_metric()
         # progress, restored on resume
@@ -229,7 +232,7 @@ class Trainer:
                 features, labels, terms, finite = self._optimizer_step(batch, step)
                 first_bad = torch.where((first_bad < 0) & ~finite, torch.full_like(first_bad, i + 1), first_bad)
                 if step == 0:
-                    stats.add_predictions(self.criterion, features, labels)
+                    stats.add_predictions(self.criterion, features, labels, score=self._scores(i, total))
                 named = {(k if step == 0 or k != "loss" else f"loss_step{step}"): v for k, v in terms.items()}
                 stats.add_terms(named, len(labels))
                 step_terms.update(named)
@@ -255,6 +258,12 @@ class Trainer:
                 self.records.checkpoint(training_state(self, in_epoch=position), best=False)
         bar.close()
         return stats.reduce()
+
+    def _scores(self, i: int, total: int) -> bool:
+        """Whether batch ``i`` is scored for the running train accuracy (``trainer.train_acc_every``: every N-th
+        batch and the epoch's last; 0: never)."""
+        n = self.train_acc_every
+        return n > 0 and (i % n == 0 or i + 1 == total)
 
     def _optimizer_step(self, batch, step: int):
         """One optimizer step on a batch (``accumulate_grad_batches`` micro-batches). Returns the batch's
@@ -287,8 +296,9 @@ class Trainer:
             labels.append(out.labels)
             for k, v in part_terms.items():
                 terms[k] = terms.get(k, 0.0) + v.detach() * weight
+        sharded = {id(p) for p in self.criterion.sharded_parameters()}  # each rank owns its rows (PartialFC)
         dist.all_reduce_mean_(
-            [p.grad for p in self.criterion.parameters() if p.grad is not None]
+            [p.grad for p in self.criterion.parameters() if p.grad is not None and id(p) not in sharded]
         )  # DDP does the model's
         if self.grad_clip:
             self.scaler.unscale_(optimizer)
@@ -353,9 +363,9 @@ class Trainer:
             val = self.task.validation_metric
             shown = f" | {val} {test[val]:.2f}" if val in test else ""
             shown += f" | {self.primary} {test[self.primary]:.2f}"
+        train_acc = f" | train_acc {train['acc']:.2f}" if "acc" in train else ""
         log.info(
-            f"epoch {epoch}/{self.epochs} | loss {train['loss']:.4f} | train_acc {train['acc']:.2f}{shown} "
-            f"| lr {lr:.4g} | {seconds:.1f}s"
+            f"epoch {epoch}/{self.epochs} | loss {train['loss']:.4f}{train_acc}{shown} | lr {lr:.4g} | {seconds:.1f}s"
         )
         self.records.epoch(row, self.global_step)
         if self.settings.save_checkpoints:

@@ -35,6 +35,10 @@ def validate_config(cfg: DictConfig) -> None:
             f"at least 2 for {k} PEDCC class centroids (a 1-D latent space holds only 2; POD §3.2 suggests 2k to 40k)",
             cfg.model.feat_dim,
         )
+        if cfg.loss.get("pedcc_method") == "auto" and not cfg.loss.get("pedcc_file") and int(cfg.model.feat_dim) >= 2:
+            from podhl.pedcc.generate import resolve_method
+
+            resolve_method(k, int(cfg.model.feat_dim), "auto")  # ConfigError when no construction is quick
     one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
     for key in ("stop_after", "limit_train_batches", "limit_test_batches", "checkpoint_every_n_steps"):
         if cfg.trainer.get(key) is not None:
@@ -44,6 +48,7 @@ def validate_config(cfg: DictConfig) -> None:
     integer("trainer.num_workers", cfg.trainer.num_workers, low=0)
     if cfg.trainer.get("num_threads") is not None:
         integer("trainer.num_threads", cfg.trainer.num_threads, low=1)
+    in_range("trainer.class_sample_rate", cfg.trainer.get("class_sample_rate", 1.0), 0.0, 1.0, low_open=True)
     resolve_device(cfg.trainer.device)
 
 

@@ -30,6 +30,9 @@ features (detection, background = class 0) go in; loss terms and class scores co
 * ``steps_per_batch`` > 1: the loop runs that many forward/backward/step rounds per batch,
   passing ``step`` = 0, 1, ...; ``separate_step_optimizers`` gives each round its own optimizer
   state (COT alternates cross-entropy and complement-entropy steps).
+* Class sharding (``podhl.losses.sharded``): ``sharded_parameters()`` lists parameters whose rows differ
+  between DDP ranks (never broadcast at the start nor gradient-averaged by the loop);
+  ``attach_optimizer(optimizer)`` lets the criterion hook the optimizer's state dict (full-size checkpoints).
 * ``run_files()``: tensors the run folder keeps as files, written when the run starts (POD's
   ``pedcc.pt``, so a run can be repeated with its own centroids).
 * ``epoch_metrics()``: scalars logged once per epoch (e.g. δ and M of NaC).
@@ -112,6 +115,14 @@ class Criterion(nn.Module):
         ``weight_decay``, ``momentum``); empty when it has none (frozen PEDCC)."""
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params}] if params else []
+
+    def sharded_parameters(self) -> list[nn.Parameter]:
+        """Parameters each DDP rank holds a different part of (``podhl.losses.sharded``): the loop neither
+        broadcasts nor all-reduces them. Empty by default."""
+        return []
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called once per optimizer the loop builds (a sharded criterion hooks its state dict). No-op by default."""
 
     def needs_prepared_batch(self) -> bool:
         """True when the coming optimizer step needs ``prepare_batch`` (checked before every step)."""

@@ -3,9 +3,16 @@
 * ``auto``: ``simplex`` if k ≤ n+1; ``simplices`` if k ≤ 2n (optimal); for k > 2n, when the physical
   model is cheap (k²·(n+256) ≤ 2^29) both ``mub`` and ``physical`` run and the one with the lower max
   nearest-neighbour cosine is returned (ties, and differences below 1e-9, go to ``mub``), otherwise
-  ``mub``, or ``physical`` beyond ``mub``'s capacity (e.g. n = 2 with k > 8).
-* Results are cached on disk, keyed by (k, n, seed, method[, iters]), in ``$PODHL_CACHE_DIR/pedcc`` or
-  ``~/.cache/podhl/pedcc``.
+  ``mub``. Beyond ``mub``'s capacity (525,312 rows for n = 512): ``bch`` when n ≥ 32 (the same kind of
+  construction with more bases and a looser bound, 1/8 instead of 1/16 for n = 512; milliseconds per
+  thousand rows), else ``physical`` when its estimated cost (:func:`physical_cost`) is at most
+  ``AUTO_PHYSICAL_MAX_WORK`` = 2^40 multiply-adds (minutes on one core; e.g. n = 2 with k > 8), else a
+  ConfigError. Our choice: the physical model's neighbour search costs ≈ 15·k²·n (7.7·10^15 at
+  k = 1,000,000, n = 512: hours, in 8 GB chunks), so ``auto`` never starts it at that scale.
+* Only the physical model is cached on disk (it takes seconds to hours), keyed by (k, n, seed,
+  method[, iters]), in ``$PODHL_CACHE_DIR/pedcc`` or ``~/.cache/podhl/pedcc``. The closed-form
+  constructions are not: regenerating them is cheaper than reading them back (``mub`` at
+  k = 100,000, n = 512: about a second, against a 205 MB file).
 """
 
 from __future__ import annotations
@@ -19,18 +26,30 @@ from pathlib import Path
 import torch
 
 from podhl.errors import ConfigError
+from podhl.pedcc.bch import bch, bch_bound, bch_capacity
 from podhl.pedcc.mub import mub, mub_bound, mub_capacity
-from podhl.pedcc.physical import physical
+from podhl.pedcc.physical import DENSE_MAX_K, physical
 from podhl.pedcc.quality import pedcc_quality
 from podhl.pedcc.simplex import simplex, simplices
 
 log = logging.getLogger("podhl")
 
-METHODS = ("auto", "simplex", "simplices", "mub", "physical")
+METHODS = ("auto", "simplex", "simplices", "mub", "bch", "physical")
 CACHE_VERSION = 2  # bumped when an algorithm changes (2: the physical model in exact arithmetic)
 AUTO_PHYSICAL_MAX_COST = 2**29  # auto also runs the physical model when k²·(n+256) ≤ this
+AUTO_PHYSICAL_MAX_WORK = 2**40  # beyond mub's capacity without bch, auto runs physical only up to this cost
+CACHED_METHODS = ("physical",)  # the closed forms regenerate faster than a cache file reads back
 _AUTO_MARGIN = 1e-9  # physical must beat mub by more than this: a rounding-level gap never flips the choice
-CONSTRUCTIONS = {"simplex": simplex, "simplices": simplices, "mub": mub}
+CONSTRUCTIONS = {"simplex": simplex, "simplices": simplices, "mub": mub, "bch": bch}
+
+
+def physical_cost(k: int, n: int, iters: int | None = None) -> int:
+    """Multiply-adds the physical model needs, roughly: dense Gram matrices for k ≤ 4096, else the
+    neighbour search every 10 steps (k²·n each) and the 16-neighbour steps."""
+    if k <= DENSE_MAX_K:
+        return (iters or 200) * 2 * k * k * n
+    steps = iters or 150
+    return -(-steps // 10) * k * k * n + steps * k * 16 * n * 2
 
 
 def pedcc_cache_dir() -> Path:
@@ -49,7 +68,20 @@ def resolve_method(k: int, n: int, method: str) -> str:
         mub_ok = k <= mub_capacity(n)
         if mub_ok and k * k * (n + 256) <= AUTO_PHYSICAL_MAX_COST:
             return "auto"  # the physical model is cheap here: run both, keep the better
-        method = "mub" if mub_ok else "physical"
+        if mub_ok:
+            method = "mub"
+        elif k <= bch_capacity(n):
+            method = "bch"  # n ≥ 32: mub's construction with more bases, any k up to 2p·(1 + 4^m)
+        elif n >= 2 and physical_cost(k, n) <= AUTO_PHYSICAL_MAX_WORK:
+            method = "physical"
+        else:
+            raise ConfigError(
+                f"PEDCC: no construction places num_classes={k} centroids in dim={n} quickly: 'mub' holds at "
+                f"most {mub_capacity(n)}, 'bch' at most {bch_capacity(n)} (it needs dim ≥ 32), and the "
+                f"physical model would need ~{physical_cost(k, n):.1e} multiply-adds (auto stops at "
+                f"{AUTO_PHYSICAL_MAX_WORK:.1e}); use a larger model.feat_dim (≥ 32 holds millions of classes), "
+                f"loss.pedcc_method=physical to run it anyway, or loss.pedcc_file with centroids made elsewhere"
+            )
     if method == "simplex" and k > n + 1:
         raise ValueError(
             f"method='simplex' needs num_classes ≤ dim + 1 (a regular simplex of k points spans k−1 "
@@ -65,7 +97,12 @@ def resolve_method(k: int, n: int, method: str) -> str:
     if method == "mub" and k > mub_capacity(n):
         raise ValueError(
             f"method='mub' places at most {mub_capacity(n)} centroids in dim={n}, got num_classes={k}; "
-            f"use method='physical' or 'auto'"
+            f"use method='bch', 'physical' or 'auto'"
+        )
+    if method == "bch" and k > bch_capacity(n):
+        raise ValueError(
+            f"method='bch' places at most {bch_capacity(n)} centroids in dim={n} (it needs dim ≥ 32), "
+            f"got num_classes={k}; use method='physical' or 'auto'"
         )
     if method == "physical" and n < 2:
         raise ValueError(f"method='physical' needs dim ≥ 2, got dim={n}")
@@ -84,9 +121,10 @@ def generate_pedcc(
 ) -> torch.Tensor:
     """(num_classes, dim) float32 unit rows, evenly distributed on the sphere (POD §2.1, §3.2).
 
-    ``method``: ``auto`` (module docstring), ``simplex`` (ValueError if k > n+1), ``simplices``
-    (ValueError if k > 2n; the simplex if k ≤ n+1), ``mub`` (ValueError above :func:`mub_capacity`),
-    ``physical``. ``iters`` overrides the physical model's step count; ``device`` where it runs.
+    ``method``: ``auto`` (module docstring; ConfigError when nothing fits quickly), ``simplex``
+    (ValueError if k > n+1), ``simplices`` (ValueError if k > 2n; the simplex if k ≤ n+1), ``mub``
+    (ValueError above :func:`mub_capacity`), ``bch`` (ValueError above :func:`bch_capacity`), ``physical``.
+    ``iters`` overrides the physical model's step count; ``device`` where it runs.
     The same arguments give the same centroids on every machine, thread count and device.
     """
     return generate_with_method(num_classes, dim, seed, method, cache=cache, iters=iters, device=device)[0]
@@ -137,9 +175,9 @@ def generate_with_method(
 def _generate_one(
     k: int, n: int, seed: int, method: str, cache: bool, iters: int | None, device: str | torch.device
 ) -> torch.Tensor:
-    """One concrete method (simplex, simplices, mub or physical), through the disk cache."""
+    """One concrete method (simplex, simplices, mub, bch or physical), through the disk cache (physical only)."""
     path = None
-    if cache:
+    if cache and method in CACHED_METHODS:
         tag = f"_it{iters}" if iters is not None and method == "physical" else ""
         path = pedcc_cache_dir() / f"pedcc_k{k}_n{n}_seed{seed}_{method}{tag}_v{CACHE_VERSION}.pt"
         if path.is_file():
@@ -164,7 +202,8 @@ def _generate_one(
         )
     else:
         centroids = CONSTRUCTIONS[method](k, n, seed)
-        bound = 0.0 if method == "simplices" else mub_bound(k, n) if method == "mub" else -1.0 / (k - 1)
+        bounds = {"simplices": 0.0, "mub": mub_bound(k, n), "bch": bch_bound(n)}
+        bound = bounds.get(method, -1.0 / (k - 1))
         log.info(
             "PEDCC %s k=%d n=%d seed=%d: %.2fs, max NN cos ≤ %.4f (guaranteed)",
             method,

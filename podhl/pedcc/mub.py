@@ -70,7 +70,8 @@ def fwht(x: torch.Tensor) -> torch.Tensor:
 
 
 def mub(k: int, n: int, seed: int) -> torch.Tensor:
-    """Union of nearly mutually unbiased bases and their negatives, float64 (k, n)."""
+    """Union of nearly mutually unbiased bases and their negatives, (k, n): float64 for k ≤ 2n, else float32
+    (built in place: the same bits as casting the float64 set)."""
     gen = torch.Generator().manual_seed(int(seed))
     if k <= 2 * n:  # the cross-polytope: ⌈k/2⌉ orthonormal vectors of R^n and their negatives
         half = haar_frame(n, (k + 1) // 2, gen).t()
@@ -83,10 +84,24 @@ def mub(k: int, n: int, seed: int) -> torch.Tensor:
     last = -(-(k - 2 * p * (num_bases - 1)) // 2)  # vectors (with their negatives) of the last basis
     last_rows = torch.randperm(p, generator=gen)[:last]
     frame = haar_frame(n, p, gen).t()  # (p, n): row x is the image of e_x
-    parts = [frame]  # the standard basis
-    for u in forms:
-        signs = 1.0 - 2.0 * quadratic_form(m, u).to(torch.float64)  # (−1)^{Q_u(x)}
-        parts.append(fwht(signs.unsqueeze(1) * frame) / math.sqrt(p))  # rows y: Σ_x (−1)^{Q(x)+x·y} e_x
-    parts[-1] = parts[-1][last_rows]
-    rows = torch.cat([torch.cat([b, -b]) for b in parts])[:k]  # odd k: the last negative is dropped
-    return rows[torch.randperm(k, generator=gen)]
+    place = torch.argsort(torch.randperm(k, generator=gen))  # construction row j goes to row place[j]
+    # Each basis is made (float64), cast and written with its negatives straight into its rows of the
+    # float32 result: k·n·4 bytes and one basis at a time, not the float64 stack and its permuted copy
+    # (the cast and the negation are exact, so the bits are those of building it all, then permuting).
+    out = torch.empty(k, n, dtype=torch.float32)
+    start = 0
+    for i, u in enumerate([None, *forms]):
+        if u is None:
+            basis = frame  # the standard basis
+        else:
+            signs = 1.0 - 2.0 * quadratic_form(m, u).to(torch.float64)  # (−1)^{Q_u(x)}
+            basis = fwht(signs.unsqueeze(1) * frame) / math.sqrt(p)  # rows y: Σ_x (−1)^{Q(x)+x·y} e_x
+        if i == len(forms):
+            basis = basis[last_rows]
+        basis = basis.float()
+        r = basis.shape[0]
+        out[place[start : start + r]] = basis
+        neg = min(r, k - start - r)  # odd k: the last negative is dropped
+        out[place[start + r : start + r + neg]] = -basis[:neg]
+        start += 2 * r
+    return out

@@ -104,11 +104,12 @@ def test_hl_ewma_update_is_the_codes_with_its_zero_reset(absent):
     g = torch.Generator().manual_seed(4)
     f1, y1 = torch.randn(8, 5, generator=g) * 3, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     f2, y2 = torch.randn(6, 5, generator=g) * 3, torch.tensor([0, 1, 3, 0, 1, 3])  # no class 2
-    first = loss.prepare_batch(f1, y1)
+    prepared = loss.prepare_batch(f1, y1)
+    first = prepared.to_dense()
     unit1 = code_center_momentum(f1, y1, torch.zeros(4, 5, dtype=torch.float64), 1, 0.1, 40.0)
     assert torch.allclose(first.double() / 40.0, unit1, atol=1e-6)  # the update sums in fp32
-    loss.after_optimizer_step(f1, y1, prepared=first)
-    second = loss.prepare_batch(f2, y2)
+    loss.after_optimizer_step(f1, y1, prepared=prepared)
+    second = loss.prepare_batch(f2, y2).to_dense()
     unit2 = code_center_momentum(f2, y2, first.double() / 40.0, 2, 0.1, 40.0)
     second = second.double()
     if absent == "zero":  # the code: class 2 is absent, so its center is reset to the zero vector

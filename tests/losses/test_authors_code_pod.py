@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from podhl.config import compose_config
 from podhl.losses import CosineLoss, NaCLoss, PEDCCLoss, PODLoss
 from podhl.losses.pod import math as pod_math
+from podhl.pedcc import generate_pedcc
 
 pytestmark = pytest.mark.filterwarnings("ignore:PEDCC. feature dimension")
 
@@ -82,7 +83,7 @@ def test_pedcc_official_preset():
     assert {k for k in paper if paper[k] != official[k]} == {"mse_reduction", "n_form"}
 
 
-# ======================================================================== POD family: the PEDCC normalized once
+# ======================================================================== POD family: the PEDCC is p̃ (unit rows)
 @pytest.mark.parametrize(
     "cls,kwargs",
     [
@@ -94,22 +95,34 @@ def test_pedcc_official_preset():
         (PEDCCLoss, {"mse_reduction": "sum"}),
     ],
 )
-def test_pedcc_normalized_once_gives_identical_values(cls, kwargs):
+def test_unit_pedcc_gives_the_same_values_as_normalizing_in_every_forward(cls, kwargs):
+    """The buffer is the generated set itself (unit rows): bit-identical to the equations fed it as p̃,
+    and equal to normalizing it in every forward (the earlier path) to float32 rounding."""
     crit = cls(7, 12, **kwargs)
     crit.on_epoch_start(3)
     x, y = torch.randn(9, 12) * 4, torch.tensor([0, 1, 2, 3, 4, 5, 6, 0, 1])
-    p = crit.pedcc  # the old path: the raw buffer, normalized inside every call
-    old = {"logits": pod_math.cosine_logits(x, p)}
-    if cls is CosineLoss:
-        old["loss"] = pod_math.cosine_loss(x, y, p)
-    elif cls is NaCLoss:
-        old["loss"] = pod_math.nac_loss(x, y, p, crit.delta, crit.denominator)
-    elif cls is PODLoss:
-        old["loss"] = pod_math.nac_loss(x, y, p, crit.delta) + pod_math.sc_loss(x, y, p)
-    else:
-        old["loss"] = pod_math.pedcc_am_loss(x, y, p, 15.0, 0.5) + pod_math.pedcc_mse_loss(x, y, p, crit.mse_reduction)
-    assert torch.equal(crit(x, y)["loss"], old["loss"]) and torch.equal(crit.logits(x), old["logits"])
-    assert torch.equal(crit.unit_pedcc, F.normalize(crit.pedcc, dim=1))
+    p = generate_pedcc(7, 12)
+    assert torch.equal(crit.pedcc, p) and crit.unit_pedcc is crit.pedcc
+    for normalized in (True, False):
+        old = {"logits": pod_math.cosine_logits(x, p, normalized)}
+        if cls is CosineLoss:
+            old["loss"] = pod_math.cosine_loss(x, y, p, normalized)
+        elif cls is NaCLoss:
+            old["loss"] = pod_math.nac_loss(x, y, p, crit.delta, crit.denominator, normalized)
+        elif cls is PODLoss:
+            old["loss"] = pod_math.nac_loss(x, y, p, crit.delta, centroids_normalized=normalized) + pod_math.sc_loss(
+                x, y, p, centroids_normalized=normalized
+            )
+        else:
+            old["loss"] = pod_math.pedcc_am_loss(x, y, p, 15.0, 0.5, normalized) + pod_math.pedcc_mse_loss(
+                x, y, p, crit.mse_reduction, normalized
+            )
+        new = {"loss": crit(x, y)["loss"], "logits": crit.logits(x)}
+        for key in old:
+            if normalized:
+                assert torch.equal(new[key], old[key]), key
+            else:
+                assert torch.allclose(new[key], old[key], rtol=1e-6, atol=1e-6), key
 
 
 def test_unit_pedcc_stays_out_of_checkpoints_and_follows_the_pedcc():

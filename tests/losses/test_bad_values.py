@@ -72,6 +72,7 @@ CASES = [
     ("asl", "lambda_min", "-1", ()),
     ("asl", "backward", "autograd", ()),
     ("er", "lam", "-1", ()),
+    ("er", "refresh_every", "0", ()),
     ("er", "scale", "0", ()),
     ("er", "m1", "-1", ()),
     ("er", "m2", "4", ()),

@@ -315,6 +315,42 @@ def test_er_loss_value_and_gradcheck():
     assert torch.autograd.gradcheck(fm.exclusive_regularizer, (w64,))
 
 
+def test_er_refresh_every_keeps_the_neighbours_between_searches():
+    """refresh_every = N: the neighbour pairs of the last search (every N training calls) give the value and
+    the gradient in between; at a search step the value is the exact L_r; the kept pairs survive resume."""
+    torch.manual_seed(3)
+    x, y = torch.randn(16, 6), torch.randint(0, 9, (16,))
+    exact = ExclusiveRegularizationLoss(9, 6, lam=1.0)
+    kept = ExclusiveRegularizationLoss(9, 6, lam=1.0, refresh_every=3)
+    kept.load_state_dict(exact.state_dict(), strict=False)
+    assert "neighbour" not in exact.state_dict() and "neighbour" in kept.state_dict()
+    opt = torch.optim.SGD(kept.parameters(), lr=5.0)  # big steps: the nearest pairs change between searches
+    pairs_at_search, changed = None, False
+    for step in range(7):
+        w = torch.nn.functional.normalize(kept.weight.detach(), dim=1)
+        nearest = fm.nearest_other_rows(w)
+        out = kept(x, y)
+        if step % 3 == 0:  # searched now: the exact regularizer
+            pairs_at_search = nearest.clone()
+            value = float(out["exclusive"].detach())
+            assert value == pytest.approx(float(fm.exclusive_regularizer(kept.weight.detach())), abs=1e-6)
+        expect = (w * w[pairs_at_search]).sum(1).mean()
+        assert float(out["exclusive"].detach()) == pytest.approx(float(expect), abs=1e-6)
+        assert torch.equal(kept.neighbour, pairs_at_search)
+        changed |= not torch.equal(nearest, pairs_at_search)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert changed  # the test saw stale pairs differ from the current nearest ones
+    resumed = ExclusiveRegularizationLoss(9, 6, lam=1.0, refresh_every=3)
+    resumed.load_state_dict(kept.state_dict())
+    assert int(resumed.steps) == 7 and torch.equal(resumed.neighbour, kept.neighbour)
+    kept.eval()
+    before = kept.neighbour.clone()
+    kept(x, y)  # evaluation reuses the kept pairs and does not count
+    assert int(kept.steps) == 7 and torch.equal(kept.neighbour, before)
+
+
 # ------------------------------------------------------------------ MagFace
 def test_magface_margin_and_regularizer_values():
     a = torch.tensor([10.0, 60.0, 110.0], dtype=torch.float64)

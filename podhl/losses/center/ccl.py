@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from podhl.checks import in_range
 from podhl.distributed import all_reduce_sum
-from podhl.losses.center.math import center_penalty, class_sums, constrained_centers
+from podhl.losses.center.math import center_penalty, constrained_centers
 from podhl.losses.linear.head import LinearClassifier
 
 
@@ -81,13 +81,12 @@ class ConstrainedCenterLoss(LinearClassifier):
     def feature_pass(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:
         sums = torch.zeros(self.num_classes, self.feat_dim, dtype=torch.float64, device=self.centers.device)
         counts = torch.zeros(self.num_classes, dtype=torch.float64, device=self.centers.device)
-        for features, labels in batches:
-            s, n = class_sums(features.to(torch.float64), labels, self.num_classes)
-            sums += s
-            counts += n
+        for features, labels in batches:  # accumulated in place: no (C, d) temporary per batch
+            sums.index_add_(0, labels, features.to(torch.float64))
+            counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
         all_reduce_sum(sums)
         all_reduce_sum(counts)
-        self.centers.copy_(constrained_centers(sums, counts, self.radius, self.centers.double()))
+        self.centers.copy_(constrained_centers(sums, counts, self.radius, self.centers))  # fp32 out
         self.initialized.fill_(True)
 
     def epoch_metrics(self) -> dict[str, float]:

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from podhl.checks import in_range
-from podhl.distributed import all_reduce_sum
-from podhl.losses.center.math import center_penalty, center_update_from_sums, class_sums
+from podhl.losses.center.math import center_penalty, center_update_from_sums
+from podhl.losses.center.rows import class_slot_stats, write_rows
 from podhl.losses.linear.head import LinearClassifier
 
 
@@ -25,8 +25,10 @@ class CenterLoss(LinearClassifier):
 
     $$\Delta c_j = \frac{\sum_{y_i = j}(c_j - x_i)}{1 + n_j}, \qquad c_j \leftarrow c_j - \alpha\,\Delta c_j$$
 
-    (eq. 4, Algorithm 1; summed over ranks under DDP). They start from a Xavier-uniform draw (the
-    official Caffe prototxt's ``center_filler { type: "xavier" }``). Config: ``loss=center``.
+    (eq. 4, Algorithm 1; summed over ranks under DDP), for the classes in the batch only (the others
+    have $n_j = 0$: unchanged), so the update costs O(B·d) (``podhl.losses.center.rows``). They start
+    from a Xavier-uniform draw (the official Caffe prototxt's ``center_filler { type: "xavier" }``).
+    Config: ``loss=center``.
 
     Args:
         num_classes: $C$, number of classes (rows of $W$ and of the centers).
@@ -60,9 +62,9 @@ class CenterLoss(LinearClassifier):
 
     @torch.no_grad()
     def after_optimizer_step(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> None:
-        sums, counts = class_sums(features.float(), labels, self.num_classes)
-        all_reduce_sum(sums), all_reduce_sum(counts)  # DDP: the update sees the global batch
-        self.centers.copy_(center_update_from_sums(self.centers, sums, counts, self.alpha))
+        slots = class_slot_stats(features.float(), labels, self.num_classes)  # DDP: the global batch's classes
+        rows = self.centers[slots.rows]  # only the classes in the batch change: O(B·d), not O(C·d)
+        write_rows(self.centers, slots, center_update_from_sums(rows, slots.sums, slots.counts, self.alpha))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, lam={self.lam}, alpha={self.alpha}"

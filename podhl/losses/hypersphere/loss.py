@@ -5,8 +5,9 @@ the authors'-code switches: ``switches.py``.
 
 Algorithm 1's order per step (criterion protocol, ``podhl/losses/base.py``): when an update is due,
 ``needs_prepared_batch()`` is true and the loop calls ``prepare_batch`` with the whole batch's detached
-features, which returns the updated centers (per-class sums all-reduced under DDP) without storing
-them; every micro-batch's ``forward(..., prepared=...)`` is penalized against them, and
+features, which returns the updated centers of the batch's classes (a ``RowUpdate``: O(B·d), per-class
+sums gathered over DDP ranks) without storing them; every micro-batch's ``forward(..., prepared=...)``
+is penalized against them, and
 ``after_optimizer_step(..., prepared=...)`` commits them and increments N_c. So the first penalized step
 (first batch of epoch t1 + 1) already has centers. Without ``prepared`` (test batches, steps with no
 update due) ``forward`` uses the stored centers; a sample whose center was never set is left out.
@@ -22,11 +23,7 @@ import torch.nn.functional as F
 
 from podhl.checks import in_range, integer, one_of, require
 from podhl.losses.hypersphere.centers import CenterState
-from podhl.losses.hypersphere.math import (
-    class_center_separation,
-    generalized_center_penalty,
-    pairwise_cosine_stats,
-)
+from podhl.losses.hypersphere.math import pairwise_cosine_stats, penalty_from_rows, separation_from_rows
 from podhl.losses.hypersphere.switches import OfficialSwitches
 from podhl.losses.hypersphere.updates import CenterUpdate, make_center_update
 
@@ -157,14 +154,14 @@ class HypersphereLoss(CenterState):
         zero = ce.detach().new_zeros(())
         if not self.penalized:
             return dict(loss=ce, ce=ce, center=zero, separation=zero, dead_zone_fraction=zero, center_distance=zero)
-        centers = self.centers if prepared is None else prepared  # Algorithm 1: this step's updated centers
-        valid = centers[labels].pow(2).sum(dim=1) > 0
-        penalty = generalized_center_penalty(
-            f, labels, centers, self.threshold, self.official.penalty_power, self.official.penalty_normalization, valid
+        rows, total = self.center_rows(labels, prepared)  # Algorithm 1: this step's updated centers
+        valid = rows.pow(2).sum(dim=1) > 0
+        penalty = penalty_from_rows(
+            f, rows, self.threshold, self.official.penalty_power, self.official.penalty_normalization, valid
         )
-        sep = class_center_separation(labels, centers)
+        sep = separation_from_rows(rows, total, self.num_classes)
         with torch.no_grad():
-            dist = (f - centers[labels]).norm(dim=1)
+            dist = (f - rows).norm(dim=1)
             inside = ((dist < self.threshold) & valid).float().mean()
             mean_dist = (dist * valid).sum() / valid.sum().clamp_min(1)  # no host sync
         terms = dict(ce=ce, center=penalty, separation=sep, dead_zone_fraction=inside, center_distance=mean_dist)

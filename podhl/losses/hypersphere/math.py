@@ -2,7 +2,9 @@
 
 Equation numbers are the HL paper's. Everything is vectorized over classes, from per-class sums and
 counts (``podhl.losses.center.math.class_sums``, shared with center loss and CCL) or per-class
-(C, d) algebra: no loop over classes and no B×C×d tensor, so C = 10,575 (CASIA-WebFace) is cheap.
+(C, d) algebra: no loop over classes and no B×C×d tensor. The ``*_rows`` forms take only the rows of
+the classes a batch holds and the total T = Σ_l c_l, so a training step costs O(B·d), not O(C·d)
+(``podhl.losses.center.rows``; C = 10⁵ and more).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ __all__ = [
     "PENALTY_NORMALIZATIONS",
     "feature_sphere_radius",
     "generalized_center_penalty",
+    "penalty_from_rows",
     "class_center_separation",
+    "separation_from_rows",
     "ewma_center_update_from_sums",
+    "ewma_center_rows",
     "closed_form_centers",
     "pairwise_cosine_stats",
 ]
@@ -78,9 +83,33 @@ def generalized_center_penalty(
     Returns:
         The scalar penalty.
     """
+    return penalty_from_rows(features, centers[labels], threshold, power, normalization, valid)
+
+
+def penalty_from_rows(
+    features: torch.Tensor,
+    rows: torch.Tensor,
+    threshold: float,
+    power: int = 2,
+    normalization: str = "batch",
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""``generalized_center_penalty`` from each sample's center row $c_{y_i}$ (HL eq. 17), $O(Bd)$.
+
+    Args:
+        features: $(B, d)$ features $f$.
+        rows: $(B, d)$ each sample's class center $c_{y_i}$.
+        threshold: $\varepsilon a \ge 0$, the dead-zone radius (feature-norm units).
+        power: 2 (default, eq. 17) or 4 ($d^4$, the authors' code).
+        normalization: ``"batch"`` (default, $1/(2B)$, eq. 17) or ``"elements"`` ($1/(2Bd)$, the authors' code).
+        valid: $(B,)$ bool, False for samples whose center is not set yet (left out). Default None (all).
+
+    Returns:
+        The scalar penalty.
+    """
     one_of("power", power, PENALTY_POWERS)
     one_of("normalization", normalization, PENALTY_NORMALIZATIONS)
-    d2 = (features - centers[labels]).pow(2).sum(dim=1)
+    d2 = (features - rows).pow(2).sum(dim=1)
     iota = d2 >= float(threshold) ** 2
     if valid is not None:
         iota = iota & valid
@@ -92,7 +121,8 @@ def generalized_center_penalty(
 def class_center_separation(labels: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     r"""Class center separation (HL eq. 10 without $\beta$): $\frac{1}{B(C-1)}\sum_i\sum_{l \ne y_i} c_{y_i}^\top c_l$.
 
-    Uses $\sum_{l \ne k} c_l = T - c_k$ with $T = \sum_l c_l$ ($O(Cd)$).
+    Uses $\sum_{l \ne k} c_l = T - c_k$ with $T = \sum_l c_l$ ($O(Cd)$ for $T$; the loss keeps $T$ as a
+    running total and calls ``separation_from_rows``, $O(Bd)$).
 
     Args:
         labels: $(B,)$ class indices.
@@ -101,10 +131,23 @@ def class_center_separation(labels: torch.Tensor, centers: torch.Tensor) -> torc
     Returns:
         The scalar separation (squared feature-norm units).
     """
-    num_classes = centers.shape[0]
-    total = centers.sum(dim=0)
-    per_class = centers @ total - centers.pow(2).sum(dim=1)  # c_kᵀ(T − c_k), (C,)
-    return per_class[labels].sum() / (labels.numel() * (num_classes - 1))
+    return separation_from_rows(centers[labels], centers.sum(dim=0), centers.shape[0])
+
+
+def separation_from_rows(rows: torch.Tensor, total: torch.Tensor, num_classes: int) -> torch.Tensor:
+    r"""``class_center_separation`` from the samples' centers and the total $T$:
+    $\frac{1}{B(C-1)}\sum_i c_{y_i}^\top(T - c_{y_i})$ (HL eq. 10 without $\beta$), $O(Bd)$.
+
+    Args:
+        rows: $(B, d)$ each sample's class center $c_{y_i}$.
+        total: $(d,)$ $T = \sum_l c_l$ over all C classes (any dtype; used in ``rows``' dtype).
+        num_classes: $C$.
+
+    Returns:
+        The scalar separation (squared feature-norm units).
+    """
+    per_sample = rows @ total.to(rows.dtype) - rows.pow(2).sum(dim=1)  # c_yᵀ(T − c_y), (B,)
+    return per_sample.sum() / (rows.shape[0] * (num_classes - 1))
 
 
 def ewma_center_update_from_sums(
@@ -141,13 +184,60 @@ def ewma_center_update_from_sums(
     Returns:
         $(C, d)$ new centers.
     """
+    return ewma_center_rows(
+        centers,
+        sums,
+        counts,
+        centers.sum(dim=0),
+        centers.shape[0],
+        phi,
+        beta,
+        radius,
+        step,
+        bias_correction,
+        keep_absent,
+    )
+
+
+def ewma_center_rows(
+    rows: torch.Tensor,
+    sums: torch.Tensor,
+    counts: torch.Tensor,
+    total: torch.Tensor,
+    num_classes: int,
+    phi: float,
+    beta: float,
+    radius: float,
+    step: int,
+    bias_correction: bool = True,
+    keep_absent: bool = True,
+) -> torch.Tensor:
+    r"""``ewma_center_update_from_sums`` for some classes only (HL eq. 15–16), $O(Sd)$: their current centers
+    ``rows``, sums and counts, and the total $T = \sum_l c_l$ over all $C$ classes, $(d,)$ (any dtype; used in
+    ``rows``' dtype), for $\sum_{l \ne k} c_l = T - c_k$.
+
+    Args:
+        rows: $(S, d)$ current centers of the S classes.
+        sums: $(S, d)$ their feature sums $S_k$.
+        counts: $(S,)$ their counts $n_k$.
+        total: $(d,)$ $T$.
+        num_classes: $C$.
+        phi: $\varphi \in (0, 1)$, EWMA factor.
+        beta: $\beta \ge 0$, separation weight.
+        radius: $r > 0$ (feature-norm units).
+        step: $N_c \ge 1$, the number of this update.
+        bias_correction: divide by $1 - \varphi^{N_c}$ (eq. 15). Default True.
+        keep_absent: a row with $n_k = 0$ keeps its center. Default True; False: zero (the authors' code).
+
+    Returns:
+        $(S, d)$ new centers of the S classes (a row with $n_k = 0$: kept, or zero without ``keep_absent``).
+    """
     integer("step", step, low=1)  # N_c
-    num_classes = centers.shape[0]
     scale = 1.0 / (1.0 - phi**step) if bias_correction else 1.0
-    n = counts.to(centers.dtype).unsqueeze(1)
-    others = centers.sum(dim=0, keepdim=True) - centers  # Σ_{l≠k} c_l, (C, d)
-    u = (phi * n * centers + (1.0 - phi) * sums) * scale - n * (beta / (num_classes - 1)) * others
-    return sphere_centers(u, counts, radius, centers if keep_absent else torch.zeros_like(centers))
+    n = counts.to(rows.dtype).unsqueeze(1)
+    others = total.to(rows.dtype).reshape(1, -1) - rows  # Σ_{l≠k} c_l, (S, d)
+    u = (phi * n * rows + (1.0 - phi) * sums) * scale - n * (beta / (num_classes - 1)) * others
+    return sphere_centers(u, counts, radius, rows if keep_absent else torch.zeros_like(rows))
 
 
 def closed_form_centers(

@@ -27,19 +27,45 @@ import torch
 
 from podhl.checks import integer, one_of, require
 from podhl.distributed import all_reduce_sum
-from podhl.losses.center.math import class_sums
-from podhl.losses.hypersphere.math import closed_form_centers, ewma_center_update_from_sums
+from podhl.losses.center.rows import ClassSlots, class_slot_stats
+from podhl.losses.hypersphere.centers import RowUpdate
+from podhl.losses.hypersphere.math import closed_form_centers, ewma_center_rows, ewma_center_update_from_sums
 
 
-def batch_sums(loss, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class sums and counts of (detached, fp32) features, summed over DDP ranks."""
-    sums, counts = class_sums(features.detach().float(), labels, loss.num_classes)
-    all_reduce_sum(sums), all_reduce_sum(counts)
-    return sums, counts
+def batch_slots(loss, features: torch.Tensor, labels: torch.Tensor) -> ClassSlots:
+    """Per-class sums and counts of (detached) features over the classes in the batch, combined over DDP
+    ranks (``podhl.losses.center.rows``): O(B·d), in the centers' dtype (fp32)."""
+    return class_slot_stats(features.detach().to(loss.centers.dtype), labels, loss.num_classes)
+
+
+def ewma_rows(loss, slots: ClassSlots) -> RowUpdate:
+    """The loss's next update (eq. 15–16, N_c + 1) of the classes in ``slots``, not stored: O(B·d), with
+    Σ_{l≠k} c_l = T − c_k from the running total T (``loss.center_sum``). The new T is T + Σ(new − old) in
+    float64, or, when absent classes become zero (``official.absent_class_center: zero``), Σ new."""
+    keep = loss.official.absent_class_center == "keep"
+    old = loss.centers[slots.rows]
+    new = ewma_center_rows(
+        old,
+        slots.sums,
+        slots.counts,
+        loss.center_sum,
+        loss.num_classes,
+        loss.phi,
+        loss.beta,
+        loss.radius,
+        loss.n_c + 1,
+        loss.official.bias_correction,
+        keep_absent=keep,
+    )
+    valid = slots.valid[:, None]
+    change = new.double() - old.double() if keep else new.double()
+    total = torch.where(valid, change, torch.zeros_like(change)).sum(dim=0)
+    return RowUpdate(slots, new, loss.center_sum + total if keep else total, not keep, loss.centers)
 
 
 def ewma_centers(loss, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """The loss's next update (eq. 15–16, N_c + 1) from per-class sums and counts, not stored."""
+    """The loss's next update (eq. 15–16, N_c + 1) of all C centers from (C, d) sums and (C,) counts, not
+    stored (``EpochEWMA``, once per epoch)."""
     return ewma_center_update_from_sums(
         loss.centers,
         sums,
@@ -51,6 +77,12 @@ def ewma_centers(loss, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
         loss.official.bias_correction,
         keep_absent=loss.official.absent_class_center == "keep",
     )
+
+
+def _add_class_sums(sums: torch.Tensor, counts: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> None:
+    """Accumulate per-class sums and counts in place (``index_add_``, O(B·d), no (C, d) temporary)."""
+    sums.index_add_(0, labels, features.to(sums.dtype))
+    counts.index_add_(0, labels, torch.ones_like(labels, dtype=counts.dtype))
 
 
 class CenterUpdate:
@@ -115,8 +147,8 @@ class BatchEWMA(CenterUpdate):
     def needs_prepared_batch(self, loss) -> bool:
         return loss.penalized and loss.n_iterations % self.every == 0
 
-    def prepare_batch(self, loss, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return ewma_centers(loss, *batch_sums(loss, features, labels))  # the updated centers, not stored yet
+    def prepare_batch(self, loss, features: torch.Tensor, labels: torch.Tensor) -> RowUpdate:
+        return ewma_rows(loss, batch_slots(loss, features, labels))  # the updated rows, not stored yet
 
     def after_optimizer_step(self, loss, features, labels, prepared) -> None:
         if not loss.penalized:
@@ -163,10 +195,7 @@ class EpochEWMA(CenterUpdate):
 
     def after_optimizer_step(self, loss, features, labels, prepared) -> None:
         if loss.epoch >= loss.warmup_epochs:
-            acc_sums, acc_counts = self._accumulators(loss)
-            sums, counts = class_sums(features.float(), labels, loss.num_classes)
-            acc_sums += sums
-            acc_counts += counts
+            _add_class_sums(*self._accumulators(loss), features.float(), labels)
 
     def epoch_progress(self) -> dict[str, Any]:
         return {} if self._sums is None else {"sums": self._sums.clone(), "counts": self._counts.clone()}
@@ -203,9 +232,7 @@ class WholeTrainingSet(CenterUpdate):
             keep = (f - loss.centers[y]).pow(2).sum(dim=1) >= loss.threshold**2  # δ(k, y_i), eq. 14
             if first:
                 keep = torch.ones_like(keep)
-            s, c = class_sums(f[keep], y[keep], loss.num_classes)
-            sums += s
-            counts += c
+            _add_class_sums(sums, counts, f[keep], y[keep])
         all_reduce_sum(sums), all_reduce_sum(counts)
         loss.commit(closed_form_centers(loss.centers, sums, counts, loss.beta, loss.radius))
 

@@ -296,17 +296,22 @@ class _SelectedPairDots(torch.autograd.Function):
         return out, None
 
 
-def exclusive_regularizer_of_unit_rows(unit_rows: torch.Tensor, block_size: int = 1024) -> torch.Tensor:
+def exclusive_regularizer_of_unit_rows(
+    unit_rows: torch.Tensor, block_size: int = 1024, neighbour: torch.Tensor | None = None
+) -> torch.Tensor:
     r"""RegularFace's $L_r$ (``exclusive_regularizer``) from rows that are already unit vectors.
 
     Args:
         unit_rows: $(C, d)$ unit-norm rows (e.g. the margin head's normalized $W$, shared).
         block_size: rows per block of the neighbour search. Default 1024.
+        neighbour: $(C,)$ each row's neighbour, found earlier (``loss.refresh_every``); None
+            (default): searched now, $O(C^2 d)$.
 
     Returns:
-        The scalar $L_r$.
+        The scalar $L_r$ (with ``neighbour`` given: the mean cosine to those rows, $\le L_r$).
     """
-    neighbour = nearest_other_rows(unit_rows.detach(), block_size)
+    if neighbour is None:
+        neighbour = nearest_other_rows(unit_rows.detach(), block_size)
     return _SelectedPairDots.apply(unit_rows, neighbour).mean()
 
 

@@ -25,7 +25,7 @@ class CosineLoss(PEDCCCriterion):
             predefined, POD §2.1, so a fixed seed, not the run's).
         pedcc_method: PEDCC construction, ``"auto"`` (default, podhl's choice: the best of podhl's
             constructions for $(k, n)$; the exact simplex when $k \le n + 1$), ``"simplex"``,
-            ``"simplices"``, ``"mub"`` or ``"physical"`` (``podhl.pedcc``).
+            ``"simplices"``, ``"mub"``, ``"bch"`` or ``"physical"`` (``podhl.pedcc``).
         pedcc_file: a ``.pt``/``.npy`` file with the $(k, n)$ centroids to use instead, e.g. another run's
             ``pedcc.pt`` (every run writes one). Default None: generate them (the same on every machine).
 
