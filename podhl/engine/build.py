@@ -87,7 +87,7 @@ def build_run(cfg: DictConfig) -> RunParts:
     if not isinstance(criterion, Criterion):
         raise ConfigError(f"loss._target_ must build a podhl Criterion, got {type(criterion).__name__}")
     init_report = init_from(cfg.get("model"), model, criterion)  # weights of a trained model (fresh schedule)
-    if tcfg.get("shard_classes", False):  # PartialFC: each rank keeps C/world rows (docs/scale-and-speed.md)
+    if tcfg.get("shard_classes", False):  # PartialFC: each rank keeps C/world rows (docs/face-scale.md)
         if runtime.world > 1 and cfg.schedule.get("grad_clip_norm"):
             raise ConfigError(
                 "schedule.grad_clip_norm with trainer.shard_classes=true: each rank would clip by the norm of "

@@ -6,7 +6,7 @@ have a host copy, so the per-step bookkeeping needs no GPU sync; loading a state
 A per-batch update changes only the rows of the classes in the batch (``RowUpdate``); T, which eq. 10's
 separation and eq. 16's Σ_{l≠k} c_l = T − c_k need, follows them (T += new rows − old rows), so a step
 costs O(B·d), not O(C·d). T is float64: its drift against a fresh sum stays at float64 rounding (measured
-in docs/scale-and-speed.md, "Center updates at 100k classes"), so it is never re-summed except on a
+in docs/face-scale.md, "Center updates at 100k classes"), so it is never re-summed except on a
 dense commit and when loading a checkpoint that lacks it. Change the centers through ``commit`` (or call
 ``refresh_total`` after writing them yourself).
 """

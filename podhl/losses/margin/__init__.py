@@ -2,6 +2,7 @@
 A-Softmax (SphereFace), RegularFace (ER) and MagFace.
 
 ``math.py``: clamped angle, monotone fallback, SphereFace ψ, MagFace m(a)/g(a), RegularFace L_r;
+``lean_ce.py``: the margin softmax cross-entropy every head computes its loss with (one (B, C) buffer);
 ``head.py``: the normalized classifier; one file per loss, each computing its own target logit.
 """
 

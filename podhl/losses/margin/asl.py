@@ -22,6 +22,7 @@ from torch import nn
 from podhl.checks import in_range, integer, one_of
 from podhl.losses.base import Criterion
 from podhl.losses.margin.head import init_unit_rows
+from podhl.losses.margin.lean_ce import normalized_margin_cross_entropy
 from podhl.losses.margin.math import (
     chebyshev_cos_derivative,
     fp32,
@@ -102,6 +103,8 @@ class ASoftmaxLoss(Criterion):
         logits (torch.Tensor): $(B, C)$ scores $\lVert x\rVert\cos\theta_j$; argmax = prediction.
     """
 
+    lean = True  # exact backward through normalized_margin_cross_entropy; False: reference_ce (plain autograd)
+
     def __init__(
         self,
         num_classes: int,
@@ -137,14 +140,27 @@ class ASoftmaxLoss(Criterion):
         lam = self.current_lambda()
         if self.backward_mode == "caffe":
             logits = _CaffeMarginInnerProduct.apply(x, fp32(self.weight).to(x.dtype), labels, lam, self.m)
-        else:
-            norms = x.norm(dim=1)
-            cosine = self.logits(x) / norms.clamp_min(1e-12).unsqueeze(1)
-            cos_y = cosine.gather(1, labels.view(-1, 1)).squeeze(1)
-            target = (lam * cos_y + sphereface_psi(cos_y, self.m)) / (1.0 + lam)  # annealed ψ(θ_y)
-            logits = norms.unsqueeze(1) * scatter_target(cosine, labels, target, 1.0)  # ‖x‖·(target | cos θ_j)
-        ce = F.cross_entropy(logits, labels)
+            ce = F.cross_entropy(logits, labels)
+        elif not self.lean:
+            ce = self.reference_ce(x, labels, lam)
+        else:  # the same loss, one (B, C) buffer (podhl.losses.margin.lean_ce): logits ‖x‖cos θ_j = x·Ŵ_j
+
+            def psi(logit_y: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:  # ‖x‖·ψ̃(θ_y) from x·Ŵ_y
+                cos_y = logit_y / norms.clamp_min(1e-12)
+                return norms * (lam * cos_y + sphereface_psi(cos_y, self.m)) / (1.0 + lam)  # annealed ψ(θ_y)
+
+            w = fp32(self.weight).to(x.dtype)
+            ce = normalized_margin_cross_entropy(x, w, labels, psi, 1.0, (x.norm(dim=1),), normalize_features=False)
         return {"loss": ce, "ce": ce, "lambda": torch.tensor(lam)}
+
+    def reference_ce(self, x: torch.Tensor, labels: torch.Tensor, lam: float) -> torch.Tensor:
+        """The exact-backward loss by the readable formula and plain autograd (``lean = False``)."""
+        norms = x.norm(dim=1)
+        cosine = self.logits(x) / norms.clamp_min(1e-12).unsqueeze(1)
+        cos_y = cosine.gather(1, labels.view(-1, 1)).squeeze(1)
+        target = (lam * cos_y + sphereface_psi(cos_y, self.m)) / (1.0 + lam)  # annealed ψ(θ_y)
+        logits = norms.unsqueeze(1) * scatter_target(cosine, labels, target, 1.0)  # ‖x‖·(target | cos θ_j)
+        return F.cross_entropy(logits, labels)
 
     def after_optimizer_step(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> None:
         self.iteration += 1

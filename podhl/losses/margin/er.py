@@ -76,9 +76,8 @@ class ExclusiveRegularizationLoss(CombinedMarginLoss):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long), persistent=kept)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
-        x = F.normalize(fp32(features), dim=1)
-        w = F.normalize(fp32(self.weight), dim=1).to(x.dtype)  # normalized once for both terms
-        ce = F.cross_entropy(self.margin_logits(x @ w.t(), labels), labels)  # = self.margin_ce(features, labels)
+        ce = self.margin_ce(features, labels)  # lean path: W normalized inside, no (C, d) copy kept
+        w = F.normalize(fp32(self.weight), dim=1).to(fp32(features).dtype)  # the regularizer's unit rows
         exclusive = exclusive_regularizer_of_unit_rows(w, neighbour=self._neighbours(w))
         return {"loss": ce + self.lam * exclusive, "ce": ce, "exclusive": exclusive}
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from podhl.checks import in_range
 from podhl.losses.base import Criterion
+from podhl.losses.margin.lean_ce import normalized_margin_cross_entropy
 from podhl.losses.margin.math import fp32, scatter_target
 
 
@@ -75,7 +76,16 @@ class MarginHead(NormalizedClassifier):
         num_classes: $C$, number of classes.
         feat_dim: $d$, feature dimension.
         scale: $s > 0$, scale of the logits. Default 64.
+
+    Attributes (set on an instance, not config keys):
+        lean: True (default): the loss through ``normalized_margin_cross_entropy`` (one (B, C) buffer);
+            False: the reference autograd formula (about ten (B, C)-sized tensors kept at d = 2B).
+        chunk_size: None (default) or classes per chunk for ``normalized_margin_cross_entropy``
+            (no (B, C) buffer; one more matrix product).
     """
+
+    lean: bool = True
+    chunk_size: int | None = None
 
     def target(self, cos_y: torch.Tensor, **kwargs) -> torch.Tensor:
         """The target logit before the scale, from cos θ_y (B,) (fp32 or fp64)."""
@@ -88,7 +98,26 @@ class MarginHead(NormalizedClassifier):
         return scatter_target(cosine, labels, self.target(cos_y, **kwargs), self.scale)
 
     def margin_ce(self, features: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        """Mean cross-entropy of ``margin_logits`` (a scalar); ``kwargs`` go to ``target``."""
+        """Mean cross-entropy of ``margin_logits`` (a scalar); ``kwargs`` (tensors) go to ``target``.
+
+        Computed by ``podhl.losses.margin.lean_ce.normalized_margin_cross_entropy`` (one (B, C) buffer
+        for backward, or none with ``chunk_size``), equal in value and gradient to
+        ``reference_margin_ce``; ``lean = False`` on an instance restores the reference path.
+        """
+        if not self.lean:
+            return self.reference_margin_ce(features, labels, **kwargs)
+        x = fp32(features)
+        names = list(kwargs)
+
+        def psi(cos_y: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+            return self.target(cos_y, **dict(zip(names, args, strict=True)))
+
+        w = fp32(self.weight).to(x.dtype)
+        args = tuple(kwargs.values())
+        return normalized_margin_cross_entropy(x, w, labels, psi, self.scale, args, chunk_size=self.chunk_size)
+
+    def reference_margin_ce(self, features: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
+        """``F.cross_entropy(margin_logits(cosine(features)), labels)``: the readable formula, plain autograd."""
         return F.cross_entropy(self.margin_logits(self.cosine(features), labels, **kwargs), labels)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:

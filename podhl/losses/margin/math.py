@@ -304,8 +304,8 @@ def exclusive_regularizer_of_unit_rows(
     Args:
         unit_rows: $(C, d)$ unit-norm rows (e.g. the margin head's normalized $W$, shared).
         block_size: rows per block of the neighbour search. Default 1024.
-        neighbour: $(C,)$ each row's neighbour, found earlier (``loss.refresh_every``); None: searched now,
-            $O(C^2 d)$.
+        neighbour: $(C,)$ each row's neighbour, found earlier (``loss.refresh_every``); None
+            (default): searched now, $O(C^2 d)$.
 
     Returns:
         The scalar $L_r$ (with ``neighbour`` given: the mean cosine to those rows, $\le L_r$).
