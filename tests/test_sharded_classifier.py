@@ -296,14 +296,16 @@ HL_HEADS = {
     # the authors' code: unit-norm W rows, no bias, d⁴ penalty, absent centers reset to zero (ramps over 1 epoch)
     "hl_official": lambda: HypersphereLoss(C, D, **HL_KW, official=OfficialSwitches.authors_code(total_epochs=1)),
     "hl10": lambda: HypersphereLoss(C, D, **HL_KW, update_every=2),  # updates on every other penalized step
+    # one update per epoch from the epoch's summed features (all-reduced at its end)
+    "hl_epoch": lambda: HypersphereLoss(C, D, **HL_KW, center_update="epoch"),
 }
 HL_STEPS, HL_RECORD = 4, (0, 2)  # step 0: warm start; steps 1-3: penalized; terms and gradients at 0 and 2
 HL_TERMS = ("loss", "ce", "center", "separation", "dead_zone_fraction", "center_distance")
 
 
 def _hl_epoch(crit, step: int, epoch: int) -> int:
-    """The trainer's epoch hooks: epoch 1 for step 0, epoch 2 after it."""
-    new = 1 if step == 0 else 2
+    """The trainer's epoch hooks: epoch 1 for step 0, epoch 2 after it, ended after the last step."""
+    new = 1 if step == 0 else 2 if step < HL_STEPS else 3
     if new != epoch:
         if epoch:
             crit.on_epoch_end(epoch, {"mean_feature_norm": 1.0, "num_samples": float(sum(SIZES))})
@@ -335,6 +337,7 @@ def _hl_reference(name: str) -> dict:
         opt.step()
         with torch.no_grad():
             head.after_optimizer_step(features.detach(), y, prepared=prepared)
+    _hl_epoch(head, HL_STEPS, epoch)  # epoch 2 ends (EpochEWMA's update)
     head.eval()
     with torch.no_grad():
         features = model(x)
@@ -377,6 +380,7 @@ def _sharded_hl(name: str, rank: int, world: int) -> dict:
         opt.step()
         with torch.no_grad():
             crit.after_optimizer_step(features.detach(), y[mine], prepared=prepared)
+    _hl_epoch(crit, HL_STEPS, epoch)
     crit.eval()
     with torch.no_grad():
         features = model(x[mine])
@@ -448,9 +452,10 @@ def test_single_process_hypersphere_loss_equals_the_head():
         f2 = f1.detach().clone().requires_grad_()
         for epoch in (1, 2):
             head.on_epoch_start(epoch), crit.on_epoch_start(epoch)
-            assert crit.needs_prepared_batch() == head.needs_prepared_batch() == (epoch == 2), name
-            p1 = head.prepare_batch(f1.detach(), y) if epoch == 2 else None
-            p2 = crit.prepare_batch(f2.detach(), y) if epoch == 2 else None
+            due = head.needs_prepared_batch()
+            assert crit.needs_prepared_batch() == due and due == (epoch == 2 and name != "hl_epoch"), name
+            p1 = head.prepare_batch(f1.detach(), y) if due else None
+            p2 = crit.prepare_batch(f2.detach(), y) if due else None
             a, b = head(f1, y, prepared=p1), crit(f2, y, prepared=p2)
             for key in HL_TERMS:
                 _close(b[key].detach(), a[key].detach(), f"{name} {key} epoch {epoch}")
@@ -461,6 +466,8 @@ def test_single_process_hypersphere_loss_equals_the_head():
                 head.after_optimizer_step(f1.detach(), y, prepared=p1),
                 crit.after_optimizer_step(f2.detach(), y, prepared=p2),
             )
+            stats = {"mean_feature_norm": 1.0, "num_samples": float(len(y))}
+            head.on_epoch_end(epoch, stats), crit.on_epoch_end(epoch, stats)
             _close(crit.head.centers, head.centers, f"{name} centers epoch {epoch}")
         assert crit.param_groups()[0].get("weight_decay") == head.param_groups()[0].get("weight_decay"), name
 
