@@ -138,9 +138,10 @@ def _kind(head: Criterion) -> str:
 
 
 class ShardedClassifier(Criterion):
-    r"""A ``SoftmaxLoss`` or margin head whose classifier rows are split over the DDP ranks (PartialFC; module
-    docstring). In a single process it holds every row and equals the head (with ``sample_rate`` < 1 it samples
-    negatives there too). Config: ``trainer.shard_classes=true`` (``trainer.class_sample_rate``).
+    r"""A ``SoftmaxLoss``, margin head or ``HypersphereLoss`` whose classifier rows are split over the DDP ranks
+    (PartialFC; module docstring; HL's centers stay whole on every rank). In a single process it holds every
+    row and equals the head (with ``sample_rate`` < 1 it samples negatives there too). Config:
+    ``trainer.shard_classes=true`` (``trainer.class_sample_rate``).
 
     Args:
         head: the built loss, with its full $C \times d$ classifier (the same initial $W$ as an unsharded run:
@@ -149,8 +150,9 @@ class ShardedClassifier(Criterion):
             (every class, the exact loss): insightface ``PartialFC_V2``'s default and ``configs/base.py`` @ab27f4d.
 
     Returns:
-        forward (dict[str, torch.Tensor]): the head's terms (``loss``, ``ce``; magface also ``g``, ``margin``),
-            this rank's samples' means.
+        forward (dict[str, torch.Tensor]): the head's terms (``loss``, ``ce``; magface also ``g``, ``margin``;
+            HL also ``center``, ``separation``, ``dead_zone_fraction``, ``center_distance``), this rank's
+            samples' means.
         logits (torch.Tensor): $(B, C)$ scores of this rank's features over every class, without margin.
     """
 
