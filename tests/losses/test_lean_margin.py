@@ -236,3 +236,31 @@ def test_lean_path_keeps_one_batch_by_class_buffer():
 def test_scale_of_margin_in_degrees_is_still_refused():
     with pytest.raises(Exception, match="radians"):
         ArcFaceLoss(3, 2, margin=math.degrees(0.5))
+
+
+def test_hl_official_classifier_ce_is_the_lean_path_with_the_same_values_and_gradients():
+    """hl_official's f·normalize(W)ᵀ cross-entropy (Cifar10_HL_main.py's SoftmaxLoss, no bias) goes through the
+    lean normalized CE: equal to the plain form in float64 (value, ∂/∂f, ∂/∂W), without the normalized W copy."""
+    from hydra.utils import instantiate
+
+    from podhl.config import compose_config
+
+    torch.manual_seed(0)
+    crit = instantiate(compose_config(["loss=hl_official"]).loss, num_classes=13, feat_dim=6).double()
+    assert crit.classifier.bias is None and crit.official.normalize_weight
+    crit.classifier.weight.data.mul_(torch.rand(13, 1, dtype=torch.float64) * 3 + 0.1)  # rows not of unit norm
+    f = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 3, 3, 12, 5, 0, 7, 7, 7])
+    saved = []
+    lean = crit._cross_entropy(f, y)
+    plain = F.cross_entropy(F.linear(f, F.normalize(crit.classifier.weight, dim=1)), y)
+    assert float(lean.detach()) == pytest.approx(float(plain.detach()), abs=1e-12)
+    for a, b in zip(
+        torch.autograd.grad(lean, [f, crit.classifier.weight]),
+        torch.autograd.grad(plain, [f, crit.classifier.weight]),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        crit._cross_entropy(f, y)
+    assert not any(t.shape == crit.classifier.weight.shape and t is not crit.classifier.weight for t in saved)

@@ -26,8 +26,13 @@ from podhl.losses.hypersphere.centers import CenterState
 from podhl.losses.hypersphere.math import pairwise_cosine_stats, penalty_from_rows, separation_from_rows
 from podhl.losses.hypersphere.switches import OfficialSwitches
 from podhl.losses.hypersphere.updates import CenterUpdate, make_center_update
+from podhl.losses.margin.lean_ce import normalized_margin_cross_entropy
 
 FLAGS = (False, True)
+
+
+def _no_margin(cos_y: torch.Tensor) -> torch.Tensor:
+    return cos_y
 
 
 class HypersphereLoss(CenterState):
@@ -150,7 +155,18 @@ class HypersphereLoss(CenterState):
         self, features: torch.Tensor, labels: torch.Tensor, step: int = 0, prepared: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         f = features.float()
-        return self.add_center_terms(F.cross_entropy(self.logits(f), labels), f, labels, prepared)
+        return self.add_center_terms(self._cross_entropy(f, labels), f, labels, prepared)
+
+    def _cross_entropy(self, f: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """CE of :meth:`logits`. With ``official.normalize_weight`` and no bias (``hl_official``): the lean
+        normalized CE (:func:`podhl.losses.functional.normalized_margin_cross_entropy`, no margin, s = 1,
+        features as given), equal in value and gradients without the normalized C×d copy of W and with one
+        B×C buffer kept for backward."""
+        if self.official.normalize_weight and self.classifier.bias is None:
+            return normalized_margin_cross_entropy(
+                f, self.classifier.weight, labels, _no_margin, 1.0, normalize_features=False
+            )
+        return F.cross_entropy(self.logits(f), labels)
 
     def add_center_terms(
         self, ce: torch.Tensor, f: torch.Tensor, labels: torch.Tensor, prepared: Any = None
