@@ -27,22 +27,7 @@ import subprocess
 import sys
 import time
 
-
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+from procstat import reset_peak, status_kb
 
 
 def child(args) -> dict:
@@ -80,10 +65,10 @@ def child(args) -> dict:
     run()  # first call: allocator and kernel set-up
     feats.grad = None
     criterion.zero_grad(set_to_none=True)
-    before = _status_kb("VmRSS")
-    exact = _reset_peak()
+    before = status_kb("VmRSS")
+    exact = reset_peak()
     run()
-    peak = _status_kb("VmHWM")  # without the reset: the process peak so far (an upper bound)
+    peak = status_kb("VmHWM")  # without the reset: the process peak so far (an upper bound)
     for _ in range(args.warmup):
         run()
     times = []

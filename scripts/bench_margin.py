@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from procstat import reset_peak, status_kb
 
 from podhl.bench import interleaved, machine
 from podhl.losses.margin import (
@@ -53,25 +54,14 @@ HEADS = {
 }
 
 
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return -1
-
-
 def peak_rise_mb(fn) -> float:
     """Rise of the peak RSS over ``fn()`` in MiB (Linux only; -1 elsewhere)."""
     gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-    except OSError:
+    if not reset_peak():  # VmHWM back to the current RSS
         return -1.0
-    base = _status_kb("VmRSS")
+    base = status_kb("VmRSS")
     fn()
-    return (_status_kb("VmHWM") - base) / 1024
+    return (status_kb("VmHWM") - base) / 1024
 
 
 def saved(fn, params: list[torch.Tensor], inputs: list[torch.Tensor]) -> tuple[float, float]:

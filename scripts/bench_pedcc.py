@@ -20,18 +20,12 @@ import time
 import warnings
 
 import torch
+from procstat import load_text
 
 from podhl.pedcc import METHODS, pedcc_quality
 from podhl.pedcc.generate import generate_with_method
 
 TARGETS = {(1000, 768): (1.0, 0.012), (10575, 512): (5.0, 0.08)}  # (seconds, max NN cosine)
-
-
-def _load() -> str:
-    try:
-        return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        return "load n/a"
 
 
 def main() -> None:
@@ -48,17 +42,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-        f"{platform.processor() or platform.machine()}, method={args.method}, {_load()}"
+        f"{platform.processor() or platform.machine()}, method={args.method}, {load_text()}"
     )
     for case in args.cases:
         k, n = (int(v) for v in case.lower().split("x"))
-        load_before = _load()
+        load_before = load_text()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # n outside [2k, 40k] is the point of these cases
             t0 = time.perf_counter()
             c, used = generate_with_method(k, n, args.seed, args.method, cache=False, iters=args.iters, device="cpu")
             seconds = time.perf_counter() - t0
-        load_after = _load()
+        load_after = load_text()
         q = pedcc_quality(c)
         r = pedcc_quality(torch.randn(k, n, generator=torch.Generator().manual_seed(args.seed)))
         verdict = ""

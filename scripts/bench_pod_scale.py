@@ -19,6 +19,8 @@ import os
 import subprocess
 import sys
 
+from procstat import load_text
+
 _CASE = r"""
 import os, pathlib, resource, sys, tempfile, time, warnings
 warnings.simplefilter("ignore")
@@ -44,13 +46,6 @@ print(f"{seconds:.2f} {(peak - base) / 1024:.0f} {held / 1e6:.0f} {written / 1e6
 """
 
 
-def _load() -> str:
-    try:
-        return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        return "load n/a"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["100000x512", "1000000x512"], help="k x n pairs")
@@ -58,7 +53,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each case (default 1)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case (default 900)")
     args = parser.parse_args()
-    print(f"loss={args.loss}, {args.threads} threads, {os.cpu_count()} CPUs, {_load()}")
+    print(f"loss={args.loss}, {args.threads} threads, {os.cpu_count()} CPUs, {load_text()}")
     print("| k | n | build s | peak MB above import | tensors held MB | cache written MB | load |")
     print("|---|---|---|---|---|---|---|")
     for case in args.cases:
@@ -70,7 +65,7 @@ def main() -> None:
             out = proc.stdout.split() if proc.returncode == 0 else ["failed:", proc.stderr.strip().splitlines()[-1]]
         except subprocess.TimeoutExpired:
             out = [f"over {args.timeout:g} s"]
-        print(f"| {k:,} | {n} | {' | '.join(out)} | {_load()} |", flush=True)
+        print(f"| {k:,} | {n} | {' | '.join(out)} | {load_text()} |", flush=True)
 
 
 if __name__ == "__main__":

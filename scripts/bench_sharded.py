@@ -24,18 +24,7 @@ import statistics
 import tempfile
 import time
 
-
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+from procstat import reset_peak, status_kb
 
 
 def _case(rank: int, world: int, args, sharded: bool, rate: float) -> dict:
@@ -56,15 +45,15 @@ def _case(rank: int, world: int, args, sharded: bool, rate: float) -> dict:
     crit.on_epoch_start(crit.warm_start_epochs + 1)  # HL: penalized from the first step
     times, peak = [], 0.0
     for _ in range(args.steps + 1):
-        before = _status_kb("VmRSS")
-        _reset_peak()
+        before = status_kb("VmRSS")
+        reset_peak()
         t0 = time.perf_counter()
-        prepared = crit.prepare_batch(x.detach(), y) if crit.needs_prepared_batch() else None
-        crit(x, y, prepared=prepared)["loss"].backward()
+        extra = {"prepared": crit.prepare_batch(x.detach(), y)} if crit.needs_prepared_batch() else {}
+        crit(x, y, **extra)["loss"].backward()
         with torch.no_grad():
-            crit.after_optimizer_step(x.detach(), y, prepared=prepared)
+            crit.after_optimizer_step(x.detach(), y, **extra)
         times.append(time.perf_counter() - t0)
-        peak = max(peak, (_status_kb("VmHWM") - before) / 1024)
+        peak = max(peak, (status_kb("VmHWM") - before) / 1024)
         x.grad = None
         for p in crit.parameters():
             p.grad = None
