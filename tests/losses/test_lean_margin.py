@@ -244,6 +244,7 @@ def test_hl_official_classifier_ce_is_the_lean_path_with_the_same_values_and_gra
     from hydra.utils import instantiate
 
     from podhl.config import compose_config
+    from podhl.losses.hypersphere.math import classifier_cross_entropy
 
     torch.manual_seed(0)
     crit = instantiate(compose_config(["loss=hl_official"]).loss, num_classes=13, feat_dim=6).double()
@@ -252,7 +253,7 @@ def test_hl_official_classifier_ce_is_the_lean_path_with_the_same_values_and_gra
     f = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 3, 3, 12, 5, 0, 7, 7, 7])
     saved = []
-    lean = crit._cross_entropy(f, y)
+    lean = classifier_cross_entropy(f, crit.classifier, y, True, crit.logits)
     plain = F.cross_entropy(F.linear(f, F.normalize(crit.classifier.weight, dim=1)), y)
     assert float(lean.detach()) == pytest.approx(float(plain.detach()), abs=1e-12)
     for a, b in zip(
@@ -262,5 +263,5 @@ def test_hl_official_classifier_ce_is_the_lean_path_with_the_same_values_and_gra
     ):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        crit._cross_entropy(f, y)
+        classifier_cross_entropy(f, crit.classifier, y, True, crit.logits)
     assert not any(t.shape == crit.classifier.weight.shape and t is not crit.classifier.weight for t in saved)

@@ -21,18 +21,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+import podhl.losses.hypersphere.math as hl_math
 from podhl.checks import in_range, integer, one_of, require
 from podhl.losses.hypersphere.centers import CenterState
-from podhl.losses.hypersphere.math import pairwise_cosine_stats, penalty_from_rows, separation_from_rows
 from podhl.losses.hypersphere.switches import OfficialSwitches
 from podhl.losses.hypersphere.updates import CenterUpdate, make_center_update
-from podhl.losses.margin.lean_ce import normalized_margin_cross_entropy
 
 FLAGS = (False, True)
-
-
-def _no_margin(cos_y: torch.Tensor) -> torch.Tensor:
-    return cos_y
 
 
 class HypersphereLoss(CenterState):
@@ -155,18 +150,8 @@ class HypersphereLoss(CenterState):
         self, features: torch.Tensor, labels: torch.Tensor, step: int = 0, prepared: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         f = features.float()
-        return self.add_center_terms(self._cross_entropy(f, labels), f, labels, prepared)
-
-    def _cross_entropy(self, f: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """CE of :meth:`logits`. With ``official.normalize_weight`` and no bias (``hl_official``): the lean
-        normalized CE (:func:`podhl.losses.functional.normalized_margin_cross_entropy`, no margin, s = 1,
-        features as given), equal in value and gradients without the normalized C×d copy of W and with one
-        B×C buffer kept for backward."""
-        if self.official.normalize_weight and self.classifier.bias is None:
-            return normalized_margin_cross_entropy(
-                f, self.classifier.weight, labels, _no_margin, 1.0, normalize_features=False
-            )
-        return F.cross_entropy(self.logits(f), labels)
+        ce = hl_math.classifier_cross_entropy(f, self.classifier, labels, self.official.normalize_weight, self.logits)
+        return self.add_center_terms(ce, f, labels, prepared)
 
     def add_center_terms(
         self, ce: torch.Tensor, f: torch.Tensor, labels: torch.Tensor, prepared: Any = None
@@ -179,10 +164,10 @@ class HypersphereLoss(CenterState):
             return dict(loss=ce, ce=ce, center=zero, separation=zero, dead_zone_fraction=zero, center_distance=zero)
         rows, total = self.center_rows(labels, prepared)  # Algorithm 1: this step's updated centers
         valid = rows.pow(2).sum(dim=1) > 0
-        penalty = penalty_from_rows(
+        penalty = hl_math.penalty_from_rows(
             f, rows, self.threshold, self.official.penalty_power, self.official.penalty_normalization, valid
         )
-        sep = separation_from_rows(rows, total, self.num_classes)
+        sep = hl_math.separation_from_rows(rows, total, self.num_classes)
         with torch.no_grad():
             dist = (f - rows).norm(dim=1)
             inside = ((dist < self.threshold) & valid).float().mean()
@@ -216,7 +201,7 @@ class HypersphereLoss(CenterState):
     def epoch_metrics(self) -> dict[str, float]:
         out = {"n_c": float(self.n_c), "lambda": self.lam, "beta": self.beta, "dead_zone_radius": self.threshold}
         if self.n_c > 0:  # pairwise cosines of the centers set so far
-            out["center_cos_mean"], out["center_cos_max"] = pairwise_cosine_stats(self.centers)
+            out["center_cos_mean"], out["center_cos_max"] = hl_math.pairwise_cosine_stats(self.centers)
         return out
 
     def extra_repr(self) -> str:

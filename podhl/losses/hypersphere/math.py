@@ -10,12 +10,14 @@ the classes a batch holds and the total T = Σ_l c_l, so a training step costs O
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from podhl.checks import in_range, integer, one_of
 from podhl.losses.center.math import sphere_centers
+from podhl.losses.margin.lean_ce import normalized_margin_cross_entropy
 
 __all__ = [
     "PENALTY_POWERS",
@@ -286,3 +288,37 @@ def pairwise_cosine_stats(centers: torch.Tensor, chunk: int = 1024) -> tuple[flo
         g[torch.arange(len(rows), device=u.device), rows] = -math.inf
         best = max(best, float(g.max()))
     return float(mean), best
+
+
+def _no_margin(cos_y: torch.Tensor) -> torch.Tensor:
+    return cos_y
+
+
+def classifier_cross_entropy(
+    features: torch.Tensor,
+    classifier: torch.nn.Linear,
+    labels: torch.Tensor,
+    normalize_weight: bool,
+    logits: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    r"""HL's softmax term $L_S$ (eq. 17): the cross-entropy of ``logits(features)``. With ``normalize_weight``
+    and no bias (``hl_official``: $f\,\mathrm{normalize}(W)^\top$, ``Cifar10_HL_main.py`` @ba67071) through the
+    lean normalized CE (:func:`podhl.losses.functional.normalized_margin_cross_entropy`: no margin, s = 1, the
+    features as given): equal in value and gradients, without the normalized C×d copy of W and with one B×C
+    buffer kept for backward.
+
+    Args:
+        features: $(B, d)$ fp32 features $f$.
+        classifier: the linear classifier ($W$, optional $b$).
+        labels: $(B,)$ class indices.
+        normalize_weight: ``official.normalize_weight``.
+        logits: the loss's own ``logits`` (the plain path).
+
+    Returns:
+        The scalar mean cross-entropy.
+    """
+    if normalize_weight and classifier.bias is None:
+        return normalized_margin_cross_entropy(
+            features, classifier.weight, labels, _no_margin, 1.0, normalize_features=False
+        )
+    return F.cross_entropy(logits(features), labels)
