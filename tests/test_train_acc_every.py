@@ -10,7 +10,7 @@ from conftest import build_trainer
 from podhl.errors import ConfigError
 from podhl.tasks.stats import EpochStats
 
-# 1,617 digits training images at batch 256: 7 batches an epoch
+# 1,437 digits training images at batch 256: 6 batches an epoch
 DIGITS = ["dataset=digits", "backbone=small_cnn", "loss=softmax", "schedule.epochs=1", "dataset.val_fraction=0"]
 
 
