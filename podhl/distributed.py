@@ -169,10 +169,11 @@ def all_gather_rows_with_grad(tensor: torch.Tensor, sizes: list[int] | None = No
     return _AllGatherRows.apply(tensor, sizes, float(scale))
 
 
-def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """``sum`` or ``max`` over ranks in place (no gradient; no-op in a single process); returns the tensor."""
+def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
+    """Element-wise max over ranks in place (no gradient; no-op in a single process); returns the tensor
+    (the sum: ``all_reduce_sum``)."""
     if is_initialized():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor
 
 

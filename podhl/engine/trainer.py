@@ -58,9 +58,10 @@ class Trainer:
         self.epochs = int(cfg.schedule.epochs)
         self.accumulate = int(cfg.schedule.get("accumulate_grad_batches", 1))
         self.grad_clip = cfg.schedule.get("grad_clip_norm")
-        self.train_acc_every = int(cfg.trainer.get("train_acc_every", 1) or 0)
-        if self.train_acc_every < 0:
-            raise ConfigError(f"trainer.train_acc_every must be an integer >= 0, got {self.train_acc_every}")
+        self.train_acc_every = int(cfg.trainer.get("train_acc_every", 1))  # checked by validate_config
+        # loss parameters the loop averages over ranks (a sharded classifier's rows differ between ranks)
+        sharded = {id(p) for p in self.criterion.sharded_parameters()}
+        self.averaged_loss_params = [p for p in self.criterion.parameters() if id(p) not in sharded]
         self.primary = self.task.primary_metric
         self.selection, self.lower_is_better = self.selection_metric()
         # progress, restored on resume
@@ -296,10 +297,9 @@ class Trainer:
             labels.append(out.labels)
             for k, v in part_terms.items():
                 terms[k] = terms.get(k, 0.0) + v.detach() * weight
-        sharded = {id(p) for p in self.criterion.sharded_parameters()}  # each rank owns its rows (PartialFC)
         dist.all_reduce_mean_(
-            [p.grad for p in self.criterion.parameters() if p.grad is not None and id(p) not in sharded]
-        )  # DDP does the model's
+            [p.grad for p in self.averaged_loss_params if p.grad is not None]
+        )  # DDP does the model's; a sharded classifier's rows are each rank's own (PartialFC)
         if self.grad_clip:
             self.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(

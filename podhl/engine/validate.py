@@ -46,6 +46,7 @@ def validate_config(cfg: DictConfig) -> None:
     integer("trainer.eval_every", cfg.trainer.eval_every, low=1)
     integer("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, low=1)
     integer("trainer.num_workers", cfg.trainer.num_workers, low=0)
+    integer("trainer.train_acc_every", cfg.trainer.get("train_acc_every", 1), low=0)
     if cfg.trainer.get("num_threads") is not None:
         integer("trainer.num_threads", cfg.trainer.num_threads, low=1)
     in_range("trainer.class_sample_rate", cfg.trainer.get("class_sample_rate", 1.0), 0.0, 1.0, low_open=True)

@@ -80,12 +80,12 @@ class _DistCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            top = dist.all_reduce_(logits.amax(dim=1), "max")
+            top = dist.all_reduce_max(logits.amax(dim=1))
             prob = (logits - top.unsqueeze(1)).exp_()
-            total = dist.all_reduce_(prob.sum(dim=1), "sum")
+            total = dist.all_reduce_sum(prob.sum(dim=1))
             owned = target >= 0
             picked = logits.gather(1, target.clamp_min(0).unsqueeze(1)).squeeze(1)
-            target_logit = dist.all_reduce_(torch.where(owned, picked, torch.zeros_like(picked)), "sum")
+            target_logit = dist.all_reduce_sum(torch.where(owned, picked, torch.zeros_like(picked)))
             loss = top + total.log() - target_logit
             prob.div_(total.unsqueeze(1))
         ctx.save_for_backward(prob, target)
@@ -99,7 +99,7 @@ class _DistCrossEntropy(torch.autograd.Function):
             raise RuntimeError("_DistCrossEntropy: backward ran twice (retain_graph is not supported)")
         ctx.used = True
         prob, target = ctx.saved_tensors
-        g = dist.all_reduce_(grad.detach().contiguous().clone(), "sum")
+        g = dist.all_reduce_sum(grad.detach().contiguous().clone())
         if dist.world_size() > 1:
             g.div_(dist.world_size())
         out = prob.mul_(g.unsqueeze(1))

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from podhl.checks import in_range
 from podhl.distributed import all_reduce_sum
-from podhl.losses.center.math import center_penalty, constrained_centers
+from podhl.losses.center.math import add_class_sums, center_penalty, constrained_centers
 from podhl.losses.linear.head import LinearClassifier
 
 
@@ -82,8 +82,7 @@ class ConstrainedCenterLoss(LinearClassifier):
         sums = torch.zeros(self.num_classes, self.feat_dim, dtype=torch.float64, device=self.centers.device)
         counts = torch.zeros(self.num_classes, dtype=torch.float64, device=self.centers.device)
         for features, labels in batches:  # accumulated in place: no (C, d) temporary per batch
-            sums.index_add_(0, labels, features.to(torch.float64))
-            counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
+            add_class_sums(sums, counts, features, labels)
         all_reduce_sum(sums)
         all_reduce_sum(counts)
         self.centers.copy_(constrained_centers(sums, counts, self.radius, self.centers))  # fp32 out

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["class_sums", "center_penalty", "center_update_from_sums", "sphere_centers", "constrained_centers"]
+__all__ = [
+    "add_class_sums",
+    "class_sums",
+    "center_penalty",
+    "center_update_from_sums",
+    "sphere_centers",
+    "constrained_centers",
+]
 
 
 def class_sums(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,10 +31,26 @@ def class_sums(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -
         ``(sums, counts)``: $(C, d)$ and $(C,)$, in ``features``' dtype.
     """
     sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype, device=features.device)
-    sums.index_add_(0, labels, features)
     counts = torch.zeros(num_classes, dtype=features.dtype, device=features.device)
-    counts.index_add_(0, labels, torch.ones_like(labels, dtype=features.dtype))  # (bincount syncs on CUDA)
+    add_class_sums(sums, counts, features, labels)
     return sums, counts
+
+
+def add_class_sums(sums: torch.Tensor, counts: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> None:
+    """Add per-class feature sums and counts into ``sums`` $(C, d)$ and ``counts`` $(C,)$ in place
+    (``index_add_``: O(B·d), no (C, d) temporary; features cast to ``sums``' dtype).
+
+    Args:
+        sums: $(C, d)$ running sums, updated in place.
+        counts: $(C,)$ running counts, updated in place.
+        features: $(B, d)$ features.
+        labels: $(B,)$ class indices.
+
+    Returns:
+        None: ``sums`` and ``counts`` are updated in place.
+    """
+    sums.index_add_(0, labels, features.to(sums.dtype))
+    counts.index_add_(0, labels, torch.ones_like(labels, dtype=counts.dtype))  # (bincount syncs on CUDA)
 
 
 def center_penalty(features: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

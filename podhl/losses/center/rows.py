@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from podhl.distributed import is_initialized
+from podhl.distributed import all_gather_rows, gathered_sizes, is_initialized
 
 __all__ = ["ClassSlots", "batch_classes", "reduce_classes", "class_slot_stats", "write_rows", "lookup_rows"]
 
@@ -85,23 +85,11 @@ def batch_classes(features: torch.Tensor, labels: torch.Tensor, num_classes: int
     return ClassSlots(slot_labels, sums, counts, num_classes)
 
 
-def _pad(slots: ClassSlots, size: int) -> ClassSlots:
-    extra = size - len(slots)
-    if extra == 0:
-        return slots
-    return ClassSlots(
-        torch.cat([slots.labels, slots.labels.new_full((extra,), slots.num_classes)]),
-        torch.cat([slots.sums, slots.sums.new_zeros(extra, slots.sums.shape[1])]),
-        torch.cat([slots.counts, slots.counts.new_zeros(extra)]),
-        slots.num_classes,
-    )
-
-
 def reduce_classes(slots: ClassSlots) -> ClassSlots:
     """Every rank's slots combined (DDP), identical on every rank; ``slots`` itself in one process.
 
-    All-gathers each rank's (labels, sums, counts), padded to the largest rank's slot count (one small
-    gather of the sizes first: a host sync, DDP only), groups the world × S slots by class and adds the
+    All-gathers each rank's (labels, sums, counts) (``podhl.distributed.all_gather_rows``, after one small
+    gather of the slot counts: a host sync, DDP only), groups the gathered slots by class and adds the
     ranks' rows in rank order, one ``index_add_`` per rank. A rank's slots hold distinct classes, so no
     row receives two additions in one call: the result does not depend on atomics, and every rank
     computes the same centers. Traffic: world·S·(d + 2) numbers instead of C·(d + 1).
@@ -110,33 +98,21 @@ def reduce_classes(slots: ClassSlots) -> ClassSlots:
         slots: this rank's ``batch_classes``.
 
     Returns:
-        ``ClassSlots`` of the global batch (world × S slots).
+        ``ClassSlots`` of the global batch (one slot per gathered slot).
     """
     if not is_initialized():
         return slots
-    import torch.distributed as dist
-
-    world = dist.get_world_size()
-    size = torch.tensor([len(slots)], device=slots.labels.device)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size)
-    s_max = int(max(int(s) for s in sizes))
-    slots = _pad(slots, s_max)
-    gathered = []
-    for t in (slots.labels, slots.sums, slots.counts):
-        parts = [torch.empty_like(t) for _ in range(world)]
-        dist.all_gather(parts, t.contiguous())
-        gathered.append(parts)
-    labels_r, sums_r, counts_r = gathered
-    slot, slot_labels = _group(torch.cat(labels_r), slots.num_classes)  # unused slots: one group, label C
-    n = world * s_max
-    sums = slots.sums.new_zeros(n, slots.sums.shape[1])
-    counts = slots.counts.new_zeros(n)
-    for r in range(world):
-        part = slot[r * s_max : (r + 1) * s_max]
-        sums.index_add_(0, part, sums_r[r])
-        counts.index_add_(0, part, counts_r[r])
-    return ClassSlots(slot_labels, sums, counts, slots.num_classes)
+    sizes = gathered_sizes(len(slots), slots.labels.device)
+    labels, sums, counts = (all_gather_rows(t, sizes) for t in (slots.labels, slots.sums, slots.counts))
+    slot, slot_labels = _group(labels, slots.num_classes)  # unused slots: one group, label C
+    out_sums, out_counts = torch.zeros_like(sums), torch.zeros_like(counts)
+    start = 0
+    for size in sizes:
+        part = slice(start, start + size)
+        out_sums.index_add_(0, slot[part], sums[part])
+        out_counts.index_add_(0, slot[part], counts[part])
+        start += size
+    return ClassSlots(slot_labels, out_sums, out_counts, slots.num_classes)
 
 
 def class_slot_stats(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> ClassSlots:

@@ -27,6 +27,7 @@ import torch
 
 from podhl.checks import integer, one_of, require
 from podhl.distributed import all_reduce_sum
+from podhl.losses.center.math import add_class_sums
 from podhl.losses.center.rows import ClassSlots, class_slot_stats
 from podhl.losses.hypersphere.centers import RowUpdate
 from podhl.losses.hypersphere.math import closed_form_centers, ewma_center_rows, ewma_center_update_from_sums
@@ -77,12 +78,6 @@ def ewma_centers(loss, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
         loss.official.bias_correction,
         keep_absent=loss.official.absent_class_center == "keep",
     )
-
-
-def _add_class_sums(sums: torch.Tensor, counts: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> None:
-    """Accumulate per-class sums and counts in place (``index_add_``, O(B·d), no (C, d) temporary)."""
-    sums.index_add_(0, labels, features.to(sums.dtype))
-    counts.index_add_(0, labels, torch.ones_like(labels, dtype=counts.dtype))
 
 
 class CenterUpdate:
@@ -195,7 +190,7 @@ class EpochEWMA(CenterUpdate):
 
     def after_optimizer_step(self, loss, features, labels, prepared) -> None:
         if loss.epoch >= loss.warmup_epochs:
-            _add_class_sums(*self._accumulators(loss), features.float(), labels)
+            add_class_sums(*self._accumulators(loss), features.float(), labels)
 
     def epoch_progress(self) -> dict[str, Any]:
         return {} if self._sums is None else {"sums": self._sums.clone(), "counts": self._counts.clone()}
@@ -232,7 +227,7 @@ class WholeTrainingSet(CenterUpdate):
             keep = (f - loss.centers[y]).pow(2).sum(dim=1) >= loss.threshold**2  # δ(k, y_i), eq. 14
             if first:
                 keep = torch.ones_like(keep)
-            _add_class_sums(sums, counts, f[keep], y[keep])
+            add_class_sums(sums, counts, f[keep], y[keep])
         all_reduce_sum(sums), all_reduce_sum(counts)
         loss.commit(closed_form_centers(loss.centers, sums, counts, loss.beta, loss.radius))
 
